@@ -1,0 +1,158 @@
+"""Model configuration and the paper's presets (Clark et al. 2020, Table 6), loadable from TOML or JSON."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import sys
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from electra.errors import ElectraError
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+
+@dataclass(frozen=True)
+class EncoderConfig:
+    """Shape of one Transformer encoder (the discriminator, or the generator derived from it)."""
+
+    vocab_size: int = 30522
+    embedding_size: int = 128
+    hidden_size: int = 256
+    num_layers: int = 12
+    num_heads: int = 4
+    intermediate_size: int = 1024
+    max_position_embeddings: int = 512
+    type_vocab_size: int = 2
+    hidden_act: str = "gelu"  # "gelu" (erf, as transformers) or "gelu_new" (tanh approximation, as the TF code)
+    hidden_dropout: float = 0.1
+    attention_dropout: float = 0.1
+    layer_norm_eps: float = 1e-12
+    initializer_range: float = 0.02
+    pad_token_id: int = 0
+
+    def __post_init__(self) -> None:
+        if self.hidden_size % self.num_heads:
+            raise ElectraError(
+                f"config: hidden_size {self.hidden_size} is not a multiple of num_heads {self.num_heads}"
+            )
+        if self.hidden_act not in ("gelu", "gelu_new"):
+            raise ElectraError(f"config: hidden_act {self.hidden_act!r}: expected 'gelu' or 'gelu_new'")
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """The discriminator's shape plus how the generator is derived from it.
+
+    The generator has the discriminator's depth (times ``generator_depth``) and ``generator_size`` times its
+    width, with FFN = 4 x hidden and max(1, hidden // 64) heads, as google-research/electra's
+    ``get_generator_config``. With ``tie_embeddings`` both networks share one embeddings module (word,
+    position and token-type tables and their LayerNorm), sized ``embedding_size``.
+    """
+
+    discriminator: EncoderConfig = field(default_factory=EncoderConfig)
+    generator_size: float = 0.25
+    generator_depth: float = 1.0
+    tie_embeddings: bool = True
+    generator_num_heads: int | None = None  # None: max(1, hidden // 64)
+    generator_intermediate_size: int | None = None  # None: 4 x hidden
+
+    @property
+    def generator(self) -> EncoderConfig:
+        d = self.discriminator
+        hidden = max(1, int(round(d.hidden_size * self.generator_size)))
+        return dataclasses.replace(
+            d,
+            hidden_size=hidden,
+            num_layers=max(1, int(round(d.num_layers * self.generator_depth))),
+            intermediate_size=self.generator_intermediate_size or 4 * hidden,
+            num_heads=self.generator_num_heads or max(1, hidden // 64),
+        )
+
+    # ---- construction -------------------------------------------------------------------------------
+    @classmethod
+    def preset(cls, name: str, **overrides: Any) -> ModelConfig:
+        if name not in PRESETS:
+            raise ElectraError(f"unknown preset {name!r}: expected one of {', '.join(PRESETS)}")
+        return cls.from_dict({**PRESETS[name], **overrides})
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], source: str = "config") -> ModelConfig:
+        """Build from a flat dict: discriminator fields plus ``generator_size`` etc.; unknown keys are errors."""
+        top = {f.name for f in fields(cls)} - {"discriminator"}
+        enc = {f.name for f in fields(EncoderConfig)}
+        unknown = sorted(set(data) - top - enc - {"discriminator"})
+        if unknown:
+            raise ElectraError(f"{source}: unknown field(s) {', '.join(unknown)}")
+        disc = dict(data.get("discriminator", {}))
+        disc.update({k: v for k, v in data.items() if k in enc})
+        for f in fields(EncoderConfig):
+            if f.name in disc and not isinstance(disc[f.name], (int, float, str)):
+                raise ElectraError(f"{source}: field {f.name!r} must be a {f.type}, got {disc[f.name]!r}")
+        try:
+            return cls(
+                discriminator=EncoderConfig(**disc),
+                **{k: v for k, v in data.items() if k in top},
+            )
+        except TypeError as e:
+            raise ElectraError(f"{source}: {e}") from None
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = dataclasses.asdict(self.discriminator)
+        out.update({f.name: getattr(self, f.name) for f in fields(self) if f.name != "discriminator"})
+        return {k: v for k, v in out.items() if v is not None}
+
+    @classmethod
+    def load(cls, path: str | Path) -> ModelConfig:
+        """Load a config from ``.toml`` or ``.json``; a ``[model]`` table in TOML is used when present."""
+        path = Path(path)
+        data = load_mapping(path)
+        return cls.from_dict(data.get("model", data), source=str(path))
+
+    def save(self, path: str | Path) -> None:
+        path = Path(path)
+        if path.suffix == ".toml":
+            import tomli_w
+
+            path.write_text(tomli_w.dumps(self.to_dict()))
+        else:
+            path.write_text(json.dumps(self.to_dict(), indent=2) + "\n")
+
+    def replace(self, **changes: Any) -> ModelConfig:
+        """A copy with discriminator or top-level fields changed."""
+        return ModelConfig.from_dict({**self.to_dict(), **changes})
+
+
+def load_mapping(path: Path) -> dict[str, Any]:
+    """Read a TOML or JSON file into a dict, with a one-line error naming the file and position."""
+    if not path.is_file():
+        raise ElectraError(f"{path}: config file not found")
+    text = path.read_text(encoding="utf-8")
+    try:
+        data = tomllib.loads(text) if path.suffix == ".toml" else json.loads(text)
+    except json.JSONDecodeError as e:
+        raise ElectraError(f"{path}:{e.lineno}:{e.colno}: invalid JSON: {e.msg}") from None
+    except tomllib.TOMLDecodeError as e:
+        raise ElectraError(f"{path}: invalid TOML: {e}") from None
+    if not isinstance(data, dict):
+        raise ElectraError(f"{path}: expected a JSON object / TOML table at the top level")
+    return data
+
+
+PRESETS: dict[str, dict[str, Any]] = {
+    # A few-second CPU model for tests and the demo.
+    "tiny": dict(embedding_size=64, hidden_size=64, num_layers=2, num_heads=2, intermediate_size=256,
+                 max_position_embeddings=128, generator_size=0.5),
+    # The paper's Table 6.
+    "small": dict(embedding_size=128, hidden_size=256, num_layers=12, num_heads=4, intermediate_size=1024,
+                  generator_size=0.25),
+    "base": dict(embedding_size=768, hidden_size=768, num_layers=12, num_heads=12, intermediate_size=3072,
+                 generator_size=1 / 3),
+    "large": dict(embedding_size=1024, hidden_size=1024, num_layers=24, num_heads=16, intermediate_size=4096,
+                  generator_size=0.25),
+}
