@@ -1,0 +1,1 @@
+"""The training machinery shared by pre-training and fine-tuning."""
