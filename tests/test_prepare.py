@@ -32,7 +32,8 @@ def tok_dir(tmp_path_factory) -> Path:
 
 
 def read_docs(path: Path) -> list[list[str]]:
-    return [[x.strip() for x in d.split("\n") if x.strip()] for d in path.read_text().split("\n\n") if d.strip()]
+    docs = path.read_text().split("\n\n")
+    return [[x.strip() for x in d.split("\n") if x.strip()] for d in docs if d.strip()]
 
 
 def stored(out: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -74,7 +75,8 @@ def test_meta_and_tokenizer_copy(tmp_path, tok_dir):
     meta = json.loads((tmp_path / "out" / "meta.json").read_text())
     assert meta["dtype"] == "uint16" and meta["vocab_size"] == 1200
     assert (meta["seed"], meta["max_seq_len"]) == (7, 32)
-    assert meta["counts"]["tokens"] == summary.tokens and meta["counts"]["examples_epoch0"] == summary.examples > 0
+    assert meta["counts"]["tokens"] == summary.tokens
+    assert meta["counts"]["examples_epoch0"] == summary.examples > 0
     assert sorted(p.name for p in (tmp_path / "out" / "tokenizer").iterdir()) == \
         ["special_tokens_map.json", "tokenizer.json", "tokenizer_config.json", "vocab.txt"]
     assert (tmp_path / "out" / "tokenizer" / "vocab.txt").read_text() == (tok_dir / "vocab.txt").read_text()
@@ -204,7 +206,8 @@ def test_long_lines_are_cut_at_spaces_and_utf8_boundaries_without_changing_token
     summary = run(tmp_path, tok_dir, [tmp_path / "long.txt"], max_line_bytes=256)
     assert summary.altered == {"line over 256 bytes split": 2}
     (doc,) = sentences_by_doc(tmp_path / "out")
-    assert len(doc) > 20 and sum(doc[1:], []) == tok.encode(english + " " + chinese, add_special_tokens=False).ids
+    assert len(doc) > 20
+    assert sum(doc[1:], []) == tok.encode(english + " " + chinese, add_special_tokens=False).ids
 
 
 @pytest.mark.slow
@@ -289,7 +292,7 @@ def test_corpus_counts_documents_and_lines():
     assert len(items) - 2 == corpus.stats.lines
 
 
-# ---- command line --------------------------------------------------------------------------------------------
+# ---- command line ------------------------------------------------------------------------------------------
 def test_cli_prepare_prints_the_summary(tmp_path, tok_dir, capsys):
     with pytest.raises(SystemExit) as e:
         main(["prepare", "--tokenizer", str(tok_dir), "--input", str(FIXTURES), "--out", str(tmp_path / "d"),

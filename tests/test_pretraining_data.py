@@ -1,4 +1,4 @@
-"""Pre-training examples packed from prepared shards: the official builder's recipe, determinism, resume, ranks."""
+"""Pre-training examples from prepared shards: the official builder's recipe, determinism, resume, ranks."""
 
 from __future__ import annotations
 
@@ -35,7 +35,7 @@ def data_dir(tok_dir, tmp_path_factory) -> Path:
 
 class OfficialExampleBuilder:
     """google-research/electra build_pretraining_dataset.py ``ExampleBuilder``, transcribed: lines arrive
-    already tokenized (``None`` = blank line) and the module-level ``random`` is an injected ``random.Random``.
+    already tokenized (``None`` = blank line), the module-level ``random`` is an injected ``random.Random``.
     """
 
     def __init__(self, max_length: int, rng: random.Random):
@@ -106,7 +106,8 @@ def official_examples(data: PretrainingData, epoch: int, text_docs: list[list[st
 
 
 def read_docs(path: Path) -> list[list[str]]:
-    return [[x.strip() for x in d.split("\n") if x.strip()] for d in path.read_text().split("\n\n") if d.strip()]
+    docs = path.read_text().split("\n\n")
+    return [[x.strip() for x in d.split("\n") if x.strip()] for d in docs if d.strip()]
 
 
 @pytest.fixture(scope="module")
@@ -231,7 +232,8 @@ def test_short_sequences_appear_sometimes(data_dir):
 
 def test_multiple_shards_give_the_same_examples(tok_dir, data_dir, tmp_path):
     out = tmp_path / "sharded"
-    prepare([FIXTURES / "tiny-en.txt"], tok_dir, out, max_seq_len=64, seed=3, shard_tokens=500, progress=False)
+    prepare([FIXTURES / "tiny-en.txt"], tok_dir, out, max_seq_len=64, seed=3, shard_tokens=500,
+            progress=False)
     sharded = PretrainingData(out)
     assert len(sharded.meta["shards"]) > 3
     a = next(sharded.batches(32))

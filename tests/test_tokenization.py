@@ -25,7 +25,7 @@ DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
 
 def python_bert_tokenizer(vocab: Path, lowercase: bool = True):
-    """transformers' pure-Python BERT tokenizer (an independent reference; v5 keeps it as the legacy class)."""
+    """transformers' pure-Python BERT tokenizer (an independent reference; the legacy class in v5)."""
     try:
         from transformers.models.bert.tokenization_bert_legacy import BertTokenizerLegacy as Slow
     except ImportError:  # transformers 4: BertTokenizer is the Python one
@@ -177,13 +177,13 @@ def test_hash_follows_vocabulary_and_case(small_tok, tmp_path):
 
 def test_cli_tokenizer_train_and_from_vocab(tmp_path, capsys):
     with pytest.raises(SystemExit) as e:
-        main(["tokenizer", "train", "--input", str(FIXTURES), "--out", str(tmp_path / "t"), "--vocab-size", "700",
-              "--cased"])
+        main(["tokenizer", "train", "--input", str(FIXTURES), "--out", str(tmp_path / "t"),
+              "--vocab-size", "700", "--cased"])
     assert e.value.code == 0
     assert "700 tokens" in capsys.readouterr().out
     with pytest.raises(SystemExit) as e:
-        main(["tokenizer", "from-vocab", "--vocab", str(tmp_path / "t" / "vocab.txt"), "--out", str(tmp_path / "v"),
-              "--cased"])
+        main(["tokenizer", "from-vocab", "--vocab", str(tmp_path / "t" / "vocab.txt"),
+              "--out", str(tmp_path / "v"), "--cased"])
     assert e.value.code == 0
     assert tokenizer_hash(load_tokenizer(tmp_path / "v")) == tokenizer_hash(load_tokenizer(tmp_path / "t"))
 

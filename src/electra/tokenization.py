@@ -53,7 +53,7 @@ def train_tokenizer(texts: Iterable[str], out: str | Path, vocab_size: int, *, l
     the special tokens get ids 0..4 in the order of ``SPECIAL_TOKENS`` ([PAD]=0).
     """
     if vocab_size < len(SPECIAL_TOKENS) + 1:
-        raise ElectraError(f"--vocab-size {vocab_size}: must be larger than the {len(SPECIAL_TOKENS)} special tokens")
+        raise ElectraError(f"--vocab-size {vocab_size}: must exceed the {len(SPECIAL_TOKENS)} special tokens")
     tok = new_tokenizer(lowercase=lowercase)
     options = {} if limit_alphabet is None else {"limit_alphabet": limit_alphabet}
     trainer = trainers.WordPieceTrainer(vocab_size=vocab_size, min_frequency=min_frequency,
@@ -86,7 +86,8 @@ def read_vocab(path: str | Path) -> dict[str, int]:
         vocab[token] = i
     missing = [t for t in SPECIAL_TOKENS if t not in vocab]
     if missing:
-        raise ElectraError(f"{path}: missing special token(s) {' '.join(missing)} (expected {' '.join(SPECIAL_TOKENS)})")
+        raise ElectraError(f"{path}: missing special token(s) {' '.join(missing)} "
+                           f"(expected {' '.join(SPECIAL_TOKENS)})")
     return vocab
 
 
@@ -133,10 +134,10 @@ def save_tokenizer(tok: Tokenizer, out: str | Path) -> Path:
 
 
 def find_tokenizer_dir(path: str | Path) -> Path:
-    """The directory holding the tokenizer files: ``path`` itself or its ``tokenizer/`` (a checkpoint/data dir)."""
+    """The directory with the tokenizer files: ``path`` or its ``tokenizer/`` (a checkpoint or data dir)."""
     path = Path(path)
     if not path.exists():
-        raise ElectraError(f"{path}: tokenizer directory not found (create one with `electra tokenizer train`)")
+        raise ElectraError(f"{path}: tokenizer directory not found (make one: `electra tokenizer train`)")
     for d in (path, path / "tokenizer"):
         if d.is_dir() and any((d / n).is_file() for n in ("tokenizer.json", "vocab.txt")):
             return d

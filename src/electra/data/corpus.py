@@ -1,5 +1,6 @@
-"""Stream raw text corpora: ``.txt`` / ``.txt.gz`` (blank lines separate documents) and ``.jsonl`` (one document
-per line, in a ``text`` field), files or folders of them, with memory that does not grow with corpus size.
+"""Stream raw text corpora: ``.txt`` / ``.txt.gz`` (blank lines separate documents) and ``.jsonl`` (one
+document per line, in a ``text`` field), files or folders of them, with memory that does not grow with
+corpus size.
 
 Bad input never crashes with a traceback and is never dropped silently: depending on ``errors`` it either
 raises an ``ElectraError`` naming the file and byte offset / line (``"strict"``), or carries on and counts
@@ -205,7 +206,8 @@ class Corpus:
         except UnicodeDecodeError as e:
             where = f"{path}: byte {offset + e.start}"
             if self.errors == "strict":
-                raise ElectraError(f"{where}: not valid UTF-8 (use --errors replace or skip to carry on)") from None
+                raise ElectraError(f"{where}: not valid UTF-8 (use --errors replace or skip to carry on)") \
+                    from None
             if self.errors == "skip":
                 self.stats.skip("line with invalid UTF-8", where)
                 return None
@@ -261,7 +263,8 @@ class Corpus:
                 continue
             value = record.get(self.text_field) if isinstance(record, dict) else None
             if not isinstance(value, str):
-                what = "missing" if not isinstance(record, dict) or self.text_field not in record else "not a string"
+                missing = not isinstance(record, dict) or self.text_field not in record
+                what = "missing" if missing else "not a string"
                 self._bad_record(path, lineno, f"field {self.text_field!r} {what} (use --text-field)",
                                  f"JSON record without a string {self.text_field!r} field")
                 continue

@@ -4,7 +4,7 @@ Layout of a prepared data directory (all integers little-endian, read with ``num
 
     meta.json                  format, tokenizer hash, vocab size, dtype, shards, counts, seed, max_seq_len
     tokenizer/                 a copy of the tokenizer files (stored with checkpoints by pre-training)
-    tokens-00000.bin ...       token ids of all sentences, back to back (uint16 if the vocab fits, else uint32)
+    tokens-00000.bin ...       token ids of all sentences back to back (uint16 if the vocab fits, else uint32)
     sentence_offsets.bin       int64, n_sentences + 1: global token offset where each sentence starts
     document_offsets.bin       int64, n_documents + 1: index of each document's first sentence
 
@@ -34,7 +34,13 @@ from tokenizers import Tokenizer
 
 from electra.data.corpus import DOC_END, MAX_LINE_BYTES, Corpus
 from electra.errors import ElectraError
-from electra.tokenization import find_tokenizer_dir, load_tokenizer, save_tokenizer, special_ids, tokenizer_hash
+from electra.tokenization import (
+    find_tokenizer_dir,
+    load_tokenizer,
+    save_tokenizer,
+    special_ids,
+    tokenizer_hash,
+)
 
 FORMAT = "electra-pretraining-shards/1"
 META_FILE = "meta.json"
@@ -208,7 +214,7 @@ def _check_out(out: Path, tok_hash: str, overwrite: bool) -> None:
     meta_file = out / META_FILE
     if not meta_file.is_file():
         if overwrite:
-            raise ElectraError(f"--out {out}: not empty and not a prepared data directory; refusing to replace it")
+            raise ElectraError(f"--out {out}: not empty and not a prepared data directory; not replacing it")
         raise ElectraError(f"--out {out}: not empty and not a prepared data directory (choose a new folder)")
     try:
         old = json.loads(meta_file.read_text())
@@ -216,7 +222,8 @@ def _check_out(out: Path, tok_hash: str, overwrite: bool) -> None:
         old = {}
     if old.get("tokenizer_hash") != tok_hash and not overwrite:
         raise ElectraError(f"--out {out}: holds data prepared with a different tokenizer vocabulary "
-                           f"(hash {old.get('tokenizer_hash')} vs {tok_hash}); use a new --out, or --overwrite")
+                           f"(hash {old.get('tokenizer_hash')} vs {tok_hash}); use a new --out, "
+                           "or --overwrite")
 
 
 def prepare(inputs: Sequence[str | Path], tokenizer: str | Path, out: str | Path, max_seq_len: int = 128, *,
@@ -289,8 +296,7 @@ def prepare(inputs: Sequence[str | Path], tokenizer: str | Path, out: str | Path
         meta = {
             "format": FORMAT, "tokenizer_hash": tok_hash, "vocab_size": vocab_size, "dtype": dtype.name,
             "lowercase": json.loads(tok.to_str())["normalizer"].get("lowercase", False),
-            "special_ids": {"pad": ids["[PAD]"], "unk": ids["[UNK]"], "cls": ids["[CLS]"], "sep": ids["[SEP]"],
-                            "mask": ids["[MASK]"]},
+            "special_ids": {name.strip("[]").lower(): i for name, i in ids.items()},
             "max_seq_len": max_seq_len, "seed": seed, "shards": writer.shards,
             "counts": {"files": stats.files, "bytes": stats.bytes, "documents": writer.documents,
                        "sentences": writer.sentences, "tokens": writer.tokens},
