@@ -237,6 +237,22 @@ def test_a_single_100_mb_line_is_chunked_with_flat_memory(tmp_path, tok_dir):
     assert huge - small < 64, (small, huge)
 
 
+def test_truncated_gzip_stops_or_is_counted(tmp_path, tok_dir):
+    data = gzip.compress(("hello world\n" * 5000).encode())
+    (tmp_path / "cut.txt.gz").write_bytes(data[: len(data) // 2])
+    with pytest.raises(ElectraError, match=r"cut\.txt\.gz: read error"):
+        run(tmp_path, tok_dir, [tmp_path / "cut.txt.gz"])
+    summary = run(tmp_path, tok_dir, [tmp_path / "cut.txt.gz"], errors="skip")
+    assert summary.skipped == {"unreadable file (rest skipped)": 1} and summary.sentences > 0
+
+
+def test_gzipped_jsonl_and_byte_order_marks_are_read(tmp_path, tok_dir):
+    (tmp_path / "a.jsonl.gz").write_bytes(gzip.compress(b'\xef\xbb\xbf{"text": "alpha"}\n'))
+    (tmp_path / "b.txt").write_bytes(b"\xef\xbb\xbfbeta\n")
+    run(tmp_path, tok_dir, [tmp_path / "a.jsonl.gz", tmp_path / "b.txt"])
+    assert sentences_by_doc(tmp_path / "out") == expected_docs(tok_dir, [["alpha"], ["beta"]])
+
+
 def test_jsonl_line_that_is_not_json_names_file_and_line(tmp_path, tok_dir):
     (tmp_path / "d.jsonl").write_text('{"text": "fine"}\n\n{"text": "also fine"\n')
     with pytest.raises(ElectraError, match=r"d\.jsonl:3: not valid JSON"):
