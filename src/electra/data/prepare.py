@@ -36,6 +36,7 @@ from electra.data.corpus import DOC_END, MAX_LINE_BYTES, Corpus
 from electra.errors import ElectraError
 from electra.tokenization import (
     find_tokenizer_dir,
+    is_lowercase,
     load_tokenizer,
     save_tokenizer,
     special_ids,
@@ -195,15 +196,50 @@ class _ShardWriter:
             self.shards[-1]["tokens"] += len(tokens)
             self.tokens += len(tokens)
 
-    def close(self) -> int:
-        """Close the files; returns sentences of an unterminated last document dropped (never, normally)."""
-        open_doc = self.doc_sentences
-        self._shard.close()
-        self._sent.close()
-        self._docs.close()
+    def close(self) -> None:
+        """Close the files (again is fine); drop a last shard left empty by a roll-over."""
+        if self._shard.closed:
+            return
+        for f in (self._shard, self._sent, self._docs):
+            f.close()
         if self.shards[-1]["tokens"] == 0 and len(self.shards) > 1:
             os.remove(self.out / self.shards.pop()["file"])
-        return open_doc
+
+
+def _tokenize_into(writer: _ShardWriter, corpus: Corpus, tok: Tokenizer, tok_dir: Path, dtype: np.dtype,
+                   workers: int, batch_chars: int, bar: Any) -> tuple[int, int]:
+    """Read, tokenize and write the corpus in order; (lines, documents) without tokens, dropped."""
+    pool = executor = None
+    if workers > 1:
+        import multiprocessing as mp
+
+        pool = mp.get_context("spawn").Pool(workers, _worker_init, (str(tok_dir / "tokenizer.json"),))
+
+        def submit(lines: list[str]):
+            return pool.apply_async(_worker_encode, ((lines, dtype.str),)).get
+    else:  # tokenize one batch in a thread (encode_batch releases the GIL) while reading the next
+        executor = ThreadPoolExecutor(1)
+
+        def submit(lines: list[str]):
+            return executor.submit(_encode, tok, lines, dtype).result
+    window = max(2 * workers, 1)  # batches in flight: bounded, so memory stays flat
+    inflight: deque = deque()
+    empty_lines = empty_docs = 0
+    try:
+        for item in chain(_batches(corpus, batch_chars), [None]):
+            if item is not None:
+                inflight.append((item[1], submit(item[0])))
+            while inflight and (len(inflight) > window or item is None):
+                ends, result = inflight.popleft()
+                a, b = writer.add(*result(), ends)
+                empty_lines, empty_docs = empty_lines + a, empty_docs + b
+                bar.update(corpus.position() - bar.n)
+    finally:
+        if pool is not None:
+            pool.terminate()
+        if executor is not None:
+            executor.shutdown(cancel_futures=True)
+    return empty_lines, empty_docs
 
 
 def _check_out(out: Path, tok_hash: str, overwrite: bool) -> None:
@@ -253,38 +289,15 @@ def prepare(inputs: Sequence[str | Path], tokenizer: str | Path, out: str | Path
 
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
-    pool = executor = None
     try:
         save_tokenizer(tok, tmp / TOKENIZER_SUBDIR)
         writer = _ShardWriter(tmp, dtype, shard_tokens)
-        empty_lines = empty_docs = 0
-        bar = _progress(corpus.total_bytes, progress)
-        if workers > 1:
-            import multiprocessing as mp
-
-            pool = mp.get_context("spawn").Pool(workers, _worker_init,
-                                                (str(tmp / TOKENIZER_SUBDIR / "tokenizer.json"),))
-
-            def submit(lines: list[str]):
-                return pool.apply_async(_worker_encode, ((lines, dtype.str),)).get
-        else:  # tokenize one batch in a thread (encode_batch releases the GIL) while reading the next
-            executor = ThreadPoolExecutor(1)
-
-            def submit(lines: list[str]):
-                return executor.submit(_encode, tok, lines, dtype).result
-        window = max(2 * workers, 1)  # batches in flight: bounded, so memory stays flat
-        inflight: deque = deque()
-        for item in chain(_batches(corpus, batch_chars), [None]):
-            if item is not None:
-                inflight.append((item[1], submit(item[0])))
-            while inflight and (len(inflight) > window or item is None):
-                ends, result = inflight.popleft()
-                lengths, flat = result()
-                a, b = writer.add(lengths, flat, ends)
-                empty_lines, empty_docs = empty_lines + a, empty_docs + b
-                bar.update(corpus.position() - bar.n)
-        bar.close()
-        writer.close()
+        try:
+            with _progress(corpus.total_bytes, progress) as bar:
+                empty_lines, empty_docs = _tokenize_into(writer, corpus, tok, tmp / TOKENIZER_SUBDIR, dtype,
+                                                         workers, batch_chars, bar)
+        finally:
+            writer.close()
         stats = corpus.stats
         if empty_lines:
             stats.skip("line with no tokens (e.g. only control characters)", "", empty_lines)
@@ -295,7 +308,7 @@ def prepare(inputs: Sequence[str | Path], tokenizer: str | Path, out: str | Path
                                + (f" (skipped: {dict(stats.skipped)})" if stats.skipped else ""))
         meta = {
             "format": FORMAT, "tokenizer_hash": tok_hash, "vocab_size": vocab_size, "dtype": dtype.name,
-            "lowercase": json.loads(tok.to_str())["normalizer"].get("lowercase", False),
+            "lowercase": is_lowercase(tok),
             "special_ids": {name.strip("[]").lower(): i for name, i in ids.items()},
             "max_seq_len": max_seq_len, "seed": seed, "shards": writer.shards,
             "counts": {"files": stats.files, "bytes": stats.bytes, "documents": writer.documents,
@@ -318,10 +331,6 @@ def prepare(inputs: Sequence[str | Path], tokenizer: str | Path, out: str | Path
         else:
             os.replace(tmp, out)
     finally:
-        if pool is not None:
-            pool.terminate()
-        if executor is not None:
-            executor.shutdown()
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
     return PrepareSummary(out=out, files=stats.files, bytes=stats.bytes, documents=writer.documents,
