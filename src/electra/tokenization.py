@@ -174,11 +174,19 @@ def load_tokenizer(path: str | Path, lowercase: bool | None = None) -> Tokenizer
 
 
 def tokenizer_hash(tok: Tokenizer) -> str:
-    """A short fingerprint of what decides token ids: the vocabulary in id order and the normaliser."""
+    """A short fingerprint of what decides token ids: the vocabulary in id order and the normaliser options.
+
+    Only named options enter it (not the whole JSON), so it survives ``tokenizers`` upgrades.
+    """
     spec = json.loads(tok.to_str())
+    norm = spec.get("normalizer") or {}
+    pre = spec.get("pre_tokenizer") or {}
+    keys = ("type", "clean_text", "handle_chinese_chars", "strip_accents", "lowercase")
+    options = {k: norm.get(k) for k in keys}
+    options["pre_tokenizer"] = pre.get("type")
     h = hashlib.sha256()
     h.update("\n".join(vocab_tokens(tok)).encode("utf-8"))
-    h.update(json.dumps([spec.get("normalizer"), spec.get("pre_tokenizer")], sort_keys=True).encode())
+    h.update(json.dumps(options, sort_keys=True).encode())
     return h.hexdigest()[:16]
 
 
