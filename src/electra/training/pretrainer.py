@@ -175,7 +175,6 @@ def pretrain(cfg: PretrainConfig, config_file: str | None = None,
         forward = _maybe_compile(objective)
     iters: list[Iterator[dict[str, Tensor]]] = [d.batches(micro, start=start) for d in datasets]
     logger = MetricsLogger(run_dir, enabled=dist.is_main, resume_step=start)
-    autocast = (lambda: autocast_context(device, precision))
     bar = tqdm(total=cfg.max_steps, initial=start, disable=not (progress and dist.is_main), unit="step",
                dynamic_ncols=True)
     sums: dict[str, Tensor] = {}
@@ -188,7 +187,7 @@ def pretrain(cfg: PretrainConfig, config_file: str | None = None,
             g["lr"] = g["base_lr"] * factor
         batches = [{k: v.to(device, non_blocking=True) for k, v in next(it).items()} for it in iters]
         metrics = train_step(objective, optimizer, StepInputs(batches, shards), step, cfg.seed, cfg.grad_clip,
-                             autocast(), forward)
+                             autocast_context(device, precision), forward)
         for k, v in metrics.items():
             sums[k] = sums[k] + v.detach() if k in sums else v.detach()
         n_sum += 1
@@ -204,10 +203,9 @@ def pretrain(cfg: PretrainConfig, config_file: str | None = None,
             bar.set_postfix(loss=f"{values['loss']:.3f}", tok_s=f"{values['tokens_per_s']:.0f}")
             sums, n_sum, t_last = {}, 0, now
         bar.update(1)
-        if done % cfg.save_every == 0 or done == cfg.max_steps:
-            if dist.is_main:
-                save_training_checkpoint(run_dir, done, model, optimizer, {**extra_state, "step": done},
-                                         tokenizer_dir=tokenizer_dir, keep_last=cfg.keep_last)
+        if (done % cfg.save_every == 0 or done == cfg.max_steps) and dist.is_main:
+            save_training_checkpoint(run_dir, done, model, optimizer, {**extra_state, "step": done},
+                                     tokenizer_dir=tokenizer_dir, keep_last=cfg.keep_last)
     bar.close()
     logger.close()
     if dist.is_main:
