@@ -35,16 +35,27 @@ def test_cuda_request_without_cuda_is_a_user_error(monkeypatch: pytest.MonkeyPat
         init_distributed("cuda")
 
 
-def test_two_gloo_processes_reduce_across_ranks(tmp_path: Path) -> None:
+@pytest.fixture(scope="module")
+def two_rank_results(tmp_path_factory: pytest.TempPathFactory) -> list[dict]:
+    """Run tests/_dist_worker.py in two gloo processes under torchrun; each rank's JSON report."""
+    tmp_path = tmp_path_factory.mktemp("dist")
     path = os.pathsep.join([str(TESTS.parent / "src"), os.environ.get("PYTHONPATH", "")])
     env = {**os.environ, "PYTHONPATH": path, "OMP_NUM_THREADS": "1"}
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
            str(TESTS / "_dist_worker.py"), str(tmp_path)]
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr[-2000:]
-    results = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in range(2)]
-    for r, res in enumerate(results):
+    return [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in range(2)]
+
+
+def test_two_gloo_processes_reduce_across_ranks(two_rank_results: list[dict]) -> None:
+    for r, res in enumerate(two_rank_results):
         assert (res["rank"], res["world_size"], res["local_rank"], res["device"]) == (r, 2, r, "cpu")
         assert res["is_main"] == (r == 0)
         assert res["sum"] == [3.0, 10.0] and res["mean"] == [1.5, 5.0] and res["int_mean"] == 0.5
         assert res["input_unchanged"] == [r + 1.0, 10.0 * r]
+
+
+def test_each_rank_resumes_its_own_rng_stream(two_rank_results: list[dict]) -> None:
+    assert all(res["rng_restored"] for res in two_rank_results)
+    assert two_rank_results[0]["draw"] != two_rank_results[1]["draw"]

@@ -4,7 +4,7 @@ Layout of ``RUN/checkpoints/step-00001000/`` (written atomically, ``manifest.jso
 
     config.json, model.safetensors      the model, as :func:`electra.checkpoint.write_model` writes it
     optimizer.json (+ .safetensors)     optimizer state: tensors in safetensors, the rest in JSON
-    rng.json (+ .safetensors)           python, numpy, torch CPU (and CUDA) generator states
+    rng.json (+ .safetensors)           python, numpy, torch CPU (and CUDA) generator states, per rank
     state.json (+ .safetensors)         the caller's state (step, data position, config, metrics, ...)
     tokenizer/                          a copy of the tokenizer files, when given
     manifest.json                       every other file with its size and sha256
@@ -28,6 +28,7 @@ from typing import Any
 
 import numpy as np
 import torch
+import torch.distributed as dist
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import nn
@@ -134,10 +135,34 @@ def _read_tree(directory: Path, name: str) -> Any:
 
 
 # ---- RNG -------------------------------------------------------------------------------------------
-def _rng_state() -> dict[str, Any]:
+def rng_state() -> dict[str, Any]:
+    """This process's python, numpy, torch CPU and (when initialised) CUDA generator states."""
     cuda = torch.cuda.get_rng_state_all() if torch.cuda.is_available() and torch.cuda.is_initialized() else []
     return {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state(),
             "cuda": list(cuda)}
+
+
+def collect_rng_states() -> list[dict[str, Any]]:
+    """Every rank's :func:`rng_state`, in rank order; a collective, so call it on all ranks before saving."""
+    if not (dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1):
+        return [rng_state()]
+    tensors: dict[str, torch.Tensor] = {}
+    tree = _encode(rng_state(), "rng", tensors)
+    payload = {"tree": tree, "tensors": {k: [str(v.dtype).removeprefix("torch."), v.tolist()]
+                                         for k, v in tensors.items()}}
+    device = torch.device("cuda", torch.cuda.current_device()) if dist.get_backend() == "nccl" else "cpu"
+    data = torch.tensor(list(json.dumps(payload).encode()), dtype=torch.uint8, device=device)
+    sizes = [torch.zeros(1, dtype=torch.int64, device=device) for _ in range(dist.get_world_size())]
+    dist.all_gather(sizes, torch.tensor([len(data)], device=device))
+    n = max(int(x) for x in sizes)
+    bufs = [torch.zeros(n, dtype=torch.uint8, device=device) for _ in sizes]
+    dist.all_gather(bufs, torch.cat([data, data.new_zeros(n - len(data))]))
+    out = []
+    for buf, size in zip(bufs, sizes):
+        p = json.loads(bytes(buf[: int(size)].tolist()).decode())
+        ts = {k: torch.tensor(v, dtype=getattr(torch, dt)) for k, (dt, v) in p["tensors"].items()}
+        out.append(_decode(p["tree"], ts))
+    return out
 
 
 def _set_rng_state(s: dict[str, Any]) -> None:
@@ -203,12 +228,14 @@ def _step_dirs(root: Path) -> list[Path]:
 def save_training_checkpoint(run_dir: str | Path, step: int, model: nn.Module, optimizer: Optimizer,
                              state: dict[str, Any], tokenizer_dir: str | Path | None = None,
                              keep_last: int = 3, *, has_generator: bool = True,
-                             write_fn: Callable[[nn.Module, Path], None] | None = None) -> Path:
+                             write_fn: Callable[[nn.Module, Path], None] | None = None,
+                             rng_states: list[dict[str, Any]] | None = None) -> Path:
     """Write ``run_dir/checkpoints/step-{step:08d}/`` atomically, then keep only the newest ``keep_last``.
 
     ``model`` is an :class:`Electra` (written by ``write_model``) or any module: its state dict goes to
     ``model.safetensors`` (tied tensors once), or ``write_fn(module, directory)`` writes it when given.
-    ``keep_last <= 0`` keeps every checkpoint. Call it on the main process only.
+    ``keep_last <= 0`` keeps every checkpoint. Call it on the main process only; under DDP pass
+    ``rng_states=collect_rng_states()`` (called on every rank) so each rank resumes its own random streams.
     """
     root = Path(run_dir) / CHECKPOINTS_DIR
     path = root / f"step-{step:08d}"
@@ -223,7 +250,7 @@ def save_training_checkpoint(run_dir: str | Path, step: int, model: nn.Module, o
             tensors = {k: v.detach().cpu().contiguous() for k, v in module.state_dict().items()}
             save_file({k: v for k, v in tensors.items() if k not in skip}, str(tmp / WEIGHTS_FILE))
         _write_tree(tmp, "optimizer", optimizer.state_dict())
-        _write_tree(tmp, "rng", _rng_state())
+        _write_tree(tmp, "rng", {"ranks": rng_states or [rng_state()]})
         _write_tree(tmp, "state", state)
         if tokenizer_dir is not None:
             shutil.copytree(tokenizer_dir, tmp / "tokenizer")
@@ -261,10 +288,12 @@ def read_training_state(path: str | Path) -> dict[str, Any]:
 
 
 def load_training_checkpoint(path: str | Path, model: nn.Module, optimizer: Optimizer | None = None,
-                             *, restore_rng: bool = True, verify: bool = True) -> dict[str, Any]:
+                             *, restore_rng: bool = True, verify: bool = True,
+                             rank: int = 0) -> dict[str, Any]:
     """Restore weights (strictly), optimizer state and RNG states; return the caller's ``state`` dict.
 
-    Load the model onto its device first; the optimizer state follows its parameters' devices.
+    Load the model onto its device first; the optimizer state follows its parameters' devices. Each rank
+    gets the RNG states saved for ``rank`` (rank 0's, with a warning, if the checkpoint has fewer ranks).
     """
     path = Path(path)
     if verify and (reason := verify_checkpoint(path)) is not None:
@@ -282,5 +311,8 @@ def load_training_checkpoint(path: str | Path, model: nn.Module, optimizer: Opti
         except (ValueError, KeyError) as e:
             raise ElectraError(f"{path / 'optimizer.json'}: does not fit this optimizer ({e})") from None
     if restore_rng:
-        _set_rng_state(_read_tree(path, "rng"))
+        ranks = _read_tree(path, "rng")["ranks"]
+        if rank >= len(ranks):
+            log.warning("%s has RNG states of %d rank(s); rank %d takes rank 0's", path, len(ranks), rank)
+        _set_rng_state(ranks[rank if rank < len(ranks) else 0])
     return read_training_state(path)
