@@ -180,3 +180,22 @@ def test_any_module_with_tied_weights_round_trips(tmp_path: Path) -> None:
     assert load_training_checkpoint(path, net2, opt2) == {"epoch": 0, "best": (0.5, 3)}
     assert torch.equal(net[0].weight, net2[0].weight) and torch.equal(net[1].bias, net2[1].bias)
     assert read_training_state(path)["epoch"] == 0
+
+
+def test_write_fn_writes_the_model_files(tmp_path: Path) -> None:
+    from safetensors.torch import save_file
+
+    net = nn.Linear(3, 2)
+    opt = torch.optim.SGD(net.parameters(), lr=0.1)
+    calls = []
+
+    def write(module: nn.Module, directory: Path) -> None:
+        calls.append(module)
+        save_file(dict(module.state_dict()), str(directory / "model.safetensors"))
+        (directory / "task.json").write_text("{}")
+
+    path = save_training_checkpoint(tmp_path, 1, net, opt, {}, write_fn=write)
+    assert calls == [net] and (path / "task.json").exists() and verify_checkpoint(path) is None
+    net2 = nn.Linear(3, 2)
+    load_training_checkpoint(path, net2, torch.optim.SGD(net2.parameters(), lr=0.1))
+    assert torch.equal(net.weight, net2.weight)

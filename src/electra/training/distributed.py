@@ -71,7 +71,8 @@ def _active() -> bool:
 def barrier() -> None:
     """Wait for every process (no-op in a single process)."""
     if _active():
-        dist.barrier()
+        nccl = dist.get_backend() == "nccl"
+        dist.barrier(device_ids=[torch.cuda.current_device()] if nccl else None)
 
 
 def all_reduce_sum(tensor: torch.Tensor) -> torch.Tensor:
