@@ -156,8 +156,22 @@ def run_import_hf(args: argparse.Namespace) -> None:
     print(f"wrote checkpoint {out}")
 
 
+# ---- plot ----------------------------------------------------------------------------------------------
+def add_plot(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("plot", help="draw RUN/curves.png from a run's metrics.csv")
+    p.add_argument("run", metavar="RUN", help="run folder (holds metrics.csv)")
+    p.add_argument("--smoothing", type=float, default=0.6, help="EMA weight for long curves (0: none)")
+    p.set_defaults(handler=run_plot)
+
+
+def run_plot(args: argparse.Namespace) -> None:
+    from electra.training.plot import plot_curves
+
+    print(plot_curves(args.run, smoothing=args.smoothing))
+
+
 COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [
-    add_pretrain, add_detect, add_fill, add_export, add_import_hf,
+    add_pretrain, add_detect, add_fill, add_plot, add_export, add_import_hf,
 ]
 
 
