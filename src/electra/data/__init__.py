@@ -1,0 +1,1 @@
+"""Data: raw corpora to token shards, pre-training examples, fine-tuning task readers."""
