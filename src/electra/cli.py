@@ -125,6 +125,22 @@ def run_fill(args: argparse.Namespace) -> None:
         print(f"[MASK] #{i + 1}: " + ", ".join(f"{t} ({p:.2f})" for t, p in cands))
 
 
+def add_demo(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("demo", help="tokenizer -> prepare -> pre-train tiny on the bundled text -> detect/fill")
+    p.add_argument("--out", default="runs/demo")
+    p.add_argument("--steps", type=int, default=1500)
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(handler=run_demo)
+
+
+def run_demo(args: argparse.Namespace) -> None:
+    from electra.demo import run_demo as demo
+
+    demo(args.out, steps=args.steps, batch_size=args.batch_size, seed=args.seed, progress=not args.no_progress)
+
+
 # ---- export / import ----------------------------------------------------------------------------------
 def add_export(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("export", help="export a checkpoint to Hugging Face transformers format")
@@ -251,7 +267,7 @@ def run_prepare(args: argparse.Namespace) -> None:
 
 
 COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [
-    add_tokenizer, add_prepare, add_pretrain, add_detect, add_fill, add_plot, add_export, add_import_hf,
+    add_tokenizer, add_prepare, add_pretrain, add_detect, add_fill, add_demo, add_plot, add_export, add_import_hf,
 ]
 
 
