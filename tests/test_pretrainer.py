@@ -1,0 +1,164 @@
+"""The pre-training loop: checkpoints, exact resume after SIGKILL, data parallel = accumulation, run folders."""
+
+from __future__ import annotations
+
+import csv
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from electra.checkpoint import resolve_checkpoint
+from electra.cli import main as cli
+from electra.config import PretrainConfig
+from electra.data.prepare import prepare
+from electra.errors import ElectraError
+from electra.tokenization import train_tokenizer
+from electra.training.pretrainer import pretrain
+
+FIXTURES = Path(__file__).parent / "fixtures" / "corpus"
+SRC = Path(__file__).resolve().parents[1] / "src"
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory) -> Path:
+    tok = tmp_path_factory.mktemp("tok")
+    lines = [x for x in (FIXTURES / "tiny-en.txt").read_text().splitlines() if x.strip()]
+    train_tokenizer(lines, tok, vocab_size=600, show_progress=False)
+    out = tmp_path_factory.mktemp("data") / "en"
+    prepare([FIXTURES / "tiny-en.txt"], tok, out, max_seq_len=64, seed=0, progress=False)
+    return out
+
+
+def config(data_dir: Path, out: Path, **kw) -> PretrainConfig:
+    base = dict(data=str(data_dir), out=str(out), max_steps=8, batch_size=4, warmup_steps=2, log_every=1,
+                save_every=4, precision="fp32", device="cpu")
+    return PretrainConfig.for_preset("tiny", **{**base, **kw})
+
+
+def losses(run: Path) -> dict[int, float]:
+    with open(run / "metrics.csv") as f:
+        return {int(r["step"]): float(r["loss"]) for r in csv.DictReader(f)}
+
+
+def cli_args(data_dir: Path, out: Path, *extra: str) -> list[str]:
+    return ["pretrain", "--data", str(data_dir), "--out", str(out), "--preset", "tiny", "--batch-size", "4",
+            "--warmup-steps", "2", "--log-every", "1", "--precision", "fp32", "--device", "cpu", "--no-progress",
+            *extra]
+
+
+def env() -> dict[str, str]:
+    return {**os.environ, "PYTHONPATH": str(SRC), "OMP_NUM_THREADS": "1"}
+
+
+def test_run_writes_checkpoints_metrics_and_curves(data_dir, tmp_path):
+    run = pretrain(config(data_dir, tmp_path / "run"), progress=False)
+    assert (run / "curves.png").is_file() and (run / "run.json").is_file()
+    assert sorted(p.name for p in (run / "checkpoints").iterdir()) == ["step-00000004", "step-00000008"]
+    assert list(losses(run)) == list(range(1, 9))
+    ckpt = resolve_checkpoint(run)
+    assert ckpt.name == "step-00000008" and (ckpt / "tokenizer" / "vocab.txt").is_file()
+
+
+def test_refuses_existing_run_without_resume_or_overwrite(data_dir, tmp_path):
+    pretrain(config(data_dir, tmp_path / "run", max_steps=2, save_every=2), progress=False)
+    with pytest.raises(ElectraError, match="--resume"):
+        pretrain(config(data_dir, tmp_path / "run", max_steps=2, save_every=2), progress=False)
+    with pytest.raises(ElectraError, match="different config"):
+        pretrain(config(data_dir, tmp_path / "run", max_steps=4, lr=1e-2), resume=True, progress=False)
+    pretrain(config(data_dir, tmp_path / "run", max_steps=2, save_every=2), overwrite=True, progress=False)
+
+
+def test_vocabulary_mismatch_is_reported(data_dir, tmp_path):
+    with pytest.raises(ElectraError, match="does not match the prepared data"):
+        pretrain(config(data_dir, tmp_path / "run"), model_overrides={"vocab_size": 999}, progress=False)
+
+
+def test_resume_continues_exactly(data_dir, tmp_path):
+    full = pretrain(config(data_dir, tmp_path / "full", max_steps=8), progress=False)
+    part = pretrain(config(data_dir, tmp_path / "part", max_steps=8, save_every=4), progress=False)
+    # Drop the last checkpoint, as if the run had died after step 4, then resume.
+    import shutil
+
+    shutil.rmtree(part / "checkpoints" / "step-00000008")
+    pretrain(config(data_dir, part, max_steps=8), resume=True, progress=False)
+    assert losses(part) == losses(full)
+
+
+def test_resume_after_sigkill_gives_the_same_losses(data_dir, tmp_path):
+    steps = ["--max-steps", "30", "--save-every", "3"]
+    subprocess.run([sys.executable, "-m", "electra", *cli_args(data_dir, tmp_path / "full", *steps)],
+                   env=env(), check=True, capture_output=True)
+    killed = tmp_path / "killed"
+    proc = subprocess.Popen([sys.executable, "-m", "electra", *cli_args(data_dir, killed, *steps)], env=env(),
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    while time.time() < deadline and not (killed / "checkpoints" / "step-00000006" / "manifest.json").exists():
+        time.sleep(0.005)
+    proc.send_signal(signal.SIGKILL)
+    assert proc.wait() == -signal.SIGKILL, "the run finished before it could be killed"
+    done = subprocess.run([sys.executable, "-m", "electra", *cli_args(data_dir, killed, *steps, "--resume")],
+                          env=env(), capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert "resuming from" in done.stdout
+    assert losses(killed) == losses(tmp_path / "full")
+
+
+def test_corrupt_checkpoint_is_detected_and_the_previous_one_used(data_dir, tmp_path):
+    run = pretrain(config(data_dir, tmp_path / "run", max_steps=6, save_every=2), progress=False)
+    weights = run / "checkpoints" / "step-00000006" / "model.safetensors"
+    data = bytearray(weights.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    weights.write_bytes(bytes(data))
+    assert resolve_checkpoint(run).name == "step-00000004"
+    pretrain(config(data_dir, run, max_steps=6, save_every=2), resume=True, progress=False)
+    assert resolve_checkpoint(run).name == "step-00000006"
+
+
+@pytest.mark.slow
+def test_two_processes_match_one_process_with_accumulation(data_dir, tmp_path):
+    common = ["--max-steps", "6", "--save-every", "6", "--batch-size", "8"]
+    one = subprocess.run([sys.executable, "-m", "electra", *cli_args(data_dir, tmp_path / "one", *common,
+                                                                      "--grad-accum", "2")],
+                         env=env(), capture_output=True, text=True)
+    assert one.returncode == 0, one.stderr
+    two = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2",
+                          "--master-port", "29517", "-m", "electra",
+                          *cli_args(data_dir, tmp_path / "two", *common)],
+                         env=env(), capture_output=True, text=True)
+    assert two.returncode == 0, two.stderr[-2000:]
+    a, b = losses(tmp_path / "one"), losses(tmp_path / "two")
+    assert a.keys() == b.keys()
+    for step in a:
+        assert a[step] == pytest.approx(b[step], rel=1e-5, abs=1e-5)
+
+
+def test_cli_pretrain_and_detect_json(data_dir, tmp_path, capsys):
+    with pytest.raises(SystemExit) as e:
+        cli(cli_args(data_dir, tmp_path / "run", "--max-steps", "2", "--save-every", "2"))
+    assert e.value.code == 0
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as e:
+        cli(["detect", "--model", str(tmp_path / "run"), "--json", "the city is on the river"])
+    assert e.value.code == 0
+    import json
+
+    out = json.loads(capsys.readouterr().out)
+    assert set(out) == {"tokens", "replaced_prob", "sequence_score"}
+    assert len(out["tokens"]) == len(out["replaced_prob"]) > 0
+    assert all(0 <= p <= 1 for p in out["replaced_prob"]) and 0 <= out["sequence_score"] <= 1
+
+
+def test_cli_fill_needs_a_mask(data_dir, tmp_path, capsys):
+    pretrain(config(data_dir, tmp_path / "run", max_steps=2, save_every=2), progress=False)
+    with pytest.raises(SystemExit) as e:
+        cli(["fill", "--model", str(tmp_path / "run"), "no mask here"])
+    assert e.value.code == 2
+    assert "[MASK]" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as e:
+        cli(["fill", "--model", str(tmp_path / "run"), "the [MASK] is on the river"])
+    assert e.value.code == 0
