@@ -154,7 +154,9 @@ def run_export(args: argparse.Namespace) -> None:
     from electra.hf import export_hf
 
     out = export_hf(args.checkpoint, args.out)
-    print(f"wrote {out}/discriminator (ElectraForPreTraining) and {out}/generator (ElectraForMaskedLM)")
+    written = [f"{out / kind} ({cls})" for kind, cls in (("discriminator", "ElectraForPreTraining"),
+                                                        ("generator", "ElectraForMaskedLM")) if (out / kind).is_dir()]
+    print("wrote " + " and ".join(written))
 
 
 def add_import_hf(sub: argparse._SubParsersAction) -> None:

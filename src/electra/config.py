@@ -38,11 +38,9 @@ class EncoderConfig:
 
     def __post_init__(self) -> None:
         if self.hidden_size % self.num_heads:
-            raise ElectraError(
-                f"config: hidden_size {self.hidden_size} is not a multiple of num_heads {self.num_heads}"
-            )
+            raise ElectraError(f"hidden_size {self.hidden_size} is not a multiple of num_heads {self.num_heads}")
         if self.hidden_act not in ("gelu", "gelu_new"):
-            raise ElectraError(f"config: hidden_act {self.hidden_act!r}: expected 'gelu' or 'gelu_new'")
+            raise ElectraError(f"hidden_act {self.hidden_act!r}: expected 'gelu' or 'gelu_new'")
 
 
 @dataclass(frozen=True)
@@ -89,17 +87,19 @@ class ModelConfig:
         unknown = sorted(set(data) - top - enc - {"discriminator"})
         if unknown:
             raise ElectraError(f"{source}: unknown field(s) {', '.join(unknown)}")
-        disc = dict(data.get("discriminator", {}))
-        disc.update({k: v for k, v in data.items() if k in enc})
-        for f in fields(EncoderConfig):
-            if f.name in disc and not isinstance(disc[f.name], (int, float, str)):
-                raise ElectraError(f"{source}: field {f.name!r} must be a {f.type}, got {disc[f.name]!r}")
+        nested = data.get("discriminator", {})
+        if not isinstance(nested, dict):
+            raise ElectraError(f"{source}: field 'discriminator' must be a table/object, got {nested!r}")
+        unknown = sorted(set(nested) - enc)
+        if unknown:
+            raise ElectraError(f"{source}: unknown field(s) {', '.join(unknown)}")
+        disc = {**nested, **{k: v for k, v in data.items() if k in enc}}
+        rest = {k: v for k, v in data.items() if k in top}
+        check_field_types(EncoderConfig, disc, source)
+        check_field_types(cls, rest, source)
         try:
-            return cls(
-                discriminator=EncoderConfig(**disc),
-                **{k: v for k, v in data.items() if k in top},
-            )
-        except TypeError as e:
+            return cls(discriminator=EncoderConfig(**disc), **rest)
+        except (TypeError, ElectraError) as e:
             raise ElectraError(f"{source}: {e}") from None
 
     def to_dict(self) -> dict[str, Any]:
@@ -126,6 +126,22 @@ class ModelConfig:
     def replace(self, **changes: Any) -> ModelConfig:
         """A copy with discriminator or top-level fields changed."""
         return ModelConfig.from_dict({**self.to_dict(), **changes})
+
+
+# The Python types a config file may give each annotated field type (bool is not accepted as a number).
+_ACCEPTED: dict[str, tuple[type, ...]] = {
+    "int": (int,), "float": (int, float), "str": (str,), "bool": (bool,), "int | None": (int, type(None)),
+}
+
+
+def check_field_types(cls: type, values: dict[str, Any], source: str) -> None:
+    """Raise a one-line error naming the first field of ``values`` whose value has the wrong type."""
+    for f in fields(cls):
+        if f.name not in values or f.type not in _ACCEPTED:
+            continue
+        v = values[f.name]
+        if not isinstance(v, _ACCEPTED[f.type]) or (isinstance(v, bool) and f.type != "bool"):
+            raise ElectraError(f"{source}: field {f.name!r} must be {f.type}, got {v!r}")
 
 
 def load_mapping(path: Path) -> dict[str, Any]:

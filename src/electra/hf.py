@@ -17,7 +17,7 @@ from safetensors.torch import load_file, save_file
 from torch import Tensor
 
 from electra.checkpoint import load_checkpoint, read_checkpoint_meta, save_checkpoint, tokenizer_dir
-from electra.config import EncoderConfig, ModelConfig
+from electra.config import EncoderConfig, ModelConfig, check_field_types
 from electra.errors import ElectraError
 from electra.modeling import Electra
 
@@ -146,12 +146,16 @@ def from_hf_config(hf: dict[str, Any], source: str) -> EncoderConfig:
             values[ours] = hf[theirs]
         elif ours in ("vocab_size", "hidden_size", "num_layers", "num_heads", "intermediate_size"):
             raise ElectraError(f"{source}: missing field {theirs!r}")
+    check_field_types(EncoderConfig, values, source)
     values.setdefault("embedding_size", values["hidden_size"])
     if values.get("hidden_act") == "gelu_pytorch_tanh":
         values["hidden_act"] = "gelu_new"
     if values.get("pad_token_id") is None:
         values["pad_token_id"] = 0
-    return EncoderConfig(**values)
+    try:
+        return EncoderConfig(**values)
+    except ElectraError as e:
+        raise ElectraError(f"{source}: {e}") from None
 
 
 def combine_configs(disc: EncoderConfig, gen: EncoderConfig | None, tie: bool) -> ModelConfig:

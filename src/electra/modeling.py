@@ -8,6 +8,9 @@ Hugging Face ``transformers`` ELECTRA classes (see ``electra.hf``).
 
 from __future__ import annotations
 
+import math
+from functools import partial
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -167,16 +170,25 @@ class Electra(nn.Module):
         self.discriminator = Discriminator(config.discriminator)
         shared = self.discriminator.encoder.embeddings if config.tie_embeddings else None
         self.generator = Generator(config.generator, shared)
-        self.apply(init_weights)
+        self.apply(partial(init_weights, std=config.discriminator.initializer_range))
 
     def num_parameters(self) -> int:
         return sum(p.numel() for p in self.parameters())
 
 
+def truncated_normal_(weight: Tensor, std: float) -> Tensor:
+    """N(0, std^2) restricted to +-2 std, as TF's ``truncated_normal``, drawn in one pass by inverting the CDF
+    (``nn.init.trunc_normal_`` re-draws whole tensors until none falls outside: seconds for a Small model)."""
+    lo = 0.5 * math.erfc(math.sqrt(2))  # Phi(-2)
+    with torch.no_grad():
+        weight.uniform_(lo, 1 - lo)
+        return torch.special.ndtri(weight, out=weight).mul_(std).clamp_(-2 * std, 2 * std)
+
+
 def init_weights(module: nn.Module, std: float = 0.02) -> None:
     """As google-research/electra: truncated normal (2 std) for weights, zeros for biases, unit LayerNorm."""
     if isinstance(module, (nn.Linear, nn.Embedding)):
-        nn.init.trunc_normal_(module.weight, std=std, a=-2 * std, b=2 * std)
+        truncated_normal_(module.weight, std)
         if isinstance(module, nn.Linear) and module.bias is not None:
             nn.init.zeros_(module.bias)
     elif isinstance(module, nn.LayerNorm):
