@@ -179,6 +179,8 @@ def test_cli_evaluate_json_prints_one_object(checkpoint, tmp_path, capsys):
     assert e.value.code == 0
     out = json.loads(capsys.readouterr().out)
     assert out["task"] == "custom" and 0.0 <= out["acc"] <= 1.0
+    assert set(out["per_class"]) == {"neg", "pos"}
+    assert sum(map(sum, out["confusion_matrix"])) == out["examples"] == 12
 
 
 @pytest.mark.slow
