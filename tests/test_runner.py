@@ -163,3 +163,11 @@ def test_pretraining_run_folder_resolves_to_its_newest_checkpoint(tmp_path):
     (tmp_path / "run" / "checkpoints" / "step-00000300").mkdir()  # incomplete: no weights yet
     assert resolve_pretrained(tmp_path / "run").name == "step-00000200"
     assert load_encoder(tmp_path / "run").config.vocab_size == 30
+
+
+def test_bf16_autocast_trains_with_finite_loss(tmp_path):
+    config = FinetuneConfig(lr=1e-3, max_steps=2, precision="bf16", log_every=1, progress=False, device="cpu")
+    finetune(toy_model(), batches(toy_data(32)), 2, None, "acc", tmp_path, config)
+    losses = [float(line.split(",")[2]) for line in (tmp_path / "metrics.csv").read_text().splitlines()
+              if ",train/loss," in line]
+    assert len(losses) == 2 and all(0 < v < 10 for v in losses)

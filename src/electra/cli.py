@@ -74,6 +74,7 @@ def add_finetune(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--dev-limit", type=int, help="evaluate on the first N dev examples")
     p.add_argument("--random-init", action="store_true", help="baseline: same shape, random weights")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, ...")
+    p.add_argument("--precision", choices=["fp32", "bf16"], default="fp32", help="bf16: autocast training")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(handler=run_finetune)
 
@@ -97,6 +98,7 @@ def run_finetune(args: argparse.Namespace) -> None:
                             layerwise_decay=None if decay == 1 else decay,
                             bias_correction=args.bias_correction,
                             eval_every=args.eval_every, seed=args.seed, device=args.device,
+                            precision=args.precision,
                             progress=not args.quiet)
     options = TaskOptions(max_seq_len=args.max_seq_len, head=args.head,
                           swap_pairs=False if args.no_swap_pairs else None, token_dropout=args.token_dropout,

@@ -281,6 +281,7 @@ class FinetuneConfig:
     log_every: int = 20
     seed: int = 42
     device: str = "auto"
+    precision: str = "fp32"  # "bf16": autocast forward passes to bfloat16 (weights and optimizer stay fp32)
     progress: bool = True
 
 
@@ -300,6 +301,8 @@ def finetune(model: TaskModel, train_batches: Callable[[int], Iterable[Batch]], 
 
     if steps_per_epoch <= 0:
         raise ElectraError("finetune: the training split yields no batches")
+    if config.precision not in ("fp32", "bf16"):
+        raise ElectraError(f"precision {config.precision!r}: expected fp32 or bf16")
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     device = pick_device(config.device)
@@ -345,7 +348,8 @@ def finetune(model: TaskModel, train_batches: Callable[[int], Iterable[Batch]], 
             scale = lr_multiplier(step, total, warmup)
             for g in optimizer.param_groups:
                 g["lr"] = g["base_lr"] * scale
-            loss = model(to_device(batch, device))["loss"]
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=config.precision == "bf16"):
+                loss = model(to_device(batch, device))["loss"]
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             if config.grad_clip:
