@@ -241,15 +241,11 @@ def finetune_task(task: TaskDef, model_path: str | Path, data_dir: str | Path, o
     results = finetune(model, train_batches, len(train_batches), evaluate, task.metric, out_dir, config,
                        tokenizer=tokenizer_dir)
     results.update(train_examples=len(train), dev_examples=len(dev), report=list(task.report))
-    if "dev_mismatched" in task.files:  # MNLI: also score the best model on the mismatched dev set
-        try:
-            mm = load_split(task, data_dir, "dev_mismatched")
-            mm_f = encode(tok, mm, labels)
-            results["dev_mismatched"] = task_metrics(task, _gold(mm_f, False),
-                                                     scores(model, mm_f, pad_id=pad_id, device=device),
-                                                     num_labels)
-        except ElectraError:
-            pass
+    mismatched = [Path(data_dir) / n for n in task.files.get("dev_mismatched", ())]
+    if any(f.is_file() for f in mismatched):  # MNLI: also score the best model on the mismatched dev set
+        mm_f = encode(tok, load_split(task, data_dir, "dev_mismatched"), labels)
+        mm_scores = scores(model, mm_f, pad_id=pad_id, device=device)
+        results["dev_mismatched"] = task_metrics(task, _gold(mm_f, False), mm_scores, num_labels)
     (Path(out_dir) / "results.json").write_text(json.dumps(results, indent=2) + "\n")
     return results
 
