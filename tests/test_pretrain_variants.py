@@ -81,3 +81,23 @@ def test_cli_two_stage_with_a_small_generator_is_a_clear_error(data_dir, tmp_pat
              "--generator-training", "two-stage", "--max-steps", "2", "--device", "cpu", "--no-progress"])
     assert e.value.code == 2
     assert "--generator-size 1.0" in capsys.readouterr().err
+
+
+def test_cli_init_embeddings_reports_coverage_and_sets_the_vectors(data_dir, tmp_path, capsys):
+    from electra.checkpoint import load_checkpoint
+    from electra.tokenization import load_tokenizer, vocab_tokens
+
+    vocab = vocab_tokens(load_tokenizer(data_dir / "tokenizer"))
+    words = [t for t in vocab if t.isalpha()][:50]
+    lines = [f"{w} " + " ".join(str((i * 7 + j) % 11 / 10 - 0.5) for j in range(20)) for i, w in enumerate(words)]
+    (tmp_path / "glove.txt").write_text("\n".join(lines) + "\n")
+    cli_args = ["pretrain", "--data", str(data_dir), "--out", str(tmp_path / "r"), "--preset", "tiny",
+                "--batch-size", "4", "--max-steps", "1", "--lr", "0", "--precision", "fp32", "--device", "cpu",
+                "--no-progress", "--init-embeddings", str(tmp_path / "glove.txt")]
+    with pytest.raises(SystemExit) as e:
+        cli(cli_args)
+    assert e.value.code == 0
+    assert "init-embeddings: 50 of" in capsys.readouterr().out
+    table = load_checkpoint(resolve_checkpoint(tmp_path / "r")).discriminator.encoder.embeddings.word_embeddings
+    w0, w1 = table.weight[vocab.index(words[0])], table.weight[vocab.index(words[11])]
+    assert torch.allclose(w0, w1)  # rows 0 and 11 of the file are equal vectors (period 11)
