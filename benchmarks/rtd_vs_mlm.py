@@ -4,7 +4,7 @@
         [--tasks sst2,cola,mrpc] [--corpus ../shared/data/corpus/en] [--glue ../shared/data/glue]
         [--out runs/rtd-vs-mlm]
 
-1. Trains a WordPiece tokenizer on part of the corpus and prepares it (cached in OUT/data).
+1. Trains an 8000-token WordPiece tokenizer on part of the corpus and prepares it (cached in OUT/data).
 2. Pre-trains the ``tiny`` preset with each objective for the same number of training FLOPs, counted from
    the model shapes (:mod:`electra.flops`): ELECTRA gets ``--electra-steps x scale`` steps, the others as many
    steps as that budget buys (MLM trains one discriminator-sized network, so it gets more steps; two-stage
@@ -57,12 +57,14 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--corpus", default=str(SHARED / "corpus" / "en"))
     p.add_argument("--glue", default=str(SHARED / "glue"))
     p.add_argument("--out", default="runs/rtd-vs-mlm")
-    p.add_argument("--electra-steps", type=int, default=1500, help="ELECTRA's steps at scale 1 (sets the budget)")
+    p.add_argument("--electra-steps", type=int, default=3000, help="ELECTRA's steps at scale 1 (sets the budget)")
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--max-seq-len", type=int, default=128)
     p.add_argument("--vocab-size", type=int, default=8000)
     p.add_argument("--corpus-files", type=int, default=12, help="corpus files used at scale 1")
-    p.add_argument("--train-limit", type=int, default=4000, help="fine-tuning examples per task at scale 1")
+    p.add_argument("--train-limit", type=int, default=10000, help="fine-tuning examples per task at scale 1")
+    p.add_argument("--checkpoints", choices=["half,final", "final"], default="half,final",
+                   help="which pre-training checkpoints to fine-tune (half and all of the budget, or all only)")
     p.add_argument("--ft-epochs", type=float, default=3.0)
     p.add_argument("--ft-lr", type=float, default=1e-3, help="fine-tuning peak LR (tiny model: higher than Small)")
     p.add_argument("--device", default="auto")
@@ -100,8 +102,8 @@ def arm_config(arm: str, args: argparse.Namespace, data: Path, out: Path, steps:
     fields, _ = ARM_OPTIONS[arm]
     return PretrainConfig.for_preset(
         "tiny", data=str(data), out=str(out / "pretrain" / arm), max_steps=steps, batch_size=args.batch_size,
-        warmup_steps=max(1, steps // 10), save_every=max(1, (steps + 1) // 2), keep_last=0, log_every=max(1, steps // 50),
-        device=args.device, seed=args.seed, **fields)
+        warmup_steps=max(1, steps // 10), save_every=max(1, (steps + 1) // 2), keep_last=0,
+        log_every=max(1, steps // 50), device=args.device, seed=args.seed, **fields)
 
 
 def model_shape(cfg: PretrainConfig, overrides: dict[str, Any], vocab_size: int):  # noqa: ANN201
@@ -152,8 +154,8 @@ def finetune_scores(ckpt: Path, args: argparse.Namespace, out: Path, random_init
             continue
         config = FinetuneConfig(lr=args.ft_lr, epochs=args.ft_epochs, batch_size=32, layerwise_decay=0.8,
                                 seed=args.seed + 1, device=args.device, progress=False)
-        options = TaskOptions(max_seq_len=args.max_seq_len, train_limit=max(200, round(args.train_limit * args.scale)),
-                              random_init=random_init)
+        options = TaskOptions(max_seq_len=args.max_seq_len, random_init=random_init,
+                              train_limit=max(200, round(args.train_limit * args.scale)))
         values = []
         for k in range(args.seeds):
             res = finetune_seeds(task, ckpt, folder, target / f"seed-{k}",
@@ -226,6 +228,8 @@ def main() -> None:
         pre_seconds = time.perf_counter() - t0
         for ckpt in sorted((run / "checkpoints").glob("step-*")):
             step = int(ckpt.name.split("-")[1])
+            if args.checkpoints == "final" and step != steps:
+                continue
             t1 = time.perf_counter()
             scores = finetune_scores(ckpt, args, out / "finetune" / arm / ckpt.name)
             points.append({"arm": arm, "step": step, "steps": steps,
