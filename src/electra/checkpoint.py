@@ -161,8 +161,12 @@ def resolve_checkpoint(path: str | Path) -> Path:
 
 
 def load_encoder_for_finetuning(path: str | Path) -> tuple[ModelConfig, torch.nn.Module, Path | None]:
-    """The encoder to fine-tune from a checkpoint or run folder: the discriminator's (or, for a run trained
-    with the MLM objective, the generator network's), plus the tokenizer directory."""
+    """The encoder to fine-tune from a checkpoint or run folder, plus the tokenizer directory.
+
+    The discriminator's for every objective (``electra``, ``electra-15``, two-stage and adversarial runs, and
+    ``replace-mlm`` / ``all-tokens-mlm``, whose discriminator-sized MLM network is the discriminator's encoder
+    with an extra head kept in ``objective.safetensors``), except ``mlm``: the generator network, trained at
+    the discriminator's size."""
     ckpt = resolve_checkpoint(path)
     meta = read_checkpoint_meta(ckpt)
     model = load_checkpoint(ckpt)

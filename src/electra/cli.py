@@ -18,7 +18,9 @@ def add_pretrain(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", required=True, help="run folder (checkpoints, metrics.csv, tb/, curves.png)")
     p.add_argument("--preset", default="small", choices=["tiny", "small", "base", "large"])
     p.add_argument("--config", help="TOML/JSON with a [model] table and/or a [pretrain] table")
-    p.add_argument("--objective", choices=["electra", "mlm"], help="replaced-token detection or BERT MLM")
+    p.add_argument("--objective", choices=["electra", "mlm", "electra-15", "replace-mlm", "all-tokens-mlm"],
+                   help="replaced-token detection, BERT MLM, or the paper's §3.2 ablations")
+    _add_variant_options(p)
     for flag, typ in [("--max-steps", int), ("--batch-size", int), ("--grad-accum", int), ("--lr", float),
                       ("--warmup-steps", int), ("--weight-decay", float), ("--mask-prob", float),
                       ("--generator-weight", float), ("--discriminator-weight", float),
@@ -51,12 +53,29 @@ def pretrain_config_from_args(args: argparse.Namespace):  # noqa: ANN201
     preset = file_values.pop("preset", None) or args.preset
     names = ["objective", "max_steps", "batch_size", "grad_accum", "lr", "warmup_steps", "weight_decay",
              "mask_prob", "generator_weight", "discriminator_weight", "temperature", "save_every", "keep_last",
-             "log_every", "seed", "grad_clip", "precision", "device", "compile", "bias_correction"]
+             "log_every", "seed", "grad_clip", "precision", "device", "compile", "bias_correction",
+             *VARIANT_OPTIONS]
     overrides = {**file_values, **{n: getattr(args, n) for n in names if getattr(args, n) is not None}}
     cfg = PretrainConfig.for_preset(preset, data=args.data, out=args.out, **overrides)
     if args.generator_size is not None:
         model_values["generator_size"] = args.generator_size
     return cfg, model_values
+
+
+VARIANT_OPTIONS = ["generator_training", "two_stage_generator_steps", "adversarial_mlm_steps",
+                   "adversarial_baseline", "adversarial_entropy", "init_embeddings"]
+
+
+def _add_variant_options(p: argparse.ArgumentParser) -> None:
+    """The paper's alternative generator training and word-vector initialisation (electra.objectives)."""
+    p.add_argument("--generator-training", choices=["joint", "two-stage", "adversarial"],
+                   help="joint MLE (default); two-stage (needs --generator-size 1.0); adversarial (REINFORCE)")
+    p.add_argument("--two-stage-generator-steps", type=int, help="two-stage: generator-only steps (default: half)")
+    p.add_argument("--adversarial-mlm-steps", type=int, help="adversarial: MLM warm-start steps (default 0)")
+    p.add_argument("--adversarial-baseline", choices=["learned", "mean"], help="adversarial: REINFORCE baseline")
+    p.add_argument("--adversarial-entropy", type=float, help="adversarial: entropy bonus coefficient (default 0)")
+    p.add_argument("--init-embeddings", metavar="FILE",
+                   help="initialise word embeddings from word2vec (text/.bin) or GloVe vectors")
 
 
 def run_pretrain(args: argparse.Namespace) -> None:

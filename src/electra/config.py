@@ -190,7 +190,9 @@ class PretrainConfig:
     data: str = ""
     out: str = ""
     preset: str = "small"
-    objective: str = "electra"  # "electra" (replaced-token detection) or "mlm" (BERT-style baseline)
+    # "electra" (replaced-token detection), "mlm" (BERT-style baseline), or the paper's §3.2 ablations
+    # "electra-15", "replace-mlm", "all-tokens-mlm" (see electra.objectives)
+    objective: str = "electra"
     max_steps: int = 1_000_000
     batch_size: int = 128  # global: summed over data-parallel ranks and accumulation steps
     grad_accum: int = 1
@@ -213,6 +215,13 @@ class PretrainConfig:
     log_every: int = 20
     save_every: int = 1000
     keep_last: int = 3
+    # How the generator learns (electra.objectives): "joint" (paper default), "two-stage", "adversarial".
+    generator_training: str = "joint"
+    two_stage_generator_steps: int = 0  # two-stage: generator-only MLM steps (0: half of max_steps)
+    adversarial_mlm_steps: int = 0  # adversarial: MLM warm-start steps before REINFORCE
+    adversarial_baseline: str = "learned"  # adversarial: "learned" (the paper's) or "mean" (running mean)
+    adversarial_entropy: float = 0.0  # adversarial: entropy bonus coefficient
+    init_embeddings: str = ""  # word2vec/GloVe file to initialise the word embeddings from (electra.embeddings_init)
 
     # Fields that may change when a run is resumed (they don't change the optimisation so far).
     RESUMABLE_CHANGES = ("max_steps", "log_every", "save_every", "keep_last", "device", "compile", "out", "data")

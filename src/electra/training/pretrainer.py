@@ -21,12 +21,12 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from electra import objectives
 from electra.config import ModelConfig, PretrainConfig
 from electra.errors import ElectraError
 from electra.modeling import Electra
-from electra.pretraining import ReplacedTokenDetection, SpecialIds
+from electra.pretraining import SpecialIds
 from electra.training.optim import AdamW, param_groups
-from electra.training.schedule import lr_multiplier
 
 RUN_FILE = "run.json"
 
@@ -84,7 +84,7 @@ def resolve_model_config(cfg: PretrainConfig, vocab_size: int, config_file: str 
     model_cfg = model_cfg.replace(vocab_size=vocab_size)
     if cfg.objective == "mlm":  # the MLM baseline trains a generator of the discriminator's size
         model_cfg = model_cfg.replace(generator_size=1.0, generator_depth=1.0)
-    return model_cfg
+    return objectives.adjust_model_config(cfg, model_cfg)
 
 
 def check_run_folder(run_dir: Path, record: dict[str, Any], resume: bool, overwrite: bool) -> None:
@@ -129,6 +129,7 @@ def pretrain(cfg: PretrainConfig, config_file: str | None = None,
     from electra.training.metrics_log import MetricsLogger
     from electra.training.precision import autocast_context, default_precision
 
+    objectives.check_options(cfg)
     dist = init_distributed(None if cfg.device == "auto" else cfg.device)
     device = dist.device
     run_dir = Path(cfg.out)
@@ -152,9 +153,14 @@ def pretrain(cfg: PretrainConfig, config_file: str | None = None,
     torch.manual_seed(cfg.seed)
     model = Electra(model_cfg).to(device)
     special = SpecialIds(pad=data.pad_id, cls=data.cls_id, sep=data.sep_id, mask=data.mask_id)
-    objective = ReplacedTokenDetection(model, special, data.max_seq_len, cfg.mask_prob, cfg.generator_weight,
-                                       cfg.discriminator_weight, cfg.temperature, cfg.objective)
-    trained = model.generator if cfg.objective == "mlm" else model
+    if cfg.init_embeddings:  # (on resume the checkpoint's weights replace these)
+        from electra.embeddings_init import init_word_embeddings
+
+        report = init_word_embeddings(model, cfg.init_embeddings, data.tokenizer_dir, seed=cfg.seed)
+        if dist.is_main:
+            print(report.format())
+    objective = objectives.build_objective(model, special, data.max_seq_len, cfg).to(device)
+    trained = objectives.trained_parameters_root(objective)
     groups = param_groups(trained, cfg.lr, cfg.weight_decay)
     optimizer = AdamW(groups, lr=cfg.lr, betas=(cfg.adam_beta1, cfg.adam_beta2), eps=cfg.adam_eps,
                       weight_decay=cfg.weight_decay, bias_correction=cfg.bias_correction)
@@ -163,6 +169,7 @@ def pretrain(cfg: PretrainConfig, config_file: str | None = None,
         latest = find_latest_checkpoint(run_dir)
         if latest is not None:
             state = load_training_checkpoint(latest, model, optimizer, rank=dist.rank)
+            objectives.load_objective_state(objective, latest)
             start = int(state["step"])
             if state.get("shards") != world * accum:
                 raise ElectraError(f"{latest}: saved with {state.get('shards')} data shards (world size x "
@@ -172,7 +179,8 @@ def pretrain(cfg: PretrainConfig, config_file: str | None = None,
     forward: torch.nn.Module = objective
     if world > 1:
         forward = torch.nn.parallel.DistributedDataParallel(
-            objective, device_ids=[device] if device.type == "cuda" else None)
+            objective, device_ids=[device] if device.type == "cuda" else None,
+            find_unused_parameters=objectives.needs_unused_parameters(objective))
     elif cfg.compile:
         forward = _maybe_compile(objective)
     iters: list[Iterator[dict[str, Tensor]]] = [d.batches(micro, start=start) for d in datasets]
@@ -185,10 +193,12 @@ def pretrain(cfg: PretrainConfig, config_file: str | None = None,
     extra_state = {"shards": world * accum, "config": record}
 
     def write_fn(module: torch.nn.Module, directory: Path) -> None:
-        write_model(module, directory, extra={"objective": cfg.objective})
+        write_model(module, directory, extra={"objective": cfg.objective,
+                                              "generator_training": cfg.generator_training})
+        objectives.save_objective_state(objective, directory)
 
     for step in range(start, cfg.max_steps):
-        factor = lr_multiplier(step, cfg.max_steps, cfg.warmup_steps)
+        factor = objectives.begin_step(objective, step, cfg.max_steps, cfg.warmup_steps)
         for g in optimizer.param_groups:
             g["lr"] = g["base_lr"] * factor
         batches = [{k: v.to(device, non_blocking=True) for k, v in next(it).items()} for it in iters]

@@ -1,0 +1,201 @@
+"""Initialise the word embeddings from pre-trained word vectors (word2vec text or binary, GloVe text).
+
+Vocabulary entries found in the vectors file (exactly, else lower-cased) take its vector; special tokens
+(``[CLS]``, ...) and WordPiece continuations (``##ing``) keep their random initialisation. When the
+vectors' dimension differs from the model's embedding size a fixed linear projection maps them:
+
+- ``pca`` (default when reducing): the covered vectors are centred and projected on their top principal
+  directions (SVD), which keeps as much of their variance as the target size allows;
+- ``random`` (and always when the target is larger): a fixed random matrix with orthonormal rows/columns
+  (QR of a Gaussian seeded by ``seed``), which preserves distances (an isometry when enlarging).
+
+The projected vectors are then rescaled so their standard deviation equals that of the model's freshly
+initialised embedding table (0.02 truncated normal): the tied generator output layer and the LayerNorm after
+the embeddings see inputs of the scale they were designed for. With tied embeddings the table is shared by
+generator and discriminator; untied tables both receive the vectors.
+"""
+
+from __future__ import annotations
+
+import gzip
+import io
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from electra.errors import ElectraError
+from electra.modeling import Electra
+
+
+@dataclass
+class EmbeddingInitReport:
+    file: str
+    file_format: str  # word2vec-binary, word2vec-text or glove
+    vocab_size: int
+    candidates: int  # vocabulary entries eligible (not special tokens or ##pieces)
+    covered: int
+    source_dim: int
+    target_dim: int
+    projection: str
+
+    def format(self) -> str:
+        dims = (f"{self.source_dim} dims" if self.source_dim == self.target_dim else
+                f"{self.source_dim} -> {self.target_dim} dims by {self.projection} projection")
+        return (f"init-embeddings: {self.covered:,} of {self.vocab_size:,} vocabulary entries covered "
+                f"({100 * self.covered / max(1, self.vocab_size):.1f}%; {self.candidates:,} eligible: not special "
+                f"tokens or ##pieces) from {self.file} ({self.file_format}, {dims})")
+
+
+def _open(path: Path) -> io.BufferedReader:
+    return gzip.open(path, "rb") if path.suffix == ".gz" else open(path, "rb")  # noqa: SIM115
+
+
+def _is_header(line: bytes) -> bool:
+    parts = line.split()
+    return len(parts) == 2 and all(p.isdigit() for p in parts)
+
+
+def detect_format(path: Path) -> str:
+    """``word2vec-binary``, ``word2vec-text`` (a "count dim" header) or ``glove`` (no header)."""
+    with _open(path) as f:
+        first = f.readline()
+        chunk = f.read(4096)
+    if not _is_header(first):
+        return "glove"
+    try:
+        chunk[: len(chunk) - 4].decode("utf-8")  # float32 bytes are almost never valid UTF-8
+    except UnicodeDecodeError:
+        return "word2vec-binary"
+    return "word2vec-binary" if b"\x00" in chunk else "word2vec-text"
+
+
+def read_word_vectors(path: str | Path, wanted: set[str] | None = None, fmt: str = "auto"
+                      ) -> tuple[dict[str, np.ndarray], int, str]:
+    """Vectors of the words in ``wanted`` (all when None), their dimension and the file's format."""
+    path = Path(path)
+    if not path.is_file():
+        raise ElectraError(f"{path}: word-vector file not found")
+    fmt = detect_format(path) if fmt == "auto" else fmt
+    if fmt == "word2vec-binary":
+        vectors, dim = _read_binary(path, wanted)
+    elif fmt in ("word2vec-text", "glove"):
+        vectors, dim = _read_text(path, wanted, header=fmt == "word2vec-text")
+    else:
+        raise ElectraError(f"word-vector format {fmt!r}: expected auto, word2vec-binary, word2vec-text or glove")
+    return vectors, dim, fmt
+
+
+def _read_text(path: Path, wanted: set[str] | None, header: bool) -> tuple[dict[str, np.ndarray], int]:
+    vectors: dict[str, np.ndarray] = {}
+    dim = 0
+    with _open(path) as f:
+        for lineno, raw in enumerate(f, 1):
+            if lineno == 1 and header:
+                dim = int(raw.split()[1])
+                continue
+            parts = raw.decode("utf-8", errors="replace").rstrip("\n\r").split(" ")
+            if parts and parts[-1] == "":
+                parts.pop()
+            if not parts:
+                continue
+            if not dim:
+                dim = len(parts) - 1
+            if len(parts) < dim + 1:
+                raise ElectraError(f"{path}:{lineno}: expected a word and {dim} numbers, got {len(parts)} fields")
+            word = " ".join(parts[: len(parts) - dim])  # GloVe 840B has words with spaces
+            if wanted is not None and word not in wanted:
+                continue
+            try:
+                vectors[word] = np.asarray(parts[len(parts) - dim:], dtype=np.float32)
+            except ValueError:
+                raise ElectraError(f"{path}:{lineno}: non-numeric vector value") from None
+    if not dim:
+        raise ElectraError(f"{path}: no vectors in the file")
+    return vectors, dim
+
+
+def _read_binary(path: Path, wanted: set[str] | None) -> tuple[dict[str, np.ndarray], int]:
+    with _open(path) as f:
+        data = f.read()
+    end = data.index(b"\n")
+    count, dim = (int(x) for x in data[:end].split())
+    pos, vectors = end + 1, {}
+    width = 4 * dim
+    for i in range(count):
+        space = data.find(b" ", pos)
+        if space < 0 or space + 1 + width > len(data):
+            raise ElectraError(f"{path}: truncated binary word2vec file at vector {i + 1} of {count}")
+        word = data[pos:space].decode("utf-8", errors="replace").strip()
+        if wanted is None or word in wanted:
+            vectors[word] = np.frombuffer(data, dtype="<f4", count=dim, offset=space + 1).copy()
+        pos = space + 1 + width
+        if pos < len(data) and data[pos:pos + 1] == b"\n":
+            pos += 1
+    return vectors, dim
+
+
+def projection_matrix(vectors: np.ndarray, target: int, method: str = "pca", seed: int = 0) -> np.ndarray:
+    """A (source_dim, target) matrix; see the module docstring for ``pca`` and ``random``."""
+    source = vectors.shape[1]
+    if source == target:
+        return np.eye(source, dtype=np.float32)
+    if method == "pca" and source > target and len(vectors) >= target:
+        centred = vectors - vectors.mean(0)
+        _, _, vt = np.linalg.svd(centred, full_matrices=False)
+        return vt[:target].T.astype(np.float32)
+    if method not in ("pca", "random"):
+        raise ElectraError(f"projection {method!r}: expected 'pca' or 'random'")
+    rng = np.random.default_rng(seed)
+    q, _ = np.linalg.qr(rng.standard_normal((max(source, target), min(source, target))))
+    return (q if source > target else q.T).astype(np.float32)
+
+
+def eligible(token: str) -> bool:
+    return not token.startswith("##") and not (token.startswith("[") and token.endswith("]"))
+
+
+def init_word_embeddings(model: Electra, vectors_file: str | Path, vocab: Sequence[str] | str | Path,
+                         projection: str = "pca", seed: int = 0) -> EmbeddingInitReport:
+    """Write pre-trained vectors into ``model``'s word embeddings for the vocabulary entries they cover.
+
+    ``vocab`` is the token list in id order, or a tokenizer directory. Returns the coverage report.
+    """
+    if not isinstance(vocab, Sequence) or isinstance(vocab, str):
+        from electra.tokenization import load_tokenizer, vocab_tokens
+
+        vocab = vocab_tokens(load_tokenizer(vocab))
+    tables = [model.discriminator.encoder.embeddings.word_embeddings]
+    if not model.config.tie_embeddings:
+        tables.append(model.generator.encoder.embeddings.word_embeddings)
+    target = tables[0].embedding_dim
+    if len(vocab) > tables[0].num_embeddings:
+        raise ElectraError(f"vocabulary of {len(vocab)} entries is larger than the model's {tables[0].num_embeddings}")
+    wanted = {form for t in vocab if eligible(t) for form in (t, t.lower())}
+    vectors, dim, fmt = read_word_vectors(vectors_file, wanted)
+    ids, rows = [], []
+    for i, token in enumerate(vocab):
+        if not eligible(token):
+            continue
+        v = vectors.get(token)
+        if v is None:
+            v = vectors.get(token.lower())
+        if v is not None:
+            ids.append(i)
+            rows.append(v)
+    report = EmbeddingInitReport(str(vectors_file), fmt, len(vocab), sum(eligible(t) for t in vocab), len(ids),
+                                 dim, target, "identity" if dim == target else
+                                 ("pca" if projection == "pca" and dim > target and len(ids) >= target else "random"))
+    if not ids:
+        return report
+    matrix = np.stack(rows)
+    projected = (matrix - (matrix.mean(0) if report.projection == "pca" else 0)) @ projection_matrix(
+        matrix, target, projection, seed)
+    with torch.no_grad():
+        for table in tables:
+            std = float(table.weight.std())
+            values = torch.from_numpy(projected * (std / max(float(projected.std()), 1e-12))).to(table.weight)
+            table.weight[torch.tensor(ids, device=table.weight.device)] = values
+    return report

@@ -1,0 +1,66 @@
+"""Pre-training compute, counted from the model shapes: floating-point operations per optimiser step.
+
+A multiply-add is 2 FLOPs; a training pass (forward + backward) is 3x the forward, a frozen network's
+forward 1x, as the paper's compute comparisons count. Counted: the matrix products of every layer
+(query/key/value/output projections, attention scores and mixing, the feed-forward pair, the embedding
+projection) and of the heads at the positions where they run (the MLM heads only at the masked positions
+the code computes, ``max_predictions`` per sequence, except all-tokens MLM; the discriminator head at every
+position). Not counted: embedding look-ups, LayerNorm, softmax, activations (a few percent at these sizes).
+"""
+
+from __future__ import annotations
+
+from electra.config import EncoderConfig, ModelConfig, PretrainConfig
+from electra.pretraining import max_predictions_per_seq
+
+
+def encoder_flops(cfg: EncoderConfig, seq_len: int) -> float:
+    """Forward FLOPs of one encoder over one sequence of ``seq_len`` tokens."""
+    h, inner = cfg.hidden_size, cfg.intermediate_size
+    dense = 2 * (4 * h * h + 2 * h * inner)  # qkv + output projection + feed-forward, per token
+    attention = 2 * 2 * seq_len * h  # scores QK^T and the weighted sum AV, per token
+    project = 2 * cfg.embedding_size * h if cfg.embedding_size != h else 0
+    return seq_len * (cfg.num_layers * (dense + attention) + project)
+
+
+def mlm_head_flops(cfg: EncoderConfig, positions: int) -> float:
+    """dense (hidden -> embedding) and the tied output layer (embedding -> vocabulary) at ``positions``."""
+    return positions * 2 * (cfg.hidden_size * cfg.embedding_size + cfg.embedding_size * cfg.vocab_size)
+
+
+def detection_head_flops(cfg: EncoderConfig, positions: int) -> float:
+    return positions * 2 * (cfg.hidden_size * cfg.hidden_size + cfg.hidden_size)
+
+
+def step_flops(model_cfg: ModelConfig, cfg: PretrainConfig, seq_len: int, stage: int | None = None) -> float:
+    """Training FLOPs of one optimiser step (``cfg.batch_size`` sequences of ``seq_len`` tokens).
+
+    ``model_cfg`` is the resolved shape (for ``mlm`` the generator is discriminator-sized). ``stage`` (1 or 2)
+    selects a two-stage run's phase.
+    """
+    g, d = model_cfg.generator, model_cfg.discriminator
+    n_pred = max_predictions_per_seq(seq_len, cfg.mask_prob)
+    generator = encoder_flops(g, seq_len) + mlm_head_flops(g, n_pred)
+    discriminator = encoder_flops(d, seq_len) + detection_head_flops(d, seq_len)
+    if cfg.objective == "mlm":
+        per_seq = 3 * generator
+    elif cfg.generator_training == "two-stage":
+        per_seq = 3 * generator if stage == 1 else generator + 3 * discriminator
+    elif cfg.objective == "replace-mlm":
+        per_seq = 3 * generator + 3 * (encoder_flops(d, seq_len) + mlm_head_flops(d, n_pred))
+    elif cfg.objective == "all-tokens-mlm":
+        per_seq = 3 * generator + 3 * (discriminator + mlm_head_flops(d, seq_len))
+    else:  # electra, electra-15, adversarial (its baseline is one dot product per masked position)
+        per_seq = 3 * (generator + discriminator)
+    return cfg.batch_size * per_seq
+
+
+def run_flops(model_cfg: ModelConfig, cfg: PretrainConfig, seq_len: int) -> float:
+    """Training FLOPs of the whole run (``cfg.max_steps`` steps)."""
+    if cfg.generator_training == "two-stage":
+        from electra.objectives import generator_steps
+
+        n = generator_steps(cfg)
+        return (n * step_flops(model_cfg, cfg, seq_len, 1)
+                + (cfg.max_steps - n) * step_flops(model_cfg, cfg, seq_len, 2))
+    return cfg.max_steps * step_flops(model_cfg, cfg, seq_len)
