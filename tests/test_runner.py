@@ -157,10 +157,13 @@ def test_load_encoder_random_init_differs_from_the_checkpoint(tmp_path):
 def test_pretraining_run_folder_resolves_to_its_newest_checkpoint(tmp_path):
     from electra.tasks.runner import resolve_pretrained
 
+    from electra.training.checkpointing import save_training_checkpoint
+
     model = Electra(ModelConfig.preset("tiny", vocab_size=30))
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
     for step in (100, 200):
-        save_checkpoint(model, tmp_path / "run" / "checkpoints" / f"step-{step:08d}")
-    (tmp_path / "run" / "checkpoints" / "step-00000300").mkdir()  # incomplete: no weights yet
+        save_training_checkpoint(tmp_path / "run", step, model, optimizer, {"step": step})
+    (tmp_path / "run" / "checkpoints" / "step-00000300").mkdir()  # incomplete: no manifest yet
     assert resolve_pretrained(tmp_path / "run").name == "step-00000200"
     assert load_encoder(tmp_path / "run").config.vocab_size == 30
 

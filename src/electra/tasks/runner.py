@@ -23,6 +23,7 @@ import shutil
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -32,10 +33,15 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import Tensor, nn
 
-from electra.checkpoint import atomic_directory, load_checkpoint, read_checkpoint_meta, tokenizer_dir
+from electra.checkpoint import (
+    atomic_directory,
+    load_encoder_for_finetuning,
+    resolve_checkpoint,
+    tokenizer_dir,
+)
 from electra.config import EncoderConfig
 from electra.errors import ElectraError
-from electra.modeling import Electra, Encoder
+from electra.modeling import Encoder, init_weights
 from electra.training.optim import AdamW, param_groups
 from electra.training.schedule import lr_multiplier
 
@@ -76,31 +82,20 @@ class TaskModel(nn.Module):
 
 
 def resolve_pretrained(path: str | Path) -> Path:
-    """A checkpoint directory, or a pre-training run folder's newest complete ``checkpoints/step-*``.
-
-    (Mirrors ``electra.checkpoint.resolve_checkpoint`` of the pre-training branch; use that once merged.)
-    """
-    path = Path(path)
-    if (path / "config.json").is_file() or not (path / "checkpoints").is_dir():
-        return path
-    done = sorted(d for d in (path / "checkpoints").glob("step-*")
-                  if (d / "config.json").is_file() and (d / "model.safetensors").is_file())
-    if not done:
-        raise ElectraError(f"{path}: run folder has no complete checkpoint yet")
-    return done[-1]
+    """A checkpoint directory, or a pre-training run folder's newest valid checkpoint."""
+    return resolve_checkpoint(path)
 
 
 def load_encoder(path: str | Path, random_init: bool = False, seed: int = 0) -> Encoder:
-    """The encoder to fine-tune from a checkpoint or pre-training run folder: the discriminator's (the
-    generator network's for a run trained with the MLM objective). With ``random_init``, a freshly
-    initialised encoder of the same shape: the baseline that shows what pre-training brings."""
-    path = resolve_pretrained(path)
-    model = load_checkpoint(path)
+    """The encoder to fine-tune (see :func:`electra.checkpoint.load_encoder_for_finetuning`). With
+    ``random_init``, a freshly initialised encoder of the same shape: the baseline that shows what
+    pre-training brings."""
+    config, encoder, _ = load_encoder_for_finetuning(path)
     if random_init:
         torch.manual_seed(seed)
-        model = Electra(model.config)
-    mlm = read_checkpoint_meta(path).get("objective", "electra") == "mlm"
-    return model.generator.encoder if mlm else model.discriminator.encoder
+        encoder = Encoder(encoder.config)
+        encoder.apply(partial(init_weights, std=encoder.config.initializer_range))
+    return encoder
 
 
 def official_hparams(config: EncoderConfig) -> dict[str, float]:
