@@ -156,7 +156,6 @@ def test_load_encoder_random_init_differs_from_the_checkpoint(tmp_path):
 
 def test_pretraining_run_folder_resolves_to_its_newest_checkpoint(tmp_path):
     from electra.tasks.runner import resolve_pretrained
-
     from electra.training.checkpointing import save_training_checkpoint
 
     model = Electra(ModelConfig.preset("tiny", vocab_size=30))
