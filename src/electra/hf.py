@@ -16,7 +16,13 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import Tensor
 
-from electra.checkpoint import load_checkpoint, read_checkpoint_meta, save_checkpoint, tokenizer_dir
+from electra.checkpoint import (
+    load_checkpoint,
+    read_checkpoint_meta,
+    resolve_checkpoint,
+    save_checkpoint,
+    tokenizer_dir,
+)
 from electra.config import EncoderConfig, ModelConfig, check_field_types
 from electra.errors import ElectraError
 from electra.modeling import Electra
@@ -265,6 +271,7 @@ def import_hf(disc_dir: str | Path, out: str | Path, gen_dir: str | Path | None 
 
 def export_hf(checkpoint: str | Path, out: str | Path) -> Path:
     """Write ``out/discriminator`` and ``out/generator`` loadable by ``ElectraForPreTraining``/``ForMaskedLM``."""
+    checkpoint = resolve_checkpoint(checkpoint)
     meta = read_checkpoint_meta(checkpoint)
     model = load_checkpoint(checkpoint)
     out = Path(out)
