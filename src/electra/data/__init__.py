@@ -1,0 +1,1 @@
+"""Data readers: pre-training corpora and fine-tuning task files."""
