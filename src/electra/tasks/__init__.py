@@ -1,0 +1,1 @@
+"""Fine-tuning tasks: the shared loop (``runner``), heads, and the task definitions."""

@@ -1,0 +1,369 @@
+"""The fine-tuning loop shared by every task (classification, QA, tagging, ...), and saving/loading runs.
+
+A task supplies a :class:`TaskModel` (the pre-trained encoder as attribute ``encoder`` plus a :class:`Head`),
+a function giving each epoch's training batches, and a function scoring the model on dev. :func:`finetune`
+runs the official recipe of google-research/electra's ``run_finetuning.py``: AdamW without bias correction
+(eps 1e-6), layer-wise LR decay, linear warm-up over 10% of the steps then linear decay to zero, gradient
+clipping at 1.0; it evaluates on dev after each epoch (or every ``eval_every`` steps), keeps the best model
+on disk and leaves its weights loaded in the model when it returns.
+
+A run directory holds ``best/`` (``task.json`` + ``model.safetensors`` + ``tokenizer/``, written atomically),
+``metrics.csv`` and ``results.json``; :func:`load_task_model` reads it back.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import importlib
+import json
+import math
+import random
+import shutil
+import time
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+from torch import Tensor, nn
+
+from electra.checkpoint import atomic_directory, load_checkpoint, tokenizer_dir
+from electra.config import EncoderConfig
+from electra.errors import ElectraError
+from electra.modeling import Electra, Encoder
+from electra.training.optim import AdamW, param_groups
+from electra.training.schedule import lr_multiplier
+
+Batch = dict[str, Tensor]
+TASK_FILE = "task.json"
+WEIGHTS_FILE = "model.safetensors"
+TOKENIZER_DIR = "tokenizer"
+BEST_DIR = "best"
+FORMAT = "electra-task"
+
+
+# ---- the task model -----------------------------------------------------------------------------------
+class Head(nn.Module):
+    """Base of task heads. Built as ``cls(encoder_config, **args)``; ``args`` (JSON values) are saved with the
+    run so :func:`load_task_model` can rebuild the head. ``forward(hidden, batch)`` returns a dict with
+    ``"logits"`` and, when the batch carries the labels, ``"loss"`` (a scalar)."""
+
+    def __init__(self, config: EncoderConfig, **args: Any):
+        super().__init__()
+        self.args = args
+
+    def forward(self, hidden: Tensor, batch: Batch) -> dict[str, Tensor]:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+
+class TaskModel(nn.Module):
+    """Encoder + head. ``spec`` is free JSON describing the task (name, labels, max length, ...)."""
+
+    def __init__(self, encoder: Encoder, head: Head, spec: dict[str, Any] | None = None):
+        super().__init__()
+        self.encoder = encoder  # the attribute name layer-wise LR decay relies on: "encoder.layers.{i}."
+        self.head = head
+        self.spec = dict(spec or {})
+
+    def forward(self, batch: Batch) -> dict[str, Tensor]:
+        hidden = self.encoder(batch["input_ids"], batch.get("attention_mask"), batch.get("token_type_ids"))
+        return self.head(hidden, batch)
+
+
+def load_encoder(path: str | Path, random_init: bool = False, seed: int = 0) -> Encoder:
+    """The discriminator's encoder of a checkpoint; with ``random_init`` a freshly initialised one of the same
+    shape (the baseline that shows what pre-training brings)."""
+    model = load_checkpoint(path)
+    if random_init:
+        torch.manual_seed(seed)
+        model = Electra(model.config)
+    return model.discriminator.encoder
+
+
+def official_hparams(config: EncoderConfig) -> dict[str, float]:
+    """Peak LR and layer-wise decay of the paper by width: Small 3e-4/0.8, Base 1e-4/0.8, Large 5e-5/0.9."""
+    if config.hidden_size <= 256:
+        return {"lr": 3e-4, "layerwise_decay": 0.8}
+    if config.hidden_size <= 768:
+        return {"lr": 1e-4, "layerwise_decay": 0.8}
+    return {"lr": 5e-5, "layerwise_decay": 0.9}
+
+
+# ---- saving and loading runs ----------------------------------------------------------------------------
+def save_task_model(model: TaskModel, path: str | Path, tokenizer: str | Path | None = None) -> Path:
+    """Write ``task.json`` + ``model.safetensors`` (+ a copy of the tokenizer folder) atomically."""
+    head = model.head
+    meta = {"format": FORMAT, "version": 1, "spec": model.spec,
+            "head": {"module": type(head).__module__, "class": type(head).__name__, "args": head.args},
+            "model": dataclasses.asdict(model.encoder.config)}
+    tensors = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
+    with atomic_directory(path) as tmp:
+        save_file(tensors, str(tmp / WEIGHTS_FILE), metadata={"format": FORMAT})
+        (tmp / TASK_FILE).write_text(json.dumps(meta, indent=2) + "\n")
+        if tokenizer is not None:
+            shutil.copytree(tokenizer, tmp / TOKENIZER_DIR)
+    return Path(path)
+
+
+def resolve_run(path: str | Path) -> Path:
+    """The directory holding ``task.json``: ``path`` itself or its ``best/`` (a run directory)."""
+    path = Path(path)
+    for d in (path, path / BEST_DIR):
+        if (d / TASK_FILE).is_file():
+            return d
+    if (path / "config.json").is_file():
+        raise ElectraError(f"{path}: this is a pre-trained checkpoint, not a fine-tuned run "
+                           "(run `electra finetune` on it first)")
+    raise ElectraError(f"{path}: not a fine-tuned run (no {TASK_FILE} here or in {BEST_DIR}/)")
+
+
+def read_task_meta(path: str | Path) -> dict[str, Any]:
+    file = resolve_run(path) / TASK_FILE
+    try:
+        meta = json.loads(file.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as e:
+        raise ElectraError(f"{file}:{e.lineno}:{e.colno}: malformed JSON: {e.msg}") from None
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+        raise ElectraError(f"{file}: not a fine-tuned run description (expected \"format\": \"{FORMAT}\")")
+    return meta
+
+
+def load_task_model(path: str | Path, map_location: str | torch.device = "cpu") -> TaskModel:
+    """Rebuild a :class:`TaskModel` saved by :func:`save_task_model` (a run directory or its ``best/``)."""
+    run = resolve_run(path)
+    meta = read_task_meta(run)
+    head_info = meta["head"]
+    if not str(head_info.get("module", "")).startswith("electra."):
+        raise ElectraError(f"{run / TASK_FILE}: head module {head_info.get('module')!r} is not electra's")
+    cls = getattr(importlib.import_module(head_info["module"]), head_info["class"])
+    config = EncoderConfig(**meta["model"])
+    model = TaskModel(Encoder(config), cls(config, **head_info["args"]), meta.get("spec", {}))
+    file = run / WEIGHTS_FILE
+    try:
+        tensors = load_file(str(file))
+    except (SafetensorError, OSError, ValueError) as e:
+        raise ElectraError(f"{file}: unreadable weights file ({e})") from None
+    missing, unexpected = model.load_state_dict(tensors, strict=False)
+    if missing or unexpected:
+        raise ElectraError(f"{file}: weights do not match {TASK_FILE} (missing {missing[:1]}, "
+                           f"unexpected {unexpected[:1]})")
+    return model.to(map_location).eval()
+
+
+def run_tokenizer_dir(path: str | Path) -> Path | None:
+    """The tokenizer folder saved with a run (or stored in a pre-trained checkpoint), if any."""
+    try:
+        d = resolve_run(path) / TOKENIZER_DIR
+    except ElectraError:
+        return tokenizer_dir(path)
+    return d if d.is_dir() else None
+
+
+# ---- batches ------------------------------------------------------------------------------------------
+def collate(features: list[dict[str, Any]], pad_id: int = 0, label_pad: int = -100) -> Batch:
+    """Stack features into tensors, padding list-valued fields to the longest in the batch (dynamic padding).
+
+    ``input_ids`` pads with ``pad_id``, ``attention_mask``/``token_type_ids`` with 0, any other list field
+    (token labels) with ``label_pad``; scalar fields become a 1-D tensor (float if any value is a float).
+    Keep other metadata (offsets, example ids) outside the batch, keyed by a scalar index field.
+    """
+    out: Batch = {}
+    for key in features[0]:
+        values = [f[key] for f in features]
+        if isinstance(values[0], (list, tuple, np.ndarray)):
+            width = max(len(v) for v in values)
+            pad = (pad_id if key == "input_ids" else 0 if key in ("attention_mask", "token_type_ids")
+                   else label_pad)
+            arr = np.full((len(values), width), pad, dtype=np.int64)
+            for i, v in enumerate(values):
+                arr[i, : len(v)] = v
+            out[key] = torch.from_numpy(arr)
+        else:
+            is_float = any(isinstance(v, float) for v in values)
+            out[key] = torch.tensor(values, dtype=torch.float32 if is_float else torch.long)
+    return out
+
+
+def to_device(batch: Batch, device: torch.device) -> Batch:
+    return {k: v.to(device, non_blocking=True) if isinstance(v, Tensor) else v for k, v in batch.items()}
+
+
+@torch.inference_mode()
+def run_inference(model: nn.Module, batches: Iterable[Batch], device: torch.device | str | None = None
+                  ) -> Iterator[tuple[Batch, dict[str, Tensor]]]:
+    """Yield ``(batch, outputs)`` for each batch, outputs on the CPU, the model in eval mode."""
+    was_training = model.training
+    model.eval()
+    device = torch.device(device) if device is not None else next(model.parameters()).device
+    try:
+        for batch in batches:
+            out = model(to_device(batch, device))
+            yield batch, {k: v.float().cpu() for k, v in out.items()}
+    finally:
+        model.train(was_training)
+
+
+def set_seed(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def pick_device(name: str = "auto") -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+# ---- logging (one place: swap in electra.training.metrics_log.MetricsLogger later) ---------------------
+class Logger(Protocol):
+    def log(self, step: int, scalars: dict[str, float]) -> None: ...
+
+    def close(self) -> None: ...
+
+
+class CsvLogger:
+    """Long-format CSV ``step,name,value`` (one row per scalar), flushed after each call."""
+
+    def __init__(self, path: str | Path):
+        self.file = open(path, "w", newline="", encoding="utf-8")  # noqa: SIM115 - closed in close()
+        self.writer = csv.writer(self.file)
+        self.writer.writerow(["step", "name", "value"])
+
+    def log(self, step: int, scalars: dict[str, float]) -> None:
+        for name, value in scalars.items():
+            self.writer.writerow([step, name, f"{value:.6g}"])
+        self.file.flush()
+
+    def close(self) -> None:
+        self.file.close()
+
+
+# ---- the loop -----------------------------------------------------------------------------------------
+@dataclass
+class FinetuneConfig:
+    """Optimisation settings; the defaults are google-research/electra's fine-tuning recipe for Base."""
+
+    lr: float = 1e-4
+    epochs: float = 3.0
+    max_steps: int | None = None  # overrides epochs when set
+    batch_size: int = 32  # used by the task's batch builder; recorded here for results.json
+    warmup_fraction: float = 0.1
+    weight_decay: float = 0.0
+    layerwise_decay: float | None = 0.8  # None: same LR everywhere
+    official_depths: bool = True  # the official layer-depth rule (last layer decayed twice), see param_groups
+    bias_correction: bool = False  # the official AdamWeightDecay has none
+    grad_clip: float | None = 1.0
+    eval_every: int | None = None  # steps between dev evaluations; None: after each epoch
+    log_every: int = 20
+    seed: int = 42
+    device: str = "auto"
+    progress: bool = True
+
+
+def finetune(model: TaskModel, train_batches: Callable[[int], Iterable[Batch]], steps_per_epoch: int,
+             evaluate: Callable[[TaskModel], dict[str, float]] | None, main_metric: str,
+             out_dir: str | Path, config: FinetuneConfig, *, tokenizer: str | Path | None = None,
+             greater_is_better: bool = True, logger: Logger | None = None) -> dict[str, Any]:
+    """Train ``model`` and keep the best dev checkpoint in ``out_dir/best``; returns the results summary.
+
+    ``train_batches(epoch)`` yields that epoch's batches (the task shuffles, seeded by epoch);
+    ``steps_per_epoch`` is their number. ``evaluate(model)`` returns dev metrics including ``main_metric``
+    (called in eval mode without gradients); with ``evaluate=None`` the final model is kept. Returns
+    ``{"best": metrics, "best_step", "final": metrics, "steps", "train_seconds", "config"}``, also written
+    to ``out_dir/results.json``; the best weights are loaded into ``model`` on return.
+    """
+    from tqdm.auto import tqdm
+
+    if steps_per_epoch <= 0:
+        raise ElectraError("finetune: the training split yields no batches")
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    device = pick_device(config.device)
+    set_seed(config.seed)
+    model.to(device).train()
+    total = config.max_steps or max(1, math.ceil(config.epochs * steps_per_epoch))
+    warmup = int(config.warmup_fraction * total)
+    groups = param_groups(model, config.lr, config.weight_decay, config.layerwise_decay,
+                          model.encoder.config.num_layers, config.official_depths)
+    optimizer = AdamW(groups, lr=config.lr, eps=1e-6, weight_decay=config.weight_decay,
+                      bias_correction=config.bias_correction)
+    logger = logger if logger is not None else CsvLogger(out_dir / "metrics.csv")
+    sign = 1.0 if greater_is_better else -1.0
+    best: dict[str, float] | None = None
+    best_step = -1
+    last: dict[str, float] = {}
+
+    def run_eval(step: int) -> None:
+        nonlocal best, best_step, last
+        if evaluate is None:
+            return
+        with torch.inference_mode():
+            model.eval()
+            metrics = {k: float(v) for k, v in evaluate(model).items()}
+            model.train()
+        if main_metric not in metrics:
+            raise ValueError(f"evaluate() returned {sorted(metrics)}, not the main metric {main_metric!r}")
+        last = metrics
+        logger.log(step, {f"dev/{k}": v for k, v in metrics.items()})
+        score = metrics[main_metric]
+        if best is None or sign * score > sign * best[main_metric] or math.isnan(best[main_metric]):
+            best, best_step = metrics, step
+            save_task_model(model, out_dir / BEST_DIR, tokenizer)
+
+    start = time.perf_counter()
+    step, loss_sum, loss_n = 0, 0.0, 0
+    bar = tqdm(total=total, desc=f"finetune {model.spec.get('task', '')}".strip(),
+               disable=not config.progress, dynamic_ncols=True)
+    epoch = 0
+    while step < total:
+        seen = step
+        for batch in train_batches(epoch):
+            scale = lr_multiplier(step, total, warmup)
+            for g in optimizer.param_groups:
+                g["lr"] = g["base_lr"] * scale
+            loss = model(to_device(batch, device))["loss"]
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            if config.grad_clip:
+                torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
+            optimizer.step()
+            step += 1
+            loss_sum, loss_n = loss_sum + loss.item(), loss_n + 1
+            if step % config.log_every == 0 or step == total:
+                logger.log(step, {"train/loss": loss_sum / loss_n, "train/lr": config.lr * scale})
+                postfix = {"loss": f"{loss_sum / loss_n:.4f}"}
+                if best:
+                    postfix[f"best {main_metric}"] = f"{best[main_metric]:.4f}"
+                bar.set_postfix(postfix)
+                loss_sum, loss_n = 0.0, 0
+            bar.update(1)
+            if config.eval_every and step % config.eval_every == 0 and step < total:
+                run_eval(step)
+            if step >= total:
+                break
+        if step == seen:
+            raise ElectraError(f"finetune: epoch {epoch} yielded no training batches")
+        epoch += 1
+        if not config.eval_every or step >= total:
+            run_eval(step)
+    bar.close()
+    logger.close()
+    seconds = time.perf_counter() - start
+    if evaluate is None:
+        save_task_model(model, out_dir / BEST_DIR, tokenizer)
+    else:  # leave the best weights in the model
+        state = load_file(str(out_dir / BEST_DIR / WEIGHTS_FILE))
+        model.load_state_dict(state)
+    model.eval()
+    results = {"task": model.spec.get("task"), "main_metric": main_metric, "best": best or {},
+               "best_step": best_step if evaluate is not None else step, "final": last, "steps": step,
+               "epochs": step / steps_per_epoch, "train_seconds": round(seconds, 2),
+               "config": dataclasses.asdict(config)}
+    (out_dir / "results.json").write_text(json.dumps(results, indent=2) + "\n")
+    return results
