@@ -145,3 +145,27 @@ def tokenizer_dir(path: str | Path) -> Path | None:
     """The tokenizer folder stored in a checkpoint, if any."""
     d = Path(path) / TOKENIZER_DIR
     return d if d.is_dir() else None
+
+
+def resolve_checkpoint(path: str | Path) -> Path:
+    """A checkpoint directory, or a run folder (its newest valid checkpoint)."""
+    path = Path(path)
+    if (path / CONFIG_FILE).is_file() or not (path / "checkpoints").is_dir():
+        return path
+    from electra.training.checkpointing import find_latest_checkpoint
+
+    latest = find_latest_checkpoint(path)
+    if latest is None:
+        raise ElectraError(f"{path}: run folder has no complete checkpoint yet")
+    return latest
+
+
+def load_encoder_for_finetuning(path: str | Path) -> tuple[ModelConfig, torch.nn.Module, Path | None]:
+    """The encoder to fine-tune from a checkpoint or run folder: the discriminator's (or, for a run trained
+    with the MLM objective, the generator network's), plus the tokenizer directory."""
+    ckpt = resolve_checkpoint(path)
+    meta = read_checkpoint_meta(ckpt)
+    model = load_checkpoint(ckpt)
+    objective = meta.get("config", {}).get("pretrain", {}).get("objective", "electra")
+    encoder = model.generator.encoder if objective == "mlm" else model.discriminator.encoder
+    return model.config, encoder, tokenizer_dir(ckpt)

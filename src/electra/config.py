@@ -156,3 +156,60 @@ PRESETS: dict[str, dict[str, Any]] = {
     "large": dict(embedding_size=1024, hidden_size=1024, num_layers=24, num_heads=16, intermediate_size=4096,
                   generator_size=0.25),
 }
+
+
+# The paper's pre-training hyperparameters (Table 6 / google-research/electra configure_pretraining.py).
+TRAINING_PRESETS: dict[str, dict[str, Any]] = {
+    "tiny": dict(batch_size=32, lr=1e-3, warmup_steps=100, max_steps=2000, mask_prob=0.15),
+    "small": dict(batch_size=128, lr=5e-4, warmup_steps=10_000, max_steps=1_000_000, mask_prob=0.15),
+    "base": dict(batch_size=256, lr=2e-4, warmup_steps=10_000, max_steps=766_000, mask_prob=0.15),
+    "large": dict(batch_size=2048, lr=2e-4, warmup_steps=10_000, max_steps=400_000, mask_prob=0.25),
+}
+
+
+@dataclass
+class PretrainConfig:
+    """Everything about a pre-training run except the model's shape; paper defaults for the preset."""
+
+    data: str = ""
+    out: str = ""
+    preset: str = "small"
+    objective: str = "electra"  # "electra" (replaced-token detection) or "mlm" (BERT-style baseline)
+    max_steps: int = 1_000_000
+    batch_size: int = 128  # global: summed over data-parallel ranks and accumulation steps
+    grad_accum: int = 1
+    lr: float = 5e-4
+    warmup_steps: int = 10_000
+    weight_decay: float = 0.01
+    adam_beta1: float = 0.9
+    adam_beta2: float = 0.999
+    adam_eps: float = 1e-6
+    bias_correction: bool = False  # the official optimizer has none
+    grad_clip: float = 1.0
+    mask_prob: float = 0.15
+    generator_weight: float = 1.0
+    discriminator_weight: float = 50.0
+    temperature: float = 1.0
+    precision: str = "auto"  # "auto" (bf16 where the hardware is fast at it), "fp32", "bf16"
+    device: str = "auto"
+    compile: bool = False
+    seed: int = 0
+    log_every: int = 20
+    save_every: int = 1000
+    keep_last: int = 3
+
+    # Fields that may change when a run is resumed (they don't change the optimisation so far).
+    RESUMABLE_CHANGES = ("max_steps", "log_every", "save_every", "keep_last", "device", "compile", "out", "data")
+
+    @classmethod
+    def for_preset(cls, preset: str, **overrides: Any) -> PretrainConfig:
+        if preset not in TRAINING_PRESETS:
+            raise ElectraError(f"unknown preset {preset!r}: expected one of {', '.join(TRAINING_PRESETS)}")
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(overrides) - known)
+        if unknown:
+            raise ElectraError(f"pretrain config: unknown field(s) {', '.join(unknown)}")
+        return cls(preset=preset, **{**TRAINING_PRESETS[preset], **overrides})
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)

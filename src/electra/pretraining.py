@@ -1,0 +1,170 @@
+"""The replaced-token-detection objective (§2 of the paper; google-research/electra ``run_pretraining.py``).
+
+One step reads like the paper: mask 15% of the real tokens, let the generator predict them (MLM loss on
+the masked positions only), sample replacements from its softmax, let the discriminator label every real
+token original/replaced, and add the two losses with the discriminator weighted 50x.
+
+Randomness (masking and sampling) comes from an explicit ``torch.Generator`` so that a step is a pure
+function of its inputs and seed: resuming, gradient accumulation and data-parallel ranks reproduce it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from electra.modeling import Electra
+
+
+@dataclass(frozen=True)
+class SpecialIds:
+    pad: int = 0
+    cls: int = 2
+    sep: int = 3
+    mask: int = 4
+
+
+@dataclass
+class Masked:
+    """A batch after masking: ``positions``/``ids``/``weights`` are (batch, max_predictions)."""
+
+    input_ids: Tensor  # the generator's input: [MASK] (85%) or the original token (15%) at masked positions
+    positions: Tensor  # masked positions; padding slots point at position 0 with weight 0
+    ids: Tensor  # original tokens at those positions
+    weights: Tensor  # 1.0 for real predictions, 0.0 for padding slots
+
+
+def max_predictions_per_seq(max_seq_len: int, mask_prob: float) -> int:
+    """The official rule: ``int((mask_prob + 0.005) * max_seq_length)`` (19 for 128 tokens at 15%)."""
+    return max(1, int((mask_prob + 0.005) * max_seq_len))
+
+
+def mask_tokens(input_ids: Tensor, attention_mask: Tensor, special: SpecialIds, mask_prob: float,
+                max_predictions: int, rng: torch.Generator, mask_token_prob: float = 0.85,
+                random_token_prob: float = 0.0, vocab_size: int | None = None) -> Masked:
+    """Choose positions to predict and corrupt the input, as ``pretrain_helpers.mask``.
+
+    Per sequence, ``max(1, min(max_predictions, round(n_real * mask_prob)))`` distinct positions are
+    drawn uniformly among tokens that are not ``[CLS]``, ``[SEP]`` or padding (n_real counts every real
+    token, as the official code). Of them ``mask_token_prob`` become ``[MASK]``, ``random_token_prob``
+    a uniformly random token (0 for ELECTRA; 0.1 for BERT-style 80/10/10), the rest stay unchanged.
+    The official code draws positions with replacement, so it sometimes masks fewer than intended; we
+    draw without replacement so the rate is exactly the configured one.
+    """
+    batch, seq_len = input_ids.shape
+    device = input_ids.device
+    candidates = (attention_mask.bool() & (input_ids != special.cls) & (input_ids != special.sep)
+                  & (input_ids != special.pad))
+    n_real = attention_mask.sum(-1).float()
+    n_predict = torch.clamp(torch.round(n_real * mask_prob), max=max_predictions).clamp(min=1).long()
+    n_predict = torch.minimum(n_predict, candidates.sum(-1))
+    k = min(max_predictions, seq_len)
+    # Uniform sampling without replacement: top-k of random keys over the candidates.
+    keys = torch.rand(batch, seq_len, generator=rng, device=device).masked_fill_(~candidates, -1.0)
+    positions = keys.topk(k, dim=-1).indices
+    weights = (torch.arange(k, device=device)[None, :] < n_predict[:, None]).float()
+    positions = positions * weights.long()
+    ids = input_ids.gather(1, positions)
+
+    u = torch.rand(batch, k, generator=rng, device=device)
+    replacement = torch.where(u < mask_token_prob, special.mask, ids)
+    if random_token_prob > 0:
+        assert vocab_size is not None
+        random_ids = torch.randint(0, vocab_size, (batch, k), generator=rng, device=device)
+        replacement = torch.where((u >= mask_token_prob) & (u < mask_token_prob + random_token_prob),
+                                  random_ids, replacement)
+    corrupted = scatter_replace(input_ids, positions, ids, replacement, weights)
+    return Masked(corrupted, positions, ids, weights)
+
+
+def scatter_replace(input_ids: Tensor, positions: Tensor, ids: Tensor, new_ids: Tensor,
+                    weights: Tensor) -> Tensor:
+    """``input_ids`` with ``new_ids`` written at ``positions`` where ``weights`` is 1 (padding slots, which
+    all point at position 0, change nothing: the write is an addition of zero)."""
+    return input_ids.scatter_add(1, positions, (new_ids - ids) * weights.long())
+
+
+def gumbel_sample(logits: Tensor, rng: torch.Generator, temperature: float = 1.0) -> Tensor:
+    """Sample token ids from softmax(logits / T) with the Gumbel-max trick, in fp32, without gradient."""
+    with torch.no_grad():
+        u = torch.rand(logits.shape, generator=rng, device=logits.device, dtype=torch.float32)
+        gumbel = -torch.log(-torch.log(u + 1e-9) + 1e-9)
+        return (logits.float() / temperature + gumbel).argmax(-1)
+
+
+def masked_lm_loss(logits: Tensor, ids: Tensor, weights: Tensor) -> tuple[Tensor, Tensor]:
+    """Weighted mean cross-entropy over predicted positions, and the generator's accuracy there."""
+    losses = F.cross_entropy(logits.float().flatten(0, 1), ids.flatten(), reduction="none")
+    w = weights.flatten()
+    denom = w.sum() + 1e-6
+    correct = (logits.argmax(-1).flatten() == ids.flatten()).float()
+    return (losses * w).sum() / denom, (correct * w).sum() / denom
+
+
+class ReplacedTokenDetection(nn.Module):
+    """The ELECTRA objective around an :class:`Electra` model; ``objective="mlm"`` trains BERT-style MLM."""
+
+    def __init__(self, model: Electra, special: SpecialIds, max_seq_len: int, mask_prob: float = 0.15,
+                 generator_weight: float = 1.0, discriminator_weight: float = 50.0, temperature: float = 1.0,
+                 objective: str = "electra"):
+        super().__init__()
+        if objective not in ("electra", "mlm"):
+            raise ValueError(f"unknown objective {objective!r}")
+        self.model = model
+        self.special = special
+        self.mask_prob = mask_prob
+        self.max_predictions = max_predictions_per_seq(max_seq_len, mask_prob)
+        self.generator_weight = generator_weight
+        self.discriminator_weight = discriminator_weight
+        self.temperature = temperature
+        self.objective = objective
+
+    def forward(self, input_ids: Tensor, attention_mask: Tensor, token_type_ids: Tensor,
+                rng: torch.Generator) -> tuple[Tensor, dict[str, Tensor]]:
+        """Total loss and detached metric tensors (no host synchronisation)."""
+        if self.objective == "mlm":
+            return self._mlm(input_ids, attention_mask, token_type_ids, rng)
+        gen, disc = self.model.generator, self.model.discriminator
+        # 1. Mask.
+        m = mask_tokens(input_ids, attention_mask, self.special, self.mask_prob, self.max_predictions, rng)
+        # 2. Generator: MLM on the masked positions only (the vocabulary projection runs only there).
+        gen_logits = gen(m.input_ids, attention_mask, token_type_ids, positions=m.positions)
+        mlm_loss, mlm_acc = masked_lm_loss(gen_logits, m.ids, m.weights)
+        # 3. Sample replacements; a sample equal to the original counts as original.
+        sampled = gumbel_sample(gen_logits.detach(), rng, self.temperature)
+        fake_ids = scatter_replace(input_ids, m.positions, m.ids, sampled, m.weights)
+        labels = (fake_ids != input_ids).float()
+        # 4. Discriminator: sigmoid BCE over every real token.
+        disc_logits = disc(fake_ids, attention_mask, token_type_ids)
+        real = attention_mask.float()
+        bce = F.binary_cross_entropy_with_logits(disc_logits.float(), labels, reduction="none")
+        disc_loss = (bce * real).sum() / (real.sum() + 1e-6)
+        loss = self.generator_weight * mlm_loss + self.discriminator_weight * disc_loss
+        with torch.no_grad():
+            predicted = (disc_logits > 0).float() * real
+            tp = (predicted * labels).sum()
+            metrics = {
+                "loss": loss.detach(),
+                "mlm_loss": mlm_loss.detach(),
+                "mlm_accuracy": mlm_acc,
+                "disc_loss": disc_loss.detach(),
+                "disc_accuracy": ((predicted == labels).float() * real).sum() / real.sum(),
+                "disc_precision": tp / predicted.sum().clamp(min=1),
+                "disc_recall": tp / labels.sum().clamp(min=1),
+                "replaced_fraction": labels.sum() / real.sum(),
+            }
+        return loss, metrics
+
+    def _mlm(self, input_ids: Tensor, attention_mask: Tensor, token_type_ids: Tensor,
+             rng: torch.Generator) -> tuple[Tensor, dict[str, Tensor]]:
+        """BERT's objective on the same data: 80% [MASK], 10% random, 10% unchanged; the generator network
+        (built at the discriminator's size by the caller) is the model being trained."""
+        m = mask_tokens(input_ids, attention_mask, self.special, self.mask_prob, self.max_predictions, rng,
+                        mask_token_prob=0.8, random_token_prob=0.1,
+                        vocab_size=self.model.config.discriminator.vocab_size)
+        logits = self.model.generator(m.input_ids, attention_mask, token_type_ids, positions=m.positions)
+        loss, acc = masked_lm_loss(logits, m.ids, m.weights)
+        return loss, {"loss": loss.detach(), "mlm_loss": loss.detach(), "mlm_accuracy": acc}

@@ -1,0 +1,237 @@
+"""The pre-training loop: a plain loop (forward, backward, clip, step, log, save) around the RTD objective.
+
+Data parallel with ``torchrun`` (DDP), gradient accumulation, bf16 autocast, atomic checkpoints and exact
+resume. Each micro-batch is one of ``world_size * grad_accum`` disjoint shards of the global batch, and its
+randomness (masking, sampling, dropout) is seeded from (seed, step, shard): so 2 processes x 1 micro-batch
+and 1 process x 2 micro-batches compute the same thing, and a resumed run continues bit-for-bit.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import shutil
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from electra.config import ModelConfig, PretrainConfig
+from electra.errors import ElectraError
+from electra.modeling import Electra
+from electra.pretraining import ReplacedTokenDetection, SpecialIds
+from electra.training.optim import AdamW, param_groups
+from electra.training.schedule import lr_multiplier
+
+RUN_FILE = "run.json"
+
+
+def micro_batch_seed(seed: int, step: int, shard: int) -> int:
+    """A distinct, reproducible seed per (run seed, step, data shard)."""
+    return ((seed * 1_000_003 + step) * 10_007 + shard) % (2**63 - 1)
+
+
+@dataclass
+class StepInputs:
+    """What one optimiser step consumes: this rank's micro-batches and their shard indices."""
+
+    batches: list[dict[str, Tensor]]
+    shards: list[int]
+
+
+def train_step(objective: torch.nn.Module, optimizer: torch.optim.Optimizer, inputs: StepInputs, step: int,
+               seed: int, grad_clip: float, autocast: contextlib.AbstractContextManager | None = None,
+               forward: torch.nn.Module | None = None) -> dict[str, Tensor]:
+    """One optimiser step over this rank's micro-batches; returns detached metric tensors (no host sync).
+
+    ``forward`` is what to call instead of ``objective`` itself: its DDP wrapper and/or compiled form.
+    """
+    optimizer.zero_grad(set_to_none=True)
+    n = len(inputs.batches)
+    forward = forward if forward is not None else objective
+    ddp = forward if isinstance(forward, torch.nn.parallel.DistributedDataParallel) else None
+    totals: dict[str, Tensor] = {}
+    for i, (batch, shard) in enumerate(zip(inputs.batches, inputs.shards)):
+        s = micro_batch_seed(seed, step, shard)
+        torch.manual_seed(s)  # dropout
+        rng = torch.Generator(device=batch["input_ids"].device).manual_seed(s)  # masking and sampling
+        sync = ddp is None or i == n - 1
+        with (contextlib.nullcontext() if sync else ddp.no_sync()), (autocast or contextlib.nullcontext()):
+            loss, metrics = forward(batch["input_ids"], batch["attention_mask"], batch["token_type_ids"], rng)
+        (loss / n).backward()
+        for k, v in metrics.items():
+            totals[k] = totals[k] + v / n if k in totals else v / n
+        totals["tokens"] = totals.get("tokens", 0) + batch["attention_mask"].sum()
+    if grad_clip > 0:
+        totals["grad_norm"] = torch.nn.utils.clip_grad_norm_(objective.parameters(), grad_clip)
+    optimizer.step()
+    return totals
+
+
+def resolve_model_config(cfg: PretrainConfig, vocab_size: int, config_file: str | None = None,
+                         overrides: dict[str, Any] | None = None) -> ModelConfig:
+    """Preset (or config file) + overrides, with the vocabulary size of the prepared data."""
+    base = ModelConfig.load(config_file) if config_file else ModelConfig.preset(cfg.preset)
+    model_cfg = base.replace(**(overrides or {}))
+    if "vocab_size" in (overrides or {}) and model_cfg.discriminator.vocab_size != vocab_size:
+        raise ElectraError(f"--vocab-size {model_cfg.discriminator.vocab_size} does not match the prepared data's "
+                           f"tokenizer ({vocab_size} entries)")
+    model_cfg = model_cfg.replace(vocab_size=vocab_size)
+    if cfg.objective == "mlm":  # the MLM baseline trains a generator of the discriminator's size
+        model_cfg = model_cfg.replace(generator_size=1.0, generator_depth=1.0)
+    return model_cfg
+
+
+def check_run_folder(run_dir: Path, record: dict[str, Any], resume: bool, overwrite: bool) -> None:
+    """Refuse to mix runs: an existing run folder needs --resume (same config) or --overwrite."""
+    existing = run_dir / RUN_FILE
+    if not existing.exists():
+        return
+    if overwrite:
+        shutil.rmtree(run_dir)
+        return
+    if not resume:
+        raise ElectraError(f"{run_dir}: already holds a run; pass --resume to continue it or --overwrite to "
+                           "start again")
+    old = json.loads(existing.read_text())
+    diffs = []
+    for section in ("model", "pretrain"):
+        for k in sorted(set(old.get(section, {})) | set(record[section])):
+            if section == "pretrain" and k in PretrainConfig.RESUMABLE_CHANGES:
+                continue
+            if old.get(section, {}).get(k) != record[section].get(k):
+                diffs.append(f"{k} {old.get(section, {}).get(k)!r} -> {record[section].get(k)!r}")
+    if diffs:
+        raise ElectraError(f"{run_dir}: --resume with a different config ({'; '.join(diffs[:4])}); use a new "
+                           "--out or --overwrite")
+
+
+def pretrain(cfg: PretrainConfig, config_file: str | None = None,
+             model_overrides: dict[str, Any] | None = None, resume: bool = False, overwrite: bool = False,
+             progress: bool = True) -> Path:
+    """Run (or resume) pre-training; returns the run folder."""
+    from tqdm.auto import tqdm
+
+    from electra.data.pretraining_data import PretrainingData
+    from electra.training.checkpointing import (
+        find_latest_checkpoint,
+        load_training_checkpoint,
+        save_training_checkpoint,
+    )
+    from electra.training.distributed import cleanup, init_distributed
+    from electra.training.metrics_log import MetricsLogger
+    from electra.training.precision import autocast_context, default_precision
+
+    dist = init_distributed(None if cfg.device == "auto" else cfg.device)
+    device = dist.device
+    run_dir = Path(cfg.out)
+    world, accum = dist.world_size, cfg.grad_accum
+    if cfg.batch_size % (world * accum):
+        raise ElectraError(f"--batch-size {cfg.batch_size} is not divisible by world size {world} x "
+                           f"--grad-accum {accum}")
+    micro = cfg.batch_size // (world * accum)
+    shards = [j * world + dist.rank for j in range(accum)]
+    datasets = [PretrainingData(cfg.data, seed=cfg.seed, rank=s, world_size=world * accum) for s in shards]
+    data = datasets[0]
+    model_cfg = resolve_model_config(cfg, data.vocab_size, config_file, model_overrides)
+    precision = default_precision(device) if cfg.precision == "auto" else cfg.precision
+    record = {"model": model_cfg.to_dict(), "pretrain": cfg.to_dict(), "data_meta": data.meta,
+              "world_size": world, "precision": precision}
+    if dist.is_main:
+        check_run_folder(run_dir, record, resume, overwrite)
+        run_dir.mkdir(parents=True, exist_ok=True)
+        (run_dir / RUN_FILE).write_text(json.dumps(record, indent=2, default=str) + "\n")
+
+    torch.manual_seed(cfg.seed)
+    model = Electra(model_cfg).to(device)
+    special = SpecialIds(pad=data.pad_id, cls=data.cls_id, sep=data.sep_id, mask=data.mask_id)
+    objective = ReplacedTokenDetection(model, special, data.max_seq_len, cfg.mask_prob, cfg.generator_weight,
+                                       cfg.discriminator_weight, cfg.temperature, cfg.objective)
+    trained = model.generator if cfg.objective == "mlm" else model
+    groups = param_groups(trained, cfg.lr, cfg.weight_decay)
+    optimizer = AdamW(groups, lr=cfg.lr, betas=(cfg.adam_beta1, cfg.adam_beta2), eps=cfg.adam_eps,
+                      weight_decay=cfg.weight_decay, bias_correction=cfg.bias_correction)
+    start = 0
+    if resume:
+        latest = find_latest_checkpoint(run_dir)
+        if latest is not None:
+            state = load_training_checkpoint(latest, model, optimizer)
+            start = int(state["step"])
+            if state.get("shards") != world * accum:
+                raise ElectraError(f"{latest}: saved with {state.get('shards')} data shards (world size x "
+                                   f"grad-accum); now {world * accum}. Resume with the same product.")
+            if dist.is_main:
+                print(f"resuming from {latest} at step {start}")
+    forward: torch.nn.Module = objective
+    if world > 1:
+        forward = torch.nn.parallel.DistributedDataParallel(
+            objective, device_ids=[device] if device.type == "cuda" else None)
+    elif cfg.compile:
+        forward = _maybe_compile(objective)
+    iters: list[Iterator[dict[str, Tensor]]] = [d.batches(micro, start=start) for d in datasets]
+    logger = MetricsLogger(run_dir, enabled=dist.is_main, resume_step=start)
+    bar = tqdm(total=cfg.max_steps, initial=start, disable=not (progress and dist.is_main), unit="step",
+               dynamic_ncols=True)
+    sums: dict[str, Tensor] = {}
+    n_sum, t_last = 0, time.perf_counter()
+    tokenizer_dir = data.tokenizer_dir
+    extra_state = {"shards": world * accum, "config": record}
+    for step in range(start, cfg.max_steps):
+        factor = lr_multiplier(step, cfg.max_steps, cfg.warmup_steps)
+        for g in optimizer.param_groups:
+            g["lr"] = g["base_lr"] * factor
+        batches = [{k: v.to(device, non_blocking=True) for k, v in next(it).items()} for it in iters]
+        metrics = train_step(objective, optimizer, StepInputs(batches, shards), step, cfg.seed, cfg.grad_clip,
+                             autocast_context(device, precision), forward)
+        for k, v in metrics.items():
+            sums[k] = sums[k] + v.detach() if k in sums else v.detach()
+        n_sum += 1
+        done = step + 1
+        if done % cfg.log_every == 0 or done == cfg.max_steps:
+            values = _reduce(sums, n_sum, world)
+            now = time.perf_counter()
+            values["tokens_per_s"] = values.pop("tokens") * n_sum / (now - t_last)
+            values["lr"] = cfg.lr * factor
+            logger.log(done, values)
+            if not all(math.isfinite(v) for v in values.values()):
+                raise ElectraError(f"step {done}: non-finite loss or metric ({values}); lower --lr or check data")
+            bar.set_postfix(loss=f"{values['loss']:.3f}", tok_s=f"{values['tokens_per_s']:.0f}")
+            sums, n_sum, t_last = {}, 0, now
+        bar.update(1)
+        if (done % cfg.save_every == 0 or done == cfg.max_steps) and dist.is_main:
+            save_training_checkpoint(run_dir, done, model, optimizer, {**extra_state, "step": done},
+                                     tokenizer_dir=tokenizer_dir, keep_last=cfg.keep_last)
+    bar.close()
+    logger.close()
+    if dist.is_main:
+        from electra.training.plot import plot_curves
+
+        with contextlib.suppress(ElectraError):
+            plot_curves(run_dir)
+    cleanup()
+    return run_dir
+
+
+def _reduce(sums: dict[str, Tensor], n: int, world: int) -> dict[str, float]:
+    """Average metric sums over steps (and ranks); tokens are summed over ranks. One host sync."""
+    keys = sorted(sums)
+    stacked = torch.stack([sums[k].float() for k in keys])
+    if world > 1:
+        torch.distributed.all_reduce(stacked)
+        stacked /= world
+    out = {k: float(v) / n for k, v in zip(keys, stacked.tolist())}
+    out["tokens"] = out["tokens"] * world
+    return out
+
+
+def _maybe_compile(module: torch.nn.Module) -> torch.nn.Module:
+    try:
+        return torch.compile(module)
+    except Exception as e:  # compilation is an optimisation: fall back cleanly
+        print(f"torch.compile unavailable ({e}); running eagerly")
+        return module
