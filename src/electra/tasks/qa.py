@@ -33,8 +33,19 @@ from electra.data.squad import QAExample, QAFeature, WindowConfig, make_features
 from electra.errors import ElectraError
 from electra.modeling import activation
 from electra.squad_metrics import cmrc2018, load_json, squad_v1, squad_v2
-from electra.tasks.runner import Batch, FinetuneConfig, Head, TaskModel, collate, finetune, load_encoder
-from electra.tasks.runner import load_task_model, official_hparams, run_inference, run_tokenizer_dir
+from electra.tasks.runner import (
+    Batch,
+    FinetuneConfig,
+    Head,
+    TaskModel,
+    collate,
+    finetune,
+    load_encoder,
+    load_task_model,
+    official_hparams,
+    run_inference,
+    run_tokenizer_dir,
+)
 from electra.tokenization import load_tokenizer
 
 
