@@ -155,9 +155,140 @@ def run_import_hf(args: argparse.Namespace) -> None:
     out = import_hf(args.discriminator, args.out, args.generator)
     print(f"wrote checkpoint {out}")
 
+# ---- fine-tuning: finetune / evaluate / predict ---------------------------------------------------------
+def add_finetune(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("finetune", help="fine-tune a checkpoint on a classification/regression task")
+    p.add_argument("--task", required=True, help="cola sst2 mrpc stsb qqp mnli qnli rte wnli chnsenticorp "
+                   "lcqmc atec, or custom")
+    p.add_argument("--model", required=True, help="pre-trained checkpoint directory (ours or `import-hf`'s)")
+    p.add_argument("--data", required=True, help="directory with train and dev files")
+    p.add_argument("--out", required=True, help="run directory to write (best/, metrics.csv, results.json)")
+    p.add_argument("--tokenizer", help="tokenizer folder (default: the checkpoint's tokenizer/)")
+    p.add_argument("--text-fields", help="custom: one or two text fields, comma-separated")
+    p.add_argument("--label-field", help="custom: the label field")
+    p.add_argument("--regression", action="store_true", help="custom: the label is a number")
+    p.add_argument("--epochs", type=float, help="default: 3 (10 for RTE and STS-B)")
+    p.add_argument("--max-steps", type=int, help="stop after this many steps (overrides --epochs)")
+    p.add_argument("--lr", type=float, help="peak LR (default by size: 3e-4 Small, 1e-4 Base, 5e-5 Large)")
+    p.add_argument("--layerwise-decay", type=float, help="default: 0.8 Small/Base, 0.9 Large; 1 = off")
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--max-seq-len", type=int, default=128)
+    p.add_argument("--warmup-fraction", type=float, default=0.1)
+    p.add_argument("--weight-decay", type=float, default=0.0)
+    p.add_argument("--bias-correction", action="store_true", help="Adam bias correction (official: none)")
+    p.add_argument("--eval-every", type=int, help="evaluate on dev every N steps (default: each epoch)")
+    p.add_argument("--seed", type=int, default=42)
+    p.add_argument("--seeds", type=int, default=1, help="fine-tune N times; report the median")
+    p.add_argument("--head", choices=["electra", "transformers"], default="electra",
+                   help="electra: dropout -> linear; transformers: dense -> gelu -> dropout -> linear")
+    p.add_argument("--no-swap-pairs", action="store_true", help="MRPC/STS-B: don't also train swapped pairs")
+    p.add_argument("--token-dropout", type=float, default=0.0, help="augmentation: word drop probability")
+    p.add_argument("--word-swap", type=float, default=0.0, help="augmentation: neighbour swap probability")
+    p.add_argument("--train-limit", type=int, help="train on a fixed random subset of N examples")
+    p.add_argument("--dev-limit", type=int, help="evaluate on the first N dev examples")
+    p.add_argument("--random-init", action="store_true", help="baseline: same shape, random weights")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, ...")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(handler=run_finetune)
+
+
+def run_finetune(args: argparse.Namespace) -> None:
+    import json
+
+    from electra.checkpoint import read_checkpoint_meta
+    from electra.config import ModelConfig
+    from electra.tasks.classification import TaskOptions, finetune_seeds, resolve_task
+    from electra.tasks.runner import FinetuneConfig, official_hparams
+
+    fields = args.text_fields.split(",") if args.text_fields else None
+    task = resolve_task(args.task, fields, args.label_field, args.regression)
+    shape = ModelConfig.from_dict(read_checkpoint_meta(args.model)["model"]).discriminator
+    official = official_hparams(shape)
+    decay = args.layerwise_decay if args.layerwise_decay is not None else official["layerwise_decay"]
+    config = FinetuneConfig(lr=args.lr or official["lr"], epochs=args.epochs or task.epochs,
+                            max_steps=args.max_steps, batch_size=args.batch_size,
+                            warmup_fraction=args.warmup_fraction, weight_decay=args.weight_decay,
+                            layerwise_decay=None if decay == 1 else decay,
+                            bias_correction=args.bias_correction,
+                            eval_every=args.eval_every, seed=args.seed, device=args.device,
+                            progress=not args.quiet)
+    options = TaskOptions(max_seq_len=args.max_seq_len, head=args.head,
+                          swap_pairs=False if args.no_swap_pairs else None, token_dropout=args.token_dropout,
+                          word_swap=args.word_swap, train_limit=args.train_limit, dev_limit=args.dev_limit,
+                          random_init=args.random_init, tokenizer=args.tokenizer)
+    res = finetune_seeds(task, args.model, args.data, args.out, config, options, args.seeds)
+    if args.seeds > 1:
+        parts = [f"{m} median {res['best'][m]['median']:.4f} (min {res['best'][m]['min']:.4f}, "
+                 f"max {res['best'][m]['max']:.4f})" for m in task.report]
+        print(f"{task.name} dev over {args.seeds} seeds: " + "; ".join(parts))
+    else:
+        parts = [f"{m} {res['best'][m]:.4f}" for m in task.report]
+        print(f"{task.name} dev: " + ", ".join(parts) + f" (best at step {res['best_step']}/{res['steps']})")
+    print(f"wrote {args.out}")
+    print(json.dumps({"task": task.name, "best": res["best"]}))
+
+
+def _add_run_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--task", help="the task (default: the one the run was fine-tuned on)")
+    p.add_argument("--model", help="fine-tuned run directory")
+    p.add_argument("--ensemble", nargs="+", metavar="RUN", help="average the probabilities of several runs "
+                   "(a multi-seed run directory counts as all its seeds)")
+    p.add_argument("--device", default="auto")
+
+
+def _runs(args: argparse.Namespace) -> list[str]:
+    from electra.errors import ElectraError
+    from electra.tasks.classification import single_run
+
+    if args.ensemble:
+        return list(args.ensemble) + ([args.model] if args.model else [])
+    if not args.model:
+        raise ElectraError("give --model RUN or --ensemble RUN...")
+    return [str(single_run(args.model))]
+
+
+def add_evaluate(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("evaluate", help="score a fine-tuned run on a labelled split")
+    _add_run_args(p)
+    p.add_argument("--data", required=True, help="directory with the split's file")
+    p.add_argument("--split", default="dev", help="dev (default), train, dev_mismatched (MNLI), test")
+    p.add_argument("--json", action="store_true", help="print one JSON object of the metrics")
+    p.set_defaults(handler=run_evaluate)
+
+
+def run_evaluate(args: argparse.Namespace) -> None:
+    import json
+
+    from electra.tasks.classification import evaluate_runs
+
+    res = evaluate_runs(_runs(args), args.data, args.split, args.task, args.device)
+    if args.json:
+        print(json.dumps(res))
+        return
+    from electra.tasks.classification import get_task
+
+    report = get_task(res["task"]).report if res["task"] != "custom" else [res["main_metric"]]
+    print(f"{res['task']} {res['split']} ({res['examples']} examples, {res['runs']} run(s)): "
+          + ", ".join(f"{m} {res[m]:.4f}" for m in report))
+
+
+def add_predict(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("predict", help="predict a file with a fine-tuned run (GLUE submission format)")
+    _add_run_args(p)
+    p.add_argument("--input", required=True, help="a file in the task's layout (e.g. GLUE test.tsv)")
+    p.add_argument("--out", required=True, help="where to write index<TAB>prediction")
+    p.set_defaults(handler=run_predict)
+
+
+def run_predict(args: argparse.Namespace) -> None:
+    from electra.tasks.classification import predict_file
+
+    n = predict_file(_runs(args), args.input, args.out, args.task, args.device)
+    print(f"wrote {n} predictions to {args.out}")
+
 
 COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [
-    add_pretrain, add_detect, add_fill, add_export, add_import_hf,
+    add_pretrain, add_detect, add_fill, add_export, add_import_hf, add_finetune, add_evaluate, add_predict,
 ]
 
 
