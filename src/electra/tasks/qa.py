@@ -541,3 +541,64 @@ def answer(run: str | Path, context: str, question: str, candidates: list[str] |
         k = int(scores.argmax())
         results.append(CandidateScore(cand, float(scores[k]), *chars[k]))
     return sorted(results, key=lambda c: -c.score)
+
+
+# ---- command-line entry points (``electra finetune/evaluate/predict --task squad1|squad2|cmrc2018``) --------
+def resolve_qa_data(data: str | Path) -> tuple[str, str | None]:
+    """(train file, dev file or None) from a JSON file or a directory with ``*train*.json``/``*dev*.json``."""
+    p = Path(data)
+    if p.is_file():
+        return str(p), None
+    if not p.is_dir():
+        raise ElectraError(f"{p}: no such file or directory")
+    trains, devs = sorted(p.glob("*train*.json")), sorted(p.glob("*dev*.json"))
+    if trains:
+        return str(trains[0]), str(devs[0]) if devs else None
+    files = sorted(p.glob("*.json"))
+    if len(files) == 1:
+        return str(files[0]), None
+    raise ElectraError(f"{p}: expected a *train*.json (and *dev*.json), or a single .json file to split")
+
+
+def finetune_from_args(args: Any) -> dict[str, Any]:
+    """``electra finetune --task squad1|squad2|cmrc2018 --model CKPT --data FILE|DIR --out RUN [...]``."""
+    from electra.tasks.options import finetune_config_from_args
+
+    get = lambda name, default=None: getattr(args, name, default)  # noqa: E731
+    train, dev = resolve_qa_data(args.data)
+    params = QAParams(args.task, args.model, args.out, train, get("dev_file") or dev,
+                      dev_fraction=get("dev_fraction") or 0.1, max_seq_length=get("max_seq_len"),
+                      doc_stride=get("doc_stride") or 128, max_query_length=get("max_query_length") or 64,
+                      n_best=get("n_best") or 20, max_answer_length=get("max_answer_length") or 30,
+                      joint=not get("independent", False),
+                      answerable=False if get("no_answerable", False) else None,
+                      max_train_questions=get("train_limit"), max_dev_questions=get("dev_limit"),
+                      random_init=bool(get("random_init", False)))
+    return finetune_qa(params, finetune_config_from_args(args, default_epochs=2.0))
+
+
+def evaluate_from_args(args: Any) -> dict[str, float]:
+    """``electra evaluate --model RUN --data FILE|DIR`` for a QA run (a directory: its ``*dev*.json``)."""
+    data = Path(args.data)
+    if data.is_dir():
+        devs = sorted(data.glob("*dev*.json")) or sorted(data.glob("*.json"))
+        if not devs:
+            raise ElectraError(f"{data}: no .json file to evaluate on")
+        data = devs[0]
+    return evaluate_file(args.model, data)
+
+
+def predict_from_args(args: Any) -> int:
+    """``electra predict --model RUN --input FILE --out OUT``: OUT.json gets the official predictions
+    (with OUT.nbest.json and, for SQuAD 2.0, OUT.na_probs.json beside it); any other OUT is a directory."""
+    out = Path(args.out)
+    preds = predict_file(args.model, args.input, out if out.suffix != ".json" else None)
+    if out.suffix == ".json":
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps({q: p.text for q, p in preds.items()}, ensure_ascii=False, indent=1) + "\n")
+        out.with_suffix(".nbest.json").write_text(json.dumps({q: p.nbest for q, p in preds.items()},
+                                                             ensure_ascii=False, indent=1) + "\n")
+        if any(p.null_score is not None for p in preds.values()):
+            out.with_suffix(".na_probs.json").write_text(json.dumps({q: p.null_score for q, p in preds.items()},
+                                                                    indent=1) + "\n")
+    return len(preds)

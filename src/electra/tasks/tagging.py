@@ -33,6 +33,7 @@ from electra.tasks.runner import (
     load_encoder,
     load_task_model,
     official_hparams,
+    read_task_meta,
     run_inference,
     run_tokenizer_dir,
 )
@@ -212,3 +213,32 @@ def predict_file(run: str | Path, data: str | Path, out: str | Path) -> int:
             f.writelines(f"{w}\t{label}\n" for w, label in zip(s.words, labs))
             f.write("\n")
     return len(sentences)
+
+
+# ---- command-line entry points (``electra finetune/evaluate/predict --task conll2003|tags``) --------------
+def finetune_from_args(args: Any) -> dict[str, Any]:
+    """``electra finetune --task conll2003 --data DIR`` (train.txt/valid.txt) or ``--task tags --data TRAIN
+    --dev-file DEV``."""
+    from electra.tasks.options import finetune_config_from_args
+
+    task = get_task(args.task)
+    get = lambda name, default=None: getattr(args, name, default)  # noqa: E731
+    train = resolve_files(task, args.data, "train")
+    dev = get("dev_file") or (resolve_files(task, args.data, "dev") if Path(args.data).is_dir() else None)
+    if dev is None:
+        raise ElectraError(f"--task {task.name}: give the dev file with --dev-file")
+    params = TagParams(task.name, args.model, args.out, str(train), str(dev), max_seq_length=get("max_seq_len") or 128,
+                       max_train_sentences=get("train_limit"), max_dev_sentences=get("dev_limit"),
+                       random_init=bool(get("random_init", False)))
+    return finetune_tagging(params, finetune_config_from_args(args, default_epochs=3.0))
+
+
+def evaluate_from_args(args: Any) -> dict[str, Any]:
+    """``electra evaluate --model RUN --data FILE|DIR [--split dev|test]``."""
+    model_task = get_task(read_task_meta(args.model)["spec"]["task"])
+    split = getattr(args, "split", "dev") or "dev"
+    return evaluate_file(args.model, resolve_files(model_task, args.data, split))
+
+
+def predict_from_args(args: Any) -> int:
+    return predict_file(args.model, args.input, args.out)
