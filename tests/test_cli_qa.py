@@ -24,7 +24,8 @@ def qa_run(tmp_path_factory):
     data = write_json(root / "all.json", toy_squad(10, 4))
     with pytest.raises(SystemExit) as e:
         main(["finetune", "--task", "squad1", "--model", str(ck), "--data", str(data), "--out", str(root / "run"),
-              "--dev-fraction", "0.2", "--max-steps", "12", "--batch-size", "16", "--lr", "1e-3", "--quiet",
+              "--dev-fraction", "0.2", "--max-steps", "12", "--eval-every", "100", "--batch-size", "16", "--lr", "1e-3",
+              "--quiet",
               "--device", "cpu"])
     assert e.value.code == 0
     return root
@@ -75,3 +76,25 @@ def test_answer_on_a_pretrained_checkpoint_explains_it_needs_a_finetuned_run(qa_
 def test_answer_with_empty_context_is_an_error(qa_run, capsys):
     code, _, err = run(["answer", "--model", qa_run / "run", "--context", "  ", "q?"], capsys)
     assert code == 2 and "context is empty" in err
+
+
+@pytest.mark.slow
+def test_tagging_finetune_evaluate_predict_through_the_cli(qa_run, tmp_path, capsys):
+    train = tmp_path / "train.txt"
+    train.write_text("Rome B-LOC\nis O\nold O\n\nthe O\nriver O\nin O\nParis B-LOC\n\n" * 8)
+    code, out, _ = run(["finetune", "--task", "tags", "--model", qa_run / "ckpt", "--data", train, "--dev-file", train,
+                        "--out", tmp_path / "run", "--max-steps", "4", "--eval-every", "100", "--batch-size", "8",
+                        "--quiet", "--device", "cpu"], capsys)
+    assert code == 0 and json.loads(out.splitlines()[-1])["task"] == "tags"
+    code, out, _ = run(["evaluate", "--model", tmp_path / "run", "--data", train, "--json"], capsys)
+    assert code == 0 and {"precision", "recall", "f1", "types"} <= set(json.loads(out))
+    code, out, _ = run(["predict", "--model", tmp_path / "run", "--input", train, "--out", tmp_path / "p.tsv"], capsys)
+    assert code == 0 and "wrote 16 predictions" in out
+
+
+def test_tagging_without_dev_file_is_an_error(qa_run, tmp_path, capsys):
+    train = tmp_path / "train.txt"
+    train.write_text("Rome B-LOC\n")
+    code, _, err = run(["finetune", "--task", "tags", "--model", qa_run / "ckpt", "--data", train, "--out",
+                        tmp_path / "run"], capsys)
+    assert code == 2 and "--dev-file" in err
