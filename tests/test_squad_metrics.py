@@ -408,3 +408,55 @@ def test_score_files_rejects_non_string_prediction(tmp_path):
     preds.write_text(json.dumps({"punct": ["x"]}))
     with pytest.raises(ElectraError, match="question 'punct' is list, expected a string"):
         sm.score_files("squad1", data, preds)
+
+
+def _perturbed_predictions(dataset, seed):
+    """Gold answers, partial answers, wrong words, empty strings and missing ids, mixed at random."""
+    import random
+
+    rng = random.Random(seed)
+    preds = {}
+    for article in dataset:
+        for p in article["paragraphs"]:
+            for qa in p["qas"]:
+                gold = qa["answers"][0]["text"] if qa["answers"] else ""
+                r = rng.random()
+                if r < 0.1:
+                    continue
+                preds[qa["id"].strip()] = (gold if r < 0.4 else gold[: len(gold) // 2] if r < 0.6 else "" if r < 0.7
+                                           else p["context"][:12] + gold[-3:])
+    return preds
+
+
+def _shared(path):
+    from qa_fixtures import DATA
+
+    if not (DATA / path).exists():
+        pytest.skip("../shared/data not present")
+    return json.loads((DATA / path).read_text(encoding="utf-8"))
+
+
+def test_cmrc2018_equals_official_script_on_the_trial_set():
+    data = _shared("cmrc2018/cmrc2018_trial.json")
+    preds = _perturbed_predictions(data["data"], 0)
+    ours = sm.cmrc2018(data["data"], preds)
+    f1, em, total, skip = ref_evaluate_cmrc(data, preds)
+    assert (ours["F1"], ours["EM"], ours["TOTAL"], ours["SKIP"]) == (f1, em, total, skip)
+
+
+def test_squad_v2_equals_official_script_on_the_shared_sample():
+    import random
+
+    data = _shared("squad/v2.0-sample.json")["data"]
+    preds = _perturbed_predictions(data, 1)
+    qids = [qa["id"] for a in data for p in a["paragraphs"] for qa in p["qas"]]
+    preds = {q: preds.get(q, "") for q in qids}  # the official v2 script fails on missing ids in its breakdown
+    rng = random.Random(2)
+    na = {k: rng.random() for k in preds}
+    assert sm.squad_v2(data, preds, na, 0.5) == ref_main_v2(data, preds, na, 0.5)
+
+
+def test_squad_v1_equals_official_script_on_the_shared_dev_articles():
+    data = _shared("squad/v1.1/dev-v1.1.json")["data"]
+    preds = _perturbed_predictions(data, 3)
+    assert sm.squad_v1(data, preds) == ref_evaluate_v1(data, preds)
