@@ -86,8 +86,9 @@ class SpanQAHead(Head):
         super().__init__(config, joint=joint, answerable=answerable, beam_size=beam_size,
                          answerable_weight=answerable_weight, inner_size=inner_size)
         h, std = config.hidden_size, config.initializer_range
-        self.act, self.joint, self.beam_size, self.answerable_weight = config.hidden_act, joint, beam_size, \
-            answerable_weight
+        self.act = config.hidden_act
+        self.joint, self.answerable = joint, answerable
+        self.beam_size, self.answerable_weight = beam_size, answerable_weight
         self.start = _init(nn.Linear(h, 1), std)
         if joint:
             self.end_hidden = _init(nn.Linear(2 * h, inner_size), std)  # official "qa_hidden"
@@ -95,7 +96,6 @@ class SpanQAHead(Head):
         if answerable:
             self.answerable_hidden = _init(nn.Linear(2 * h, inner_size), std)
             self.answerable_out = _init(nn.Linear(inner_size, 1), std)
-        self.answerable = answerable
 
     @staticmethod
     def answer_mask(batch: Batch) -> Tensor:
