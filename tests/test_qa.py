@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 
 import numpy as np
 import pytest
@@ -282,3 +283,31 @@ def test_finetune_on_shared_cmrc2018_chinese(tmp_path):
     part = write_json(tmp_path / "part.json", limit_questions(json.loads(data.read_text()), 10))
     preds = predict_file(tmp_path / "run", part, None)
     assert len(preds) == 10 and all(p.text == "" or p.text in p.nbest[0]["text"] for p in preds.values())
+
+
+def test_span_scores_for_candidates_equal_the_beam_scores():
+    torch.manual_seed(0)
+    head = SpanQAHead(CFG, beam_size=3).eval()
+    hidden, batch = torch.randn(1, 10, 16), _batch(batch=1)
+    out = head(hidden, batch)
+    s, e = int(out["start_top_index"][0, 0]), int(out["end_top_index"][0, 0, 0])
+    beam = out["start_top_log_probs"][0, 0] + out["end_top_log_probs"][0, 0, 0]
+    got = head.span_log_probs(hidden, batch, torch.tensor([0]), torch.tensor([s]), torch.tensor([e]))
+    assert torch.allclose(got[0], beam, atol=1e-5)
+
+
+@pytest.mark.slow
+def test_finetune_with_the_independent_head(tmp_path, ckpt):
+    train = write_json(tmp_path / "train.json", toy_squad(4, 4))
+    res = finetune_qa(QAParams("squad1", str(ckpt), str(tmp_path / "run"), str(train), str(train), joint=False),
+                      FinetuneConfig(lr=1e-3, max_steps=2, batch_size=8, progress=False, device="cpu"))
+    model, _ = load_qa_run(tmp_path / "run")
+    assert res["steps"] == 2 and model.head.joint is False and "f1" in res["best"]
+    ranked = answer(tmp_path / "run", "The capital of Italy is Rome.", "capital?", candidates=["Rome", "Italy"])
+    assert all(c.score > -math.inf for c in ranked)
+
+
+def test_squad2_joint_head_without_classifier_is_refused(tmp_path, ckpt):
+    train = write_json(tmp_path / "train.json", toy_squad(2, 2, v2=True))
+    with pytest.raises(ElectraError, match="needs the answerability classifier"):
+        finetune_qa(QAParams("squad2", str(ckpt), str(tmp_path / "run"), str(train), str(train), answerable=False))
