@@ -104,15 +104,19 @@ class SpanQAHead(Head):
         mask[:, 0] = 1.0
         return mask
 
-    def joint_end_logits(self, hidden: Tensor, start_hidden: Tensor, mask: Tensor) -> Tensor:
+    def joint_end_logits(self, hidden: Tensor, start_hidden: Tensor, mask: Tensor, chunk: int = 4) -> Tensor:
         """End logits (batch, k, seq) given start hidden states (batch, k, hidden).
 
-        dense([s; h]) = W_s s + W_h h + b is computed without materialising the concatenation.
+        dense([s; h]) = W_s s + W_h h + b is computed without materialising the concatenation, ``chunk``
+        starts at a time (the (batch, chunk, seq, 512) activation is the memory peak).
         """
         h = hidden.shape[-1]
         w, b = self.end_hidden.weight, self.end_hidden.bias
-        inner = (start_hidden @ w[:, :h].T)[:, :, None, :] + (hidden @ w[:, h:].T + b)[:, None, :, :]
-        logits = self.end(activation(self.act, inner)).squeeze(-1)
+        per_token = hidden @ w[:, h:].T + b  # (batch, seq, inner)
+        per_start = start_hidden @ w[:, :h].T  # (batch, k, inner)
+        logits = torch.cat([self.end(activation(self.act, per_start[:, i:i + chunk, None, :]
+                                                 + per_token[:, None, :, :])).squeeze(-1)
+                            for i in range(0, per_start.shape[1], chunk)], dim=1)
         return logits + 1000.0 * (mask[:, None, :] - 1)
 
     def forward(self, hidden: Tensor, batch: Batch) -> dict[str, Tensor]:
