@@ -10,7 +10,16 @@ import pytest
 import torch
 
 from electra.config import EncoderConfig
-from electra.data.squad import Answer, QAExample, WindowConfig, _is_max_context, make_features, parse_squad, read_squad
+from electra.data.squad import (
+    Answer,
+    QAExample,
+    WindowConfig,
+    _best_windows,
+    _is_max_context,
+    make_features,
+    parse_squad,
+    read_squad,
+)
 from electra.errors import ElectraError
 from electra.tasks.qa import (
     QAParams,
@@ -104,6 +113,19 @@ def test_question_is_truncated_to_max_query_length(tokenizer):
     ex = QAExample("q", " ".join(["river"] * 50), "rome is the capital")
     (f,) = make_features([ex], tokenizer, WindowConfig(64, 16, max_query_length=8))
     assert f.token_type_ids.count(0) == 8 + 2  # [CLS] + 8 question tokens + [SEP]
+
+
+def test_best_windows_agree_with_the_official_max_context_check():
+    for n, size, stride in ((50, 12, 5), (37, 10, 10), (9, 20, 4), (64, 16, 3)):
+        spans, start = [], 0
+        while True:
+            length = min(n - start, size)
+            spans.append((start, length))
+            if start + length >= n:
+                break
+            start += min(length, stride)
+        best = _best_windows(spans, n)
+        assert all(_is_max_context(spans, best[p], p) for p in range(n))
 
 
 def test_max_context_follows_the_official_rule():

@@ -168,6 +168,18 @@ def _is_max_context(spans: list[tuple[int, int]], index: int, position: int) -> 
     return best == index
 
 
+def _best_windows(spans: list[tuple[int, int]], n: int) -> list[int]:
+    """For each of ``n`` context tokens, the index of its max-context window (:func:`_is_max_context`)."""
+    best, score = [-1] * n, [-1.0] * n
+    for i, (start, length) in enumerate(spans):
+        end = start + length - 1
+        for p in range(start, end + 1):
+            s = min(p - start, end - p) + 0.01 * length
+            if s > score[p]:
+                best[p], score[p] = i, s
+    return best
+
+
 def _token_span(offsets: list[tuple[int, int]], char_start: int, char_end: int) -> tuple[int, int] | None:
     """First and last context token overlapping [char_start, char_end)."""
     first = next((i for i, (s, e) in enumerate(offsets) if e > char_start and s < char_end), None)
@@ -187,6 +199,7 @@ def make_features(examples: list[QAExample], tokenizer: Tokenizer, cfg: WindowCo
     ctx_enc = dict(zip(contexts, tokenizer.encode_batch(contexts, add_special_tokens=False)))
     q_enc = tokenizer.encode_batch([ex.question for ex in examples], add_special_tokens=False)
     features = []
+    best_cache: dict[tuple[int, int], tuple[list[tuple[int, int]], list[int]]] = {}
     for ei, (ex, qe) in enumerate(zip(examples, q_enc)):
         q_ids = qe.ids[:cfg.max_query_length]
         ce = ctx_enc[ex.context]
@@ -205,19 +218,23 @@ def make_features(examples: list[QAExample], tokenizer: Tokenizer, cfg: WindowCo
                 continue
         elif training and not ex.question.strip():
             continue
-        spans, start = [], 0
-        while True:
-            length = min(len(c_ids) - start, max_doc)
-            spans.append((start, length))
-            if start + length >= len(c_ids):
-                break
-            start += min(length, cfg.doc_stride)
+        key = (len(c_ids), max_doc)
+        if key not in best_cache:
+            spans, start = [], 0
+            while True:
+                length = min(len(c_ids) - start, max_doc)
+                spans.append((start, length))
+                if start + length >= len(c_ids):
+                    break
+                start += min(length, cfg.doc_stride)
+            best_cache[key] = spans, _best_windows(spans, len(c_ids))
+        spans, best = best_cache[key]
         doc_offset = len(q_ids) + 2
         for si, (start, length) in enumerate(spans):
             ids = [cls, *q_ids, sep, *c_ids[start:start + length], sep]
             types = [0] * doc_offset + [1] * (length + 1)
             offsets = [None] * doc_offset + list(c_off[start:start + length]) + [None]
-            maxc = [False] * doc_offset + [_is_max_context(spans, si, start + i) for i in range(length)] + [False]
+            maxc = [False] * doc_offset + [best[start + i] == si for i in range(length)] + [False]
             f = QAFeature(ei, ids, types, offsets, maxc, is_impossible=ex.is_impossible)
             if target is not None and start <= target[0] and target[1] <= start + length - 1:
                 f.start, f.end = target[0] - start + doc_offset, target[1] - start + doc_offset
