@@ -166,6 +166,6 @@ def load_encoder_for_finetuning(path: str | Path) -> tuple[ModelConfig, torch.nn
     ckpt = resolve_checkpoint(path)
     meta = read_checkpoint_meta(ckpt)
     model = load_checkpoint(ckpt)
-    objective = meta.get("config", {}).get("pretrain", {}).get("objective", "electra")
+    objective = meta.get("objective", "electra")
     encoder = model.generator.encoder if objective == "mlm" else model.discriminator.encoder
     return model.config, encoder, tokenizer_dir(ckpt)

@@ -1,1 +1,1 @@
-"""Data readers: pre-training corpora and fine-tuning task files."""
+"""Data: raw corpora to token shards, pre-training examples, fine-tuning task readers."""

@@ -117,13 +117,15 @@ def pretrain(cfg: PretrainConfig, config_file: str | None = None,
     """Run (or resume) pre-training; returns the run folder."""
     from tqdm.auto import tqdm
 
+    from electra.checkpoint import write_model
     from electra.data.pretraining_data import PretrainingData
     from electra.training.checkpointing import (
+        collect_rng_states,
         find_latest_checkpoint,
         load_training_checkpoint,
         save_training_checkpoint,
     )
-    from electra.training.distributed import cleanup, init_distributed
+    from electra.training.distributed import barrier, cleanup, init_distributed
     from electra.training.metrics_log import MetricsLogger
     from electra.training.precision import autocast_context, default_precision
 
@@ -160,7 +162,7 @@ def pretrain(cfg: PretrainConfig, config_file: str | None = None,
     if resume:
         latest = find_latest_checkpoint(run_dir)
         if latest is not None:
-            state = load_training_checkpoint(latest, model, optimizer)
+            state = load_training_checkpoint(latest, model, optimizer, rank=dist.rank)
             start = int(state["step"])
             if state.get("shards") != world * accum:
                 raise ElectraError(f"{latest}: saved with {state.get('shards')} data shards (world size x "
@@ -181,6 +183,10 @@ def pretrain(cfg: PretrainConfig, config_file: str | None = None,
     n_sum, t_last = 0, time.perf_counter()
     tokenizer_dir = data.tokenizer_dir
     extra_state = {"shards": world * accum, "config": record}
+
+    def write_fn(module: torch.nn.Module, directory: Path) -> None:
+        write_model(module, directory, extra={"objective": cfg.objective})
+
     for step in range(start, cfg.max_steps):
         factor = lr_multiplier(step, cfg.max_steps, cfg.warmup_steps)
         for g in optimizer.param_groups:
@@ -203,9 +209,13 @@ def pretrain(cfg: PretrainConfig, config_file: str | None = None,
             bar.set_postfix(loss=f"{values['loss']:.3f}", tok_s=f"{values['tokens_per_s']:.0f}")
             sums, n_sum, t_last = {}, 0, now
         bar.update(1)
-        if (done % cfg.save_every == 0 or done == cfg.max_steps) and dist.is_main:
-            save_training_checkpoint(run_dir, done, model, optimizer, {**extra_state, "step": done},
-                                     tokenizer_dir=tokenizer_dir, keep_last=cfg.keep_last)
+        if done % cfg.save_every == 0 or done == cfg.max_steps:
+            rng_states = collect_rng_states()  # a collective: every rank takes part
+            if dist.is_main:
+                save_training_checkpoint(run_dir, done, model, optimizer, {**extra_state, "step": done},
+                                         tokenizer_dir=tokenizer_dir, keep_last=cfg.keep_last,
+                                         rng_states=rng_states, write_fn=write_fn)
+            barrier()
     bar.close()
     logger.close()
     if dist.is_main:

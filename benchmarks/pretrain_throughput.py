@@ -1,0 +1,257 @@
+"""Pre-training step throughput: ours vs a `transformers`-based ELECTRA step, side by side in one run.
+
+Measures, alternating between implementations so machine noise hits all of them alike:
+  (a) the machine's matmul ceilings (torch.mm, fp32 and bf16),
+  (b) the reference RTD step built from transformers' ElectraForMaskedLM + ElectraForPreTraining (generator
+      called with labels, full-vocabulary logits, torch.optim.AdamW), and the tuned reference (generator head
+      only on masked positions, fused AdamW, torch.compile),
+  (c) our step: ``electra.training.pretrainer.train_step`` with ``ReplacedTokenDetection`` and our AdamW.
+All use the same config, masking (``mask_tokens``), Gumbel sampling and losses, and the same precision.
+
+Model FLOPs per step (forward x 3 for forward + backward, matmuls only):
+  per encoder: B*T*[L*(8H^2 + 4HF + 4TH) + 2EH (if E != H)]; discriminator head 2H^2 per token;
+  generator head per masked position (B*P of them): 2*H_g*E + 2*E*V.
+Prints a table and a final JSON line.
+
+  python benchmarks/pretrain_throughput.py --preset small --batch 32 --seq 128 --steps 8 --precision fp32
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import gc
+import json
+import os
+import resource
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
+
+from electra.config import EncoderConfig, ModelConfig  # noqa: E402
+from electra.modeling import Electra  # noqa: E402
+from electra.pretraining import (  # noqa: E402
+    ReplacedTokenDetection,
+    SpecialIds,
+    gumbel_sample,
+    mask_tokens,
+    max_predictions_per_seq,
+    scatter_replace,
+)
+from electra.training.optim import AdamW, param_groups  # noqa: E402
+from electra.training.pretrainer import StepInputs, train_step  # noqa: E402
+
+SPECIAL = SpecialIds()
+
+
+def matmul_ceiling(dtype: torch.dtype, n: int = 2048, reps: int = 10) -> float:
+    a, b = torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype)
+    for _ in range(2):
+        torch.mm(a, b)
+    t = time.perf_counter()
+    for _ in range(reps):
+        torch.mm(a, b)
+    return 2 * n**3 * reps / (time.perf_counter() - t) / 1e9
+
+
+def encoder_flops(c: EncoderConfig, tokens: int, seq: int) -> float:
+    h, f, layers = c.hidden_size, c.intermediate_size, c.num_layers
+    per_token = layers * (8 * h * h + 4 * h * f + 4 * seq * h)
+    if c.embedding_size != h:
+        per_token += 2 * c.embedding_size * h
+    return tokens * per_token
+
+
+def step_flops(cfg: ModelConfig, batch: int, seq: int, predictions: int) -> float:
+    d, g = cfg.discriminator, cfg.generator
+    tokens = batch * seq
+    fwd = encoder_flops(d, tokens, seq) + encoder_flops(g, tokens, seq) + tokens * 2 * d.hidden_size**2
+    fwd += batch * predictions * (2 * g.hidden_size * d.embedding_size + 2 * d.embedding_size * d.vocab_size)
+    return 3 * fwd
+
+
+def make_batch(batch: int, seq: int, vocab: int, seed: int = 0) -> dict[str, torch.Tensor]:
+    g = torch.Generator().manual_seed(seed)
+    ids = torch.randint(5, vocab, (batch, seq), generator=g)
+    ids[:, 0] = SPECIAL.cls
+    ids[:, seq // 2] = SPECIAL.sep
+    ids[:, -1] = SPECIAL.sep
+    tt = torch.zeros_like(ids)
+    tt[:, seq // 2 + 1:] = 1
+    return {"input_ids": ids, "attention_mask": torch.ones_like(ids), "token_type_ids": tt}
+
+
+# ---- the transformers-based reference ------------------------------------------------------------------
+def hf_models(cfg: ModelConfig):
+    import transformers
+
+    def conf(c: EncoderConfig) -> transformers.ElectraConfig:
+        return transformers.ElectraConfig(
+            vocab_size=c.vocab_size, embedding_size=c.embedding_size, hidden_size=c.hidden_size,
+            num_hidden_layers=c.num_layers, num_attention_heads=c.num_heads, intermediate_size=c.intermediate_size,
+            max_position_embeddings=c.max_position_embeddings, hidden_dropout_prob=c.hidden_dropout,
+            attention_probs_dropout_prob=c.attention_dropout, layer_norm_eps=c.layer_norm_eps)
+
+    gen = transformers.ElectraForMaskedLM(conf(cfg.generator))
+    disc = transformers.ElectraForPreTraining(conf(cfg.discriminator))
+    gen.electra.embeddings = disc.electra.embeddings  # shared embeddings, as ELECTRA
+    gen.generator_lm_head.weight = disc.electra.embeddings.word_embeddings.weight
+    return gen.train(), disc.train()
+
+
+class HFStep:
+    """An RTD step with transformers models; ``tuned`` uses masked-only generator head, fused AdamW, compile."""
+
+    def __init__(self, cfg: ModelConfig, seq: int, tuned: bool):
+        torch.manual_seed(0)
+        self.gen, self.disc = hf_models(cfg)
+        self.tuned = tuned
+        self.max_pred = max_predictions_per_seq(seq, 0.15)
+        params = list({id(p): p for p in [*self.gen.parameters(), *self.disc.parameters()]}.values())
+        self.params = params
+        self.opt = torch.optim.AdamW(params, lr=1e-4, eps=1e-6, weight_decay=0.01, fused=tuned or None)
+        self.loss_fn = torch.compile(self._loss) if tuned else self._loss
+
+    def _loss(self, ids, am, tt, rng_seed: int):
+        rng = torch.Generator().manual_seed(rng_seed)
+        m = mask_tokens(ids, am, SPECIAL, 0.15, self.max_pred, rng)
+        if self.tuned:
+            hidden = self.gen.electra(m.input_ids, am, tt).last_hidden_state
+            hidden = hidden.gather(1, m.positions[..., None].expand(-1, -1, hidden.shape[-1]))
+            logits = self.gen.generator_lm_head(self.gen.generator_predictions(hidden))
+            mlm = (F.cross_entropy(logits.float().flatten(0, 1), m.ids.flatten(), reduction="none")
+                   * m.weights.flatten()).sum() / (m.weights.sum() + 1e-6)
+        else:
+            labels = torch.full_like(ids, -100)
+            labels.scatter_(1, m.positions, torch.where(m.weights.bool(), m.ids, -100))
+            out = self.gen(input_ids=m.input_ids, attention_mask=am, token_type_ids=tt, labels=labels)
+            mlm = out.loss
+            logits = out.logits.gather(1, m.positions[..., None].expand(-1, -1, out.logits.shape[-1]))
+        sampled = gumbel_sample(logits.detach(), rng)
+        fake = scatter_replace(ids, m.positions, m.ids, sampled, m.weights)
+        labels_d = (fake != ids).long()
+        out_d = self.disc(input_ids=fake, attention_mask=am, token_type_ids=tt, labels=labels_d)
+        return mlm + 50.0 * out_d.loss
+
+    def __call__(self, batch, step: int, autocast) -> None:
+        self.opt.zero_grad(set_to_none=True)
+        with autocast:
+            loss = self.loss_fn(batch["input_ids"], batch["attention_mask"], batch["token_type_ids"], step)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(self.params, 1.0)
+        self.opt.step()
+
+
+class OurStep:
+    def __init__(self, cfg: ModelConfig, seq: int, compile_: bool):
+        torch.manual_seed(0)
+        self.obj = ReplacedTokenDetection(Electra(cfg), SPECIAL, seq)
+        self.opt = AdamW(param_groups(self.obj.model, 1e-4, 0.01), lr=1e-4)
+        self.forward = torch.compile(self.obj) if compile_ else None
+
+    def __call__(self, batch, step: int, autocast) -> None:
+        train_step(self.obj, self.opt, StepInputs([batch], [0]), step, 0, 1.0, autocast, self.forward)
+
+
+def builders_for(cfg: ModelConfig, args: argparse.Namespace) -> dict:
+    return {
+        "reference": lambda: HFStep(cfg, args.seq, tuned=False),
+        "tuned_reference": lambda: HFStep(cfg, args.seq, tuned=True),
+        "ours": lambda: OurStep(cfg, args.seq, args.ours_compile),
+    }
+
+
+def peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--preset", default="small")
+    ap.add_argument("--batch", type=int, default=32)
+    ap.add_argument("--seq", type=int, default=128)
+    ap.add_argument("--steps", type=int, default=8, help="timed steps per implementation")
+    ap.add_argument("--warmup", type=int, default=3)
+    ap.add_argument("--precision", choices=["fp32", "bf16"], default="fp32")
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--skip", default="", help="comma-separated: reference,tuned_reference,ours")
+    ap.add_argument("--ours-compile", action="store_true", help="also torch.compile our step")
+    ap.add_argument("--peak-only", help=argparse.SUPPRESS)
+    args = ap.parse_args()
+
+    cfg = ModelConfig.preset(args.preset, max_position_embeddings=max(512, args.seq))
+    batch = make_batch(args.batch, args.seq, cfg.discriminator.vocab_size)
+    dtype = torch.bfloat16 if args.precision == "bf16" else None
+
+    def autocast():
+        return torch.autocast("cpu", dtype=dtype) if dtype else contextlib.nullcontext()
+
+    if args.peak_only:
+        impl = builders_for(cfg, args)[args.peak_only]()
+        for i in range(3):
+            impl(batch, i, autocast())
+        print(peak_rss_mb())
+        return
+    ceilings = {"fp32": matmul_ceiling(torch.float32), "bf16": matmul_ceiling(torch.bfloat16)}
+    print(f"matmul ceilings: fp32 {ceilings['fp32']:.0f} GFLOP/s, bf16 {ceilings['bf16']:.0f} GFLOP/s; "
+          f"threads {torch.get_num_threads()}; MALLOC_MMAP_THRESHOLD_={os.environ.get('MALLOC_MMAP_THRESHOLD_')}")
+    skip = set(filter(None, args.skip.split(",")))
+    impls = {name: build() for name, build in builders_for(cfg, args).items() if name not in skip}
+    times: dict[str, list[float]] = {n: [] for n in impls}
+    peaks: dict[str, float] = {}
+    for name, impl in impls.items():  # warm-up (and compilation) for each, peak memory measured apart
+        for i in range(args.warmup):
+            impl(batch, i, autocast())
+    for i in range(args.steps):  # alternate implementations step by step
+        for name, impl in impls.items():
+            gc.collect()
+            t = time.perf_counter()
+            impl(batch, 100 + i, autocast())
+            times[name].append(time.perf_counter() - t)
+    for name in impls:
+        peaks[name] = _step_peak_mb(name, args)
+    flops = step_flops(cfg, args.batch, args.seq, max_predictions_per_seq(args.seq, 0.15))
+    ceiling = ceilings[args.precision]
+    result: dict[str, float | str] = {"preset": args.preset, "batch": args.batch, "seq": args.seq,
+                                      "precision": args.precision, "flops_per_step": flops,
+                                      "ceiling_fp32_gflops": ceilings["fp32"], "ceiling_bf16_gflops": ceilings["bf16"]}
+    print(f"\n{'implementation':<18}{'tokens/s':>10}{'GFLOP/s':>10}{'MFU':>8}{'peak MB':>10}")
+    for name, ts in times.items():
+        med = statistics.median(ts)
+        tps = args.batch * args.seq / med
+        gflops = flops / med / 1e9
+        result[f"{name}_tokens_per_s"] = tps
+        result[f"{name}_mfu"] = gflops / ceiling
+        result[f"{name}_peak_mem_mb"] = peaks[name]
+        print(f"{name:<18}{tps:>10.0f}{gflops:>10.1f}{gflops / ceiling:>8.1%}{peaks[name]:>10.0f}")
+    if "ours" in times:
+        for ref in ("reference", "tuned_reference"):
+            if ref in times:
+                ratio = result["ours_tokens_per_s"] / result[f"{ref}_tokens_per_s"]
+                result[f"ours_over_{ref}"] = ratio
+                print(f"ours / {ref}: {ratio:.2f}x")
+    print(json.dumps(result))
+
+
+def _step_peak_mb(name: str, args: argparse.Namespace) -> float:
+    """Peak RSS (MB) of a fresh process running warm-up + 2 steps of one implementation: isolated, comparable."""
+    import subprocess
+
+    cmd = [sys.executable, __file__, "--peak-only", name, "--preset", args.preset, "--batch", str(args.batch),
+           "--seq", str(args.seq), "--precision", args.precision]
+    out = subprocess.run(cmd, capture_output=True, text=True, env=os.environ)
+    try:
+        return float(out.stdout.strip().splitlines()[-1])
+    except (IndexError, ValueError):
+        print(f"peak-memory run of {name} failed: {out.stderr.strip().splitlines()[-1:]}")
+        return float("nan")
+
+
+if __name__ == "__main__":
+    main()

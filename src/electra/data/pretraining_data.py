@@ -1,0 +1,260 @@
+"""Pre-training examples packed at read time from prepared token shards, as the official ELECTRA builder does.
+
+The packing follows google-research/electra ``build_pretraining_dataset.py`` (``ExampleBuilder``) exactly:
+sentences (input lines) of a document are collected until they reach the target length, then split into
+``[CLS] A [SEP] B [SEP]`` (one segment only with probability 0.1), truncated to ``max_seq_len``; with
+probability 0.05 the next target length is random in ``[5, max_seq_len]``. An example never spans documents.
+
+Epochs: epoch ``e`` visits the documents in an order shuffled from ``(seed, e)``, packs them with a
+``random.Random`` seeded from ``(seed, e)`` (the same calls, in the same order, as the official builder),
+then shuffles the epoch's examples. The example stream is all epochs back to back, forever.
+
+Data parallelism: with ``world_size`` N, rank r takes examples ``r, r + N, r + 2N, ...`` of that single
+stream, so global batch ``i`` (batch size b per rank) is examples ``[i*b*N, (i+1)*b*N)`` of the
+single-process stream: the 1-process stream at batch size ``b*N`` holds exactly the examples of all
+ranks' batch ``i``. ``batches(b, start=k)`` yields what ``batches(b)`` yields after ``k`` batches; skipping
+costs only the packing of the skipped epochs (index work, no text is read).
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from collections.abc import Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from electra.errors import ElectraError
+
+if TYPE_CHECKING:
+    import torch
+
+FORMAT = "electra-pretraining-shards/1"
+
+
+class EpochPlan:
+    """The examples of one epoch: sentence ranges ``[s0, s1)`` and each sentence's segment (0 = A, 1 = B)."""
+
+    def __init__(self, s0: np.ndarray, s1: np.ndarray, seg: np.ndarray, order: np.ndarray):
+        self.s0, self.s1, self.seg = s0, s1, seg
+        self.ptr = np.concatenate([[0], np.cumsum(s1 - s0)])  # example k's segments: seg[ptr[k]:ptr[k+1]]
+        self.order = order  # shuffled position -> example
+
+    def __len__(self) -> int:
+        return len(self.s0)
+
+
+def pack_documents(sentence_lengths: list[int], doc_offsets: list[int], doc_order: Any, max_len: int,
+                   rng: random.Random) -> tuple[list[int], list[int], list[int]]:
+    """The official ``ExampleBuilder`` over documents in ``doc_order``: (s0, s1, segment of each sentence).
+
+    ``sentence_lengths[s]`` is sentence s's token count, document d is sentences
+    ``doc_offsets[d] .. doc_offsets[d+1]``. Random draws match the official code call for call.
+    """
+    s0s: list[int] = []
+    s1s: list[int] = []
+    segs: list[int] = []
+    target = max_len
+    start = 0  # first sentence of the example being collected
+    current = 0  # its token count
+
+    def create(end: int) -> None:
+        nonlocal target
+        if rng.random() < 0.1:  # small chance to only have one segment
+            first_target = 100000
+        else:
+            first_target = (target - 3) // 2
+        first = second = 0
+        for s in range(start, end):
+            n = sentence_lengths[s]
+            if (first == 0 or first + n < first_target
+                    or (second == 0 and first < first_target and rng.random() < 0.5)):
+                first += n
+                segs.append(0)
+            else:
+                second += n
+                segs.append(1)
+        s0s.append(start)
+        s1s.append(end)
+        if rng.random() < 0.05:  # small chance for a random-length example
+            target = rng.randint(5, max_len)
+        else:
+            target = max_len
+
+    for d in doc_order:
+        begin, stop = doc_offsets[d], doc_offsets[d + 1]
+        start, current = begin, 0
+        for s in range(begin, stop):
+            current += sentence_lengths[s]
+            if current >= target:
+                create(s + 1)
+                start, current = s + 1, 0
+        if current != 0:  # the blank line after a document
+            create(stop)
+    return s0s, s1s, segs
+
+
+class PretrainingData:
+    """Pre-training batches from a directory written by ``electra prepare``.
+
+    ``PretrainingData(data_dir, max_seq_len=None, seed=None, rank=0, world_size=1)``: ``max_seq_len`` and
+    ``seed`` default to the values stored by ``prepare`` (meta.json). Attributes: ``vocab_size``,
+    ``tokenizer_dir`` (the tokenizer files copied into the data dir), ``meta``, ``pad_id``, ``cls_id``,
+    ``sep_id``, ``mask_id``, ``max_seq_len``, ``seed``, ``rank``, ``world_size``.
+
+    ``batches(batch_size, start=0)``: an endless iterator of dicts of int64 tensors ``input_ids``,
+    ``attention_mask`` (1 real, 0 padding) and ``token_type_ids``, each ``(batch_size, max_seq_len)``;
+    ``start`` = batches already consumed by this rank. Rank r of N takes examples r, r+N, r+2N, ... of the
+    single-process stream (global batch i = examples [i*b*N, (i+1)*b*N) split round-robin over ranks).
+    """
+
+    def __init__(self, data_dir: str | Path, max_seq_len: int | None = None, seed: int | None = None,
+                 rank: int = 0, world_size: int = 1, *, verify_tokenizer: bool = True):
+        self.data_dir = Path(data_dir)
+        meta_file = self.data_dir / "meta.json"
+        if not meta_file.is_file():
+            raise ElectraError(f"{self.data_dir}: no meta.json (not a directory written by `electra prepare`)")
+        try:
+            self.meta: dict[str, Any] = json.loads(meta_file.read_text())
+        except json.JSONDecodeError as e:
+            raise ElectraError(f"{meta_file}: line {e.lineno}: not valid JSON") from None
+        if self.meta.get("format") != FORMAT:
+            raise ElectraError(f"{meta_file}: format {self.meta.get('format')!r}, expected {FORMAT!r}")
+        self.max_seq_len = int(max_seq_len if max_seq_len is not None else self.meta["max_seq_len"])
+        self.seed = int(seed if seed is not None else self.meta.get("seed", 0))
+        if self.max_seq_len < 5:
+            raise ElectraError(f"max_seq_len {self.max_seq_len}: must be at least 5")
+        if self.seed < 0:
+            raise ElectraError(f"seed {self.seed}: must be >= 0")
+        if not 0 <= rank < world_size:
+            raise ElectraError(f"rank {rank} with world_size {world_size}: expected 0 <= rank < world_size")
+        self.rank, self.world_size = rank, world_size
+        self.vocab_size = int(self.meta["vocab_size"])
+        ids = self.meta["special_ids"]
+        self.pad_id, self.cls_id, self.sep_id, self.mask_id = ids["pad"], ids["cls"], ids["sep"], ids["mask"]
+        self.tokenizer_dir = self.data_dir / "tokenizer"
+        if verify_tokenizer:
+            self._verify_tokenizer()
+
+        dtype = np.dtype(self.meta["dtype"])
+        self._shards = [self._memmap(s["file"], dtype, s["tokens"]) for s in self.meta["shards"]]
+        self._shard_starts = np.array([s["start"] for s in self.meta["shards"]], np.int64)
+        sent = self._memmap("sentence_offsets.bin", np.int64, self.meta["counts"]["sentences"] + 1)
+        docs = self._memmap("document_offsets.bin", np.int64, self.meta["counts"]["documents"] + 1)
+        self._sent_offsets = sent
+        self._sent_lengths: list[int] = np.diff(sent).tolist()
+        self._doc_offsets: list[int] = docs.tolist()
+        self.num_documents = len(self._doc_offsets) - 1
+        self._plans: dict[int, EpochPlan] = {}
+        self._epoch_starts = [0]  # stream position of each epoch's first example, as far as known
+
+    def _memmap(self, name: str, dtype: Any, count: int) -> np.ndarray:
+        path = self.data_dir / name
+        if not path.is_file():
+            raise ElectraError(f"{path}: missing (re-run `electra prepare`)")
+        size = path.stat().st_size
+        if size != count * np.dtype(dtype).itemsize:
+            raise ElectraError(f"{path}: {size} bytes, expected {count * np.dtype(dtype).itemsize} from meta.json")
+        if count == 0:
+            return np.zeros(0, dtype)
+        return np.memmap(path, dtype=dtype, mode="r", shape=(count,))
+
+    def _verify_tokenizer(self) -> None:
+        from electra.tokenization import load_tokenizer, tokenizer_hash
+
+        if not self.tokenizer_dir.is_dir():
+            raise ElectraError(f"{self.tokenizer_dir}: missing (the tokenizer copy of this data directory)")
+        found = tokenizer_hash(load_tokenizer(self.tokenizer_dir))
+        if found != self.meta["tokenizer_hash"]:
+            raise ElectraError(f"{self.tokenizer_dir}: tokenizer hash {found} differs from meta.json "
+                               f"({self.meta['tokenizer_hash']}); the data was prepared with another vocabulary")
+
+    # ---- the example stream --------------------------------------------------------------------------
+    def plan(self, epoch: int) -> EpochPlan:
+        """The (cached) packing of one epoch."""
+        if epoch not in self._plans:
+            doc_order = np.random.default_rng([self.seed, epoch, 0]).permutation(self.num_documents)
+            rng = random.Random(self.seed * 1_000_003 + epoch)
+            s0, s1, seg = pack_documents(self._sent_lengths, self._doc_offsets, doc_order.tolist(),
+                                         self.max_seq_len, rng)
+            order = np.random.default_rng([self.seed, epoch, 1]).permutation(len(s0))
+            if len(self._plans) >= 2:  # keep the current and the next epoch only
+                self._plans.pop(min(self._plans))
+            self._plans[epoch] = EpochPlan(np.array(s0, np.int64), np.array(s1, np.int64),
+                                           np.array(seg, np.uint8), order)
+        return self._plans[epoch]
+
+    def num_examples(self, epoch: int = 0) -> int:
+        """Examples in one epoch (they vary slightly from epoch to epoch with the random packing)."""
+        return len(self.plan(epoch))
+
+    def _locate(self, position: int) -> tuple[int, int]:
+        """(epoch, index in the epoch) of a position in the endless single-process example stream."""
+        starts = self._epoch_starts
+        while position >= starts[-1]:
+            epoch = len(starts) - 1
+            n = self.num_examples(epoch)
+            if n == 0:
+                raise ElectraError(f"{self.data_dir}: no examples (empty data)")
+            starts.append(starts[-1] + n)
+        epoch = int(np.searchsorted(starts, position, side="right")) - 1
+        return epoch, position - starts[epoch]
+
+    def _tokens(self, begin: int, end: int) -> np.ndarray:
+        k = 0 if len(self._shards) == 1 else int(np.searchsorted(self._shard_starts, begin, side="right")) - 1
+        base = self._shard_starts[k]
+        return self._shards[k][begin - base:end - base]
+
+    def example(self, position: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(input_ids, attention_mask, token_type_ids) of stream position ``position``, int64, padded."""
+        epoch, j = self._locate(position)
+        plan = self.plan(epoch)
+        return self.build_example(plan, int(plan.order[j]))
+
+    def build_example(self, plan: EpochPlan, k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Example ``k`` of an epoch's packing (before the epoch's shuffle): ``[CLS] A [SEP] (B [SEP])``."""
+        s0, s1 = int(plan.s0[k]), int(plan.s1[k])
+        seg = plan.seg[plan.ptr[k]:plan.ptr[k + 1]]
+        offsets = self._sent_offsets[s0:s1 + 1]
+        tokens = self._tokens(int(offsets[0]), int(offsets[-1]))
+        if seg.any():
+            in_b = np.repeat(seg, np.diff(offsets)).astype(bool)
+            first, second = tokens[~in_b], tokens[in_b]
+        else:
+            first, second = tokens, tokens[:0]
+        T = self.max_seq_len
+        first = first[:T - 2]
+        second = second[:max(0, T - len(first) - 3)]
+        ids = np.full(T, self.pad_id, np.int64)
+        types = np.zeros(T, np.int64)
+        n_a = len(first) + 2
+        ids[0], ids[1:n_a - 1], ids[n_a - 1] = self.cls_id, first, self.sep_id
+        n = n_a
+        if len(second):
+            n = n_a + len(second) + 1
+            ids[n_a:n - 1], ids[n - 1] = second, self.sep_id
+            types[n_a:n] = 1
+        mask = np.zeros(T, np.int64)
+        mask[:n] = 1
+        return ids, mask, types
+
+    def examples(self, start: int = 0) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+        """This rank's examples from its ``start``-th on (rank r: stream positions r, r+N, ...)."""
+        position = start * self.world_size + self.rank
+        while True:
+            yield self.example(position)
+            position += self.world_size
+
+    def batches(self, batch_size: int, start: int = 0) -> Iterator[dict[str, torch.Tensor]]:
+        """Endless batches for this rank; ``start`` = batches this rank has already consumed."""
+        import torch
+
+        if batch_size < 1:
+            raise ElectraError(f"batch_size {batch_size}: must be >= 1")
+        stream = self.examples(start * batch_size)
+        while True:
+            rows = [next(stream) for _ in range(batch_size)]
+            yield {name: torch.from_numpy(np.stack([r[i] for r in rows]))
+                   for i, name in enumerate(("input_ids", "attention_mask", "token_type_ids"))}
