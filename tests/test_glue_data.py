@@ -137,3 +137,26 @@ def test_shared_data_files_read_with_their_documented_counts(task, folder, count
         pytest.skip("../shared/data not present")
     for split, n in counts.items():
         assert len(load_split(get_task(task), DATA / folder, split)) == n
+
+
+def test_mnli_dev_matched_and_mismatched_files(tmp_path):
+    header = "\t".join(["index", "promptID", "pairID", "genre", "s1b", "s2b", "s1p", "s2p", "sentence1",
+                        "sentence2", "label1", "gold_label"]) + "\n"
+    row = "0\t1\t1e\tfiction\t(\t(\t(\t(\tA man.\tA person.\tentailment\tentailment\n"
+    write(tmp_path / "dev_matched.tsv", header + row)
+    write(tmp_path / "dev_mismatched.tsv", header + row.replace("entailment", "neutral"))
+    mnli = get_task("mnli")
+    assert load_split(mnli, tmp_path, "dev")[0].label == "entailment"
+    assert load_split(mnli, tmp_path, "dev_mismatched")[0].label == "neutral"
+
+
+def test_qqp_stsb_rte_layouts(tmp_path):
+    qqp = write(tmp_path / "qqp.tsv",
+                "id\tqid1\tqid2\tquestion1\tquestion2\tis_duplicate\n5\t1\t2\tA?\tB?\t1\n")
+    assert read_examples(get_task("qqp"), qqp)[0].texts == ("A?", "B?")
+    header = "index\tgenre\tfilename\tyear\told_index\tsource1\tsource2\tsentence1\tsentence2\tscore\n"
+    stsb = write(tmp_path / "stsb.tsv", header + "0\tg\tf\t2012\t1\ts\ts\tA\tB\t3.800\n")
+    assert read_examples(get_task("stsb"), stsb)[0].label == 3.8
+    rte = write(tmp_path / "rte.tsv", "index\tsentence1\tsentence2\n9\tA.\tB.\n")
+    ex = read_examples(get_task("rte"), rte)[0]
+    assert (ex.guid, ex.label) == ("9", None)

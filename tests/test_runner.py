@@ -152,3 +152,14 @@ def test_load_encoder_random_init_differs_from_the_checkpoint(tmp_path):
     pre, rnd = load_encoder(tmp_path / "ckpt"), load_encoder(tmp_path / "ckpt", random_init=True, seed=1)
     assert pre.config == rnd.config
     assert not torch.equal(pre.layers[0].ffn_in.weight, rnd.layers[0].ffn_in.weight)
+
+
+def test_pretraining_run_folder_resolves_to_its_newest_checkpoint(tmp_path):
+    from electra.tasks.runner import resolve_pretrained
+
+    model = Electra(ModelConfig.preset("tiny", vocab_size=30))
+    for step in (100, 200):
+        save_checkpoint(model, tmp_path / "run" / "checkpoints" / f"step-{step:08d}")
+    (tmp_path / "run" / "checkpoints" / "step-00000300").mkdir()  # incomplete: no weights yet
+    assert resolve_pretrained(tmp_path / "run").name == "step-00000200"
+    assert load_encoder(tmp_path / "run").config.vocab_size == 30

@@ -352,7 +352,13 @@ def evaluate_runs(runs: Sequence[str | Path], data_dir: str | Path, split: str =
     avg, spec, _ = ensemble_scores(runs, examples, device)
     labels = label_index(taskdef)
     gold = np.array([float(e.label) if taskdef.regression else labels[e.label] for e in examples])
-    result = task_metrics(taskdef, gold, avg, max(1, len(spec["labels"])))
+    result: dict[str, Any] = task_metrics(taskdef, gold, avg, max(1, len(spec["labels"])))
+    if not taskdef.regression:  # per-class scores and the confusion matrix (rows: gold, columns: predicted)
+        k = len(spec["labels"])
+        prf = M.precision_recall_f1(gold, avg.argmax(-1), k)
+        result["per_class"] = {label: {m: float(prf[m][i]) for m in ("precision", "recall", "f1", "support")}
+                               for i, label in enumerate(spec["labels"])}
+        result["confusion_matrix"] = M.confusion_matrix(gold, avg.argmax(-1), k).tolist()
     return {"task": taskdef.name, "split": split, "examples": len(examples), "runs": len(runs),
             "main_metric": spec["metric"], **result}
 

@@ -32,7 +32,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import Tensor, nn
 
-from electra.checkpoint import atomic_directory, load_checkpoint, tokenizer_dir
+from electra.checkpoint import atomic_directory, load_checkpoint, read_checkpoint_meta, tokenizer_dir
 from electra.config import EncoderConfig
 from electra.errors import ElectraError
 from electra.modeling import Electra, Encoder
@@ -75,14 +75,32 @@ class TaskModel(nn.Module):
         return self.head(hidden, batch)
 
 
+def resolve_pretrained(path: str | Path) -> Path:
+    """A checkpoint directory, or a pre-training run folder's newest complete ``checkpoints/step-*``.
+
+    (Mirrors ``electra.checkpoint.resolve_checkpoint`` of the pre-training branch; use that once merged.)
+    """
+    path = Path(path)
+    if (path / "config.json").is_file() or not (path / "checkpoints").is_dir():
+        return path
+    done = sorted(d for d in (path / "checkpoints").glob("step-*")
+                  if (d / "config.json").is_file() and (d / "model.safetensors").is_file())
+    if not done:
+        raise ElectraError(f"{path}: run folder has no complete checkpoint yet")
+    return done[-1]
+
+
 def load_encoder(path: str | Path, random_init: bool = False, seed: int = 0) -> Encoder:
-    """The discriminator's encoder of a checkpoint; with ``random_init`` a freshly initialised one of the same
-    shape (the baseline that shows what pre-training brings)."""
+    """The encoder to fine-tune from a checkpoint or pre-training run folder: the discriminator's (the
+    generator network's for a run trained with the MLM objective). With ``random_init``, a freshly
+    initialised encoder of the same shape: the baseline that shows what pre-training brings."""
+    path = resolve_pretrained(path)
     model = load_checkpoint(path)
     if random_init:
         torch.manual_seed(seed)
         model = Electra(model.config)
-    return model.discriminator.encoder
+    mlm = read_checkpoint_meta(path).get("objective", "electra") == "mlm"
+    return model.generator.encoder if mlm else model.discriminator.encoder
 
 
 def official_hparams(config: EncoderConfig) -> dict[str, float]:
@@ -116,7 +134,7 @@ def resolve_run(path: str | Path) -> Path:
     for d in (path, path / BEST_DIR):
         if (d / TASK_FILE).is_file():
             return d
-    if (path / "config.json").is_file():
+    if (path / "config.json").is_file() or (path / "checkpoints").is_dir():
         raise ElectraError(f"{path}: this is a pre-trained checkpoint, not a fine-tuned run "
                            "(run `electra finetune` on it first)")
     raise ElectraError(f"{path}: not a fine-tuned run (no {TASK_FILE} here or in {BEST_DIR}/)")
@@ -160,7 +178,7 @@ def run_tokenizer_dir(path: str | Path) -> Path | None:
     try:
         d = resolve_run(path) / TOKENIZER_DIR
     except ElectraError:
-        return tokenizer_dir(path)
+        return tokenizer_dir(resolve_pretrained(path))
     return d if d.is_dir() else None
 
 
