@@ -28,8 +28,8 @@ REPORT = {"squad1": ["exact_match", "f1"], "squad2": ["exact", "f1", "HasAns_f1"
           "cmrc2018": ["EM", "F1", "AVERAGE"], "conll2003": ["precision", "recall", "f1"]}
 
 
-def has_chinese(model: str) -> bool:
-    d = tokenizer_dir(model)
+def has_chinese(model: str, tokenizer: str | None = None) -> bool:
+    d = Path(tokenizer) if tokenizer else tokenizer_dir(model)
     vocab = (d / "vocab.txt") if d else None
     return bool(vocab and vocab.is_file() and "的" in vocab.read_text(encoding="utf-8").split())
 
@@ -38,6 +38,7 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", required=True, help="pre-trained checkpoint")
     p.add_argument("--out", default="runs/bench-qa")
+    p.add_argument("--tokenizer", help="tokenizer folder (default: the checkpoint's tokenizer/)")
     p.add_argument("--tasks", default="squad1,squad2,cmrc2018,conll2003")
     p.add_argument("--data-root", type=Path, default=DATA)
     p.add_argument("--max-steps", type=int, default=300)
@@ -62,7 +63,7 @@ def main() -> None:
         if not path.exists():
             print(f"skip {task}: {path} not present", file=sys.stderr)
             continue
-        if task == "cmrc2018" and not has_chinese(args.model):
+        if task == "cmrc2018" and not has_chinese(args.model, args.tokenizer):
             print(f"skip {task}: the checkpoint's vocabulary has no Chinese characters", file=sys.stderr)
             continue
         config = FinetuneConfig(lr=args.lr or official["lr"], max_steps=args.max_steps, batch_size=args.batch_size,
@@ -73,12 +74,12 @@ def main() -> None:
             res = finetune_tagging(TagParams(task, args.model, str(out), str(path / "train.txt"),
                                              str(path / "valid.txt"), max_seq_length=args.max_seq_len or 128,
                                              max_train_sentences=args.train_limit, max_dev_sentences=args.dev_limit,
-                                             random_init=args.random_init), config)
+                                             random_init=args.random_init, tokenizer=args.tokenizer), config)
         else:
             res = finetune_qa(QAParams(task, args.model, str(out), str(path), dev_fraction=0.2,
                                        max_seq_length=args.max_seq_len, doc_stride=stride,
                                        max_train_questions=args.train_limit, max_dev_questions=args.dev_limit,
-                                       random_init=args.random_init), config)
+                                       random_init=args.random_init, tokenizer=args.tokenizer), config)
         seconds = time.perf_counter() - start
         rows.append({"task": task, "steps": res["steps"], "seconds": round(seconds, 1),
                      **{k: round(res["best"][k], 4) for k in REPORT[task] if k in res["best"]},

@@ -375,6 +375,7 @@ class QAParams:
     max_dev_questions: int | None = None
     eval_batch_size: int = 64
     random_init: bool = False
+    tokenizer: str | None = None  # default: the checkpoint's tokenizer/
 
 
 def _read(path: str | Path) -> dict:
@@ -389,10 +390,13 @@ def finetune_qa(params: QAParams, config: FinetuneConfig | None = None) -> dict[
     encoder = load_encoder(params.model, params.random_init)
     if config is None:
         config = FinetuneConfig(**official_hparams(encoder.config), epochs=2.0, batch_size=32)
-    tok_dir = run_tokenizer_dir(params.model)
+    tok_dir = params.tokenizer or run_tokenizer_dir(params.model)
     if tok_dir is None:
-        raise ElectraError(f"{params.model}: checkpoint has no tokenizer/ folder")
+        raise ElectraError(f"{params.model}: checkpoint has no tokenizer/ folder (give --tokenizer)")
     tokenizer = load_tokenizer(tok_dir)
+    if tokenizer.get_vocab_size() > encoder.config.vocab_size:
+        raise ElectraError(f"tokenizer {tok_dir}: {tokenizer.get_vocab_size()} tokens but the model has "
+                           f"{encoder.config.vocab_size}")
     train_data = _read(params.train)
     if params.dev is not None:
         dev_data = _read(params.dev)
@@ -577,7 +581,7 @@ def finetune_from_args(args: Any) -> dict[str, Any]:
                       joint=not get("independent", False),
                       answerable=False if get("no_answerable", False) else None,
                       max_train_questions=get("train_limit"), max_dev_questions=get("dev_limit"),
-                      random_init=bool(get("random_init", False)))
+                      random_init=bool(get("random_init", False)), tokenizer=get("tokenizer"))
     return finetune_qa(params, finetune_config_from_args(args, default_epochs=2.0))
 
 

@@ -135,6 +135,7 @@ class TagParams:
     max_train_sentences: int | None = None
     max_dev_sentences: int | None = None
     random_init: bool = False
+    tokenizer: str | None = None  # default: the checkpoint's tokenizer/
 
 
 def resolve_files(task: TagTask, data: str | Path, split: str = "train") -> Path:
@@ -156,9 +157,9 @@ def finetune_tagging(params: TagParams, config: FinetuneConfig | None = None) ->
     encoder = load_encoder(params.model, params.random_init)
     if config is None:
         config = FinetuneConfig(**official_hparams(encoder.config), epochs=3.0, batch_size=32)
-    tok_dir = run_tokenizer_dir(params.model)
+    tok_dir = params.tokenizer or run_tokenizer_dir(params.model)
     if tok_dir is None:
-        raise ElectraError(f"{params.model}: checkpoint has no tokenizer/ folder")
+        raise ElectraError(f"{params.model}: checkpoint has no tokenizer/ folder (give --tokenizer)")
     tokenizer = load_tokenizer(tok_dir)
     train = _read(params.train, task)[:params.max_train_sentences]
     dev = _read(params.dev, task)[:params.max_dev_sentences]
@@ -229,7 +230,7 @@ def finetune_from_args(args: Any) -> dict[str, Any]:
         raise ElectraError(f"--task {task.name}: give the dev file with --dev-file")
     params = TagParams(task.name, args.model, args.out, str(train), str(dev), max_seq_length=get("max_seq_len") or 128,
                        max_train_sentences=get("train_limit"), max_dev_sentences=get("dev_limit"),
-                       random_init=bool(get("random_init", False)))
+                       random_init=bool(get("random_init", False)), tokenizer=get("tokenizer"))
     return finetune_tagging(params, finetune_config_from_args(args, default_epochs=3.0))
 
 
