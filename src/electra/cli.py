@@ -295,7 +295,7 @@ def run_prepare(args: argparse.Namespace) -> None:
 def add_finetune(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("finetune", help="fine-tune a checkpoint on a classification/regression task")
     p.add_argument("--task", required=True, help="cola sst2 mrpc stsb qqp mnli qnli rte wnli chnsenticorp "
-                   "lcqmc atec, or custom")
+                   "lcqmc atec, or custom; QA: squad1 squad2 cmrc2018; tagging: conll2003 tags")
     p.add_argument("--model", required=True, help="pre-trained checkpoint directory (ours or `import-hf`'s)")
     p.add_argument("--data", required=True, help="directory with train and dev files")
     p.add_argument("--out", required=True, help="run directory to write (best/, metrics.csv, results.json)")
@@ -308,7 +308,7 @@ def add_finetune(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--lr", type=float, help="peak LR (default by size: 3e-4 Small, 1e-4 Base, 5e-5 Large)")
     p.add_argument("--layerwise-decay", type=float, help="default: 0.8 Small/Base, 0.9 Large; 1 = off")
     p.add_argument("--batch-size", type=int, default=32)
-    p.add_argument("--max-seq-len", type=int, default=128)
+    p.add_argument("--max-seq-len", type=int, help="default: 128 (384 SQuAD, 512 CMRC 2018)")
     p.add_argument("--warmup-fraction", type=float, default=0.1)
     p.add_argument("--weight-decay", type=float, default=0.0)
     p.add_argument("--bias-correction", action="store_true", help="Adam bias correction (official: none)")
@@ -326,11 +326,15 @@ def add_finetune(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, ...")
     p.add_argument("--precision", choices=["fp32", "bf16"], default="fp32", help="bf16: autocast training")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_span_finetune_args(p)
     p.set_defaults(handler=run_finetune)
 
 
 def run_finetune(args: argparse.Namespace) -> None:
     import json
+
+    if _span_task(args.task):
+        return run_span_finetune(args)
 
     from electra.checkpoint import read_checkpoint_meta
     from electra.config import ModelConfig
@@ -350,7 +354,7 @@ def run_finetune(args: argparse.Namespace) -> None:
                             eval_every=args.eval_every, seed=args.seed, device=args.device,
                             precision=args.precision,
                             progress=not args.quiet)
-    options = TaskOptions(max_seq_len=args.max_seq_len, head=args.head,
+    options = TaskOptions(max_seq_len=args.max_seq_len or 128, head=args.head,
                           swap_pairs=False if args.no_swap_pairs else None, token_dropout=args.token_dropout,
                           word_swap=args.word_swap, train_limit=args.train_limit, dev_limit=args.dev_limit,
                           random_init=args.random_init, tokenizer=args.tokenizer)
@@ -397,6 +401,9 @@ def add_evaluate(sub: argparse._SubParsersAction) -> None:
 def run_evaluate(args: argparse.Namespace) -> None:
     import json
 
+    if _span_run(args):
+        return run_span_evaluate(args)
+
     from electra.tasks.classification import evaluate_runs
 
     res = evaluate_runs(_runs(args), args.data, args.split, args.task, args.device)
@@ -419,14 +426,160 @@ def add_predict(sub: argparse._SubParsersAction) -> None:
 
 
 def run_predict(args: argparse.Namespace) -> None:
+    if _span_run(args):
+        return run_span_predict(args)
     from electra.tasks.classification import predict_file
 
     n = predict_file(_runs(args), args.input, args.out, args.task, args.device)
     print(f"wrote {n} predictions to {args.out}")
 
 
+# ---- extractive QA (squad1, squad2, cmrc2018) and token tagging (conll2003, tags): score / answer, and the
+# finetune / evaluate / predict dispatch to electra.tasks.qa and electra.tasks.tagging --------------------------
+QA_TASKS = ("squad1", "squad2", "cmrc2018")
+TAGGING_TASKS = ("conll2003", "tags")
+
+
+def _span_task(task: str | None) -> bool:
+    return task in QA_TASKS or task in TAGGING_TASKS
+
+
+def _span_run(args: argparse.Namespace) -> bool:
+    """Whether ``--task``, or else the run given with ``--model``, is a QA or tagging task."""
+    if args.task:
+        return _span_task(args.task)
+    if not args.model or getattr(args, "ensemble", None):
+        return False
+    from electra.tasks.runner import read_task_meta
+
+    try:
+        return _span_task(read_task_meta(args.model).get("spec", {}).get("task"))
+    except ElectraError:
+        return False
+
+
+def add_span_finetune_args(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("question answering (squad1, squad2, cmrc2018) and tagging (conll2003, tags)")
+    g.add_argument("--dev-file", help="dev file (default: *dev*.json / valid.txt in --data, else a split of "
+                   "--data by article)")
+    g.add_argument("--dev-fraction", type=float, default=0.1, help="QA: share of articles held out for dev "
+                   "when --data is one file")
+    g.add_argument("--doc-stride", type=int, default=128, help="QA: tokens between window starts")
+    g.add_argument("--max-query-length", type=int, default=64, help="QA: question tokens kept")
+    g.add_argument("--n-best", type=int, default=20, help="QA: start/end candidates kept when decoding")
+    g.add_argument("--max-answer-length", type=int, default=30, help="QA: longest answer, in tokens")
+    g.add_argument("--independent", action="store_true", help="QA: independent start/end head (not joint)")
+    g.add_argument("--no-answerable", action="store_true", help="QA: no answerability classifier "
+                   "(SQuAD 2.0 then needs --independent)")
+
+
+def run_span_finetune(args: argparse.Namespace) -> None:
+    import json
+
+    if args.task in QA_TASKS:
+        from electra.tasks.qa import finetune_from_args
+    else:
+        from electra.tasks.tagging import finetune_from_args
+    res = finetune_from_args(args)
+    best = {k: v for k, v in res["best"].items() if not isinstance(v, dict)}
+    print(f"{args.task} dev: " + ", ".join(f"{k} {v:.4f}" for k, v in best.items())
+          + f" (best at step {res['best_step']}/{res['steps']})")
+    print(f"wrote {args.out}")
+    print(json.dumps({"task": args.task, "best": best}))
+
+
+def run_span_evaluate(args: argparse.Namespace) -> None:
+    import json
+
+    from electra.tasks.runner import read_task_meta
+
+    task = args.task or read_task_meta(args.model)["spec"]["task"]
+    if task in QA_TASKS:
+        from electra.tasks.qa import evaluate_from_args
+    else:
+        from electra.tasks.tagging import evaluate_from_args
+    res = evaluate_from_args(args)
+    flat = {k: v for k, v in res.items() if not isinstance(v, dict)}
+    if args.json:
+        print(json.dumps({"task": task, **res}))
+    else:
+        print(f"{task}: " + ", ".join(f"{k} {v:.4f}" for k, v in flat.items()))
+
+
+def run_span_predict(args: argparse.Namespace) -> None:
+    from electra.tasks.runner import read_task_meta
+
+    task = args.task or read_task_meta(args.model)["spec"]["task"]
+    if task in QA_TASKS:
+        from electra.tasks.qa import predict_from_args
+    else:
+        from electra.tasks.tagging import predict_from_args
+    n = predict_from_args(args)
+    print(f"wrote {n} predictions to {args.out}")
+
+
+def add_score(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("score", help="score a QA predictions file as the official SQuAD / CMRC 2018 scripts")
+    p.add_argument("--task", required=True, choices=QA_TASKS)
+    p.add_argument("--data", required=True, help="the data set (SQuAD-format JSON)")
+    p.add_argument("--predictions", required=True, help="JSON object: question id -> answer text")
+    p.add_argument("--na-probs", help="squad2: JSON object question id -> no-answer probability/score")
+    p.add_argument("--na-prob-thresh", type=float, default=1.0, help="squad2: predict no answer above this")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.set_defaults(handler=run_score)
+
+
+def run_score(args: argparse.Namespace) -> None:
+    import json
+
+    from electra.squad_metrics import score_files
+
+    res = score_files(args.task, args.data, args.predictions, args.na_probs, args.na_prob_thresh)
+    if args.json:
+        print(json.dumps(res))
+    else:
+        for k, v in res.items():
+            print(f"{k}: {v:.3f}" if isinstance(v, float) else f"{k}: {v}")
+
+
+def add_answer(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("answer", help="answer a question about a text with a fine-tuned QA run")
+    p.add_argument("question")
+    p.add_argument("--model", required=True, help="fine-tuned QA run directory")
+    p.add_argument("--context", required=True, help="the text, or a file holding it")
+    p.add_argument("--candidates", nargs="+", help="rank these answers by the model's span score instead")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(handler=run_answer)
+
+
+def run_answer(args: argparse.Namespace) -> None:
+    import dataclasses
+    import json
+    from pathlib import Path
+
+    from electra.tasks.qa import answer
+
+    context = args.context
+    if len(context) < 4096 and Path(context).is_file():
+        context = Path(context).read_text(encoding="utf-8")
+    res = answer(args.model, context, args.question, args.candidates)
+    if args.json:
+        out = [dataclasses.asdict(c) for c in res] if isinstance(res, list) else {
+            k: v for k, v in dataclasses.asdict(res).items() if k != "nbest"}
+        print(json.dumps(out, ensure_ascii=False))
+    elif isinstance(res, list):
+        for c in res:
+            where = f"[{c.start}:{c.end}]" if c.start >= 0 else "(not in the context)"
+            print(f"{c.score:10.4f}  {c.text}  {where}")
+    elif res.start < 0:
+        print(f"(no answer)  null score {res.null_score:.4f}")
+    else:
+        null = f", null score {res.null_score:.4f}" if res.null_score is not None else ""
+        print(f"{res.text}\nscore {res.score:.4f}{null}, characters [{res.start}:{res.end}]")
+
+
 COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [
-    add_tokenizer, add_prepare, add_pretrain, add_finetune, add_evaluate, add_predict,
+    add_tokenizer, add_prepare, add_pretrain, add_finetune, add_evaluate, add_predict, add_score, add_answer,
     add_detect, add_fill, add_demo, add_plot, add_export, add_import_hf,
 ]
 
