@@ -15,11 +15,11 @@ import sys
 import time
 from pathlib import Path
 
-from electra.checkpoint import read_checkpoint_meta
+from electra.checkpoint import read_checkpoint_meta, resolve_checkpoint
 from electra.config import ModelConfig
 from electra.data.glue import get_task
 from electra.tasks.classification import TaskOptions, finetune_seeds
-from electra.tasks.runner import FinetuneConfig, official_hparams, resolve_pretrained
+from electra.tasks.runner import FinetuneConfig, official_hparams
 
 FOLDERS = {"cola": "CoLA", "sst2": "SST-2", "mrpc": "MRPC", "stsb": "STS-B", "qqp": "QQP", "mnli": "MNLI",
            "qnli": "QNLI", "rte": "RTE", "wnli": "WNLI"}
@@ -45,7 +45,7 @@ def main() -> None:
     p.add_argument("--arms", default="pretrained,random", help="which arms to run")
     args = p.parse_args()
 
-    ckpt = resolve_pretrained(args.model)
+    ckpt = resolve_checkpoint(args.model)
     shape = ModelConfig.from_dict(read_checkpoint_meta(ckpt)["model"]).discriminator
     official = official_hparams(shape)
     rows, out = [], {}

@@ -154,22 +154,17 @@ def test_load_encoder_random_init_differs_from_the_checkpoint(tmp_path):
     assert not torch.equal(pre.layers[0].ffn_in.weight, rnd.layers[0].ffn_in.weight)
 
 
-def test_pretraining_run_folder_resolves_to_its_newest_checkpoint(tmp_path):
-    from electra.tasks.runner import resolve_pretrained
-    from electra.training.checkpointing import save_training_checkpoint
-
+def test_mlm_objective_checkpoint_fine_tunes_the_generator_network(tmp_path):
     model = Electra(ModelConfig.preset("tiny", vocab_size=30))
-    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
-    for step in (100, 200):
-        save_training_checkpoint(tmp_path / "run", step, model, optimizer, {"step": step})
-    (tmp_path / "run" / "checkpoints" / "step-00000300").mkdir()  # incomplete: no manifest yet
-    assert resolve_pretrained(tmp_path / "run").name == "step-00000200"
-    assert load_encoder(tmp_path / "run").config.vocab_size == 30
+    save_checkpoint(model, tmp_path / "mlm", extra={"objective": "mlm"})
+    assert load_encoder(tmp_path / "mlm").config == model.config.generator
+    assert load_encoder(tmp_path / "mlm", random_init=True).config == model.config.generator
 
 
 def test_bf16_autocast_trains_with_finite_loss(tmp_path):
     config = FinetuneConfig(lr=1e-3, max_steps=2, precision="bf16", log_every=1, progress=False, device="cpu")
     finetune(toy_model(), batches(toy_data(32)), 2, None, "acc", tmp_path, config)
-    losses = [float(line.split(",")[2]) for line in (tmp_path / "metrics.csv").read_text().splitlines()
-              if ",train/loss," in line]
+    from electra.training.metrics_log import read_metrics_csv
+
+    losses = [float(r["train/loss"]) for r in read_metrics_csv(tmp_path / "metrics.csv")[1] if r["train/loss"]]
     assert len(losses) == 2 and all(0 < v < 10 for v in losses)

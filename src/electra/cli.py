@@ -336,14 +336,14 @@ def run_finetune(args: argparse.Namespace) -> None:
     if _span_task(args.task):
         return run_span_finetune(args)
 
-    from electra.checkpoint import read_checkpoint_meta
+    from electra.checkpoint import read_checkpoint_meta, resolve_checkpoint
     from electra.config import ModelConfig
     from electra.tasks.classification import TaskOptions, finetune_seeds, resolve_task
-    from electra.tasks.runner import FinetuneConfig, official_hparams, resolve_pretrained
+    from electra.tasks.runner import FinetuneConfig, official_hparams
 
     fields = args.text_fields.split(",") if args.text_fields else None
     task = resolve_task(args.task, fields, args.label_field, args.regression)
-    shape = ModelConfig.from_dict(read_checkpoint_meta(resolve_pretrained(args.model))["model"]).discriminator
+    shape = ModelConfig.from_dict(read_checkpoint_meta(resolve_checkpoint(args.model))["model"]).discriminator
     official = official_hparams(shape)
     decay = args.layerwise_decay if args.layerwise_decay is not None else official["layerwise_decay"]
     config = FinetuneConfig(lr=args.lr or official["lr"], epochs=args.epochs or task.epochs,

@@ -8,12 +8,12 @@ clipping at 1.0; it evaluates on dev after each epoch (or every ``eval_every`` s
 on disk and leaves its weights loaded in the model when it returns.
 
 A run directory holds ``best/`` (``task.json`` + ``model.safetensors`` + ``tokenizer/``, written atomically),
-``metrics.csv`` and ``results.json``; :func:`load_task_model` reads it back.
+``metrics.csv`` + ``tb/`` (curves; ``electra plot RUN`` draws them) and ``results.json``;
+:func:`load_task_model` reads it back.
 """
 
 from __future__ import annotations
 
-import csv
 import dataclasses
 import importlib
 import json
@@ -23,7 +23,6 @@ import shutil
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
-from functools import partial
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -33,15 +32,10 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import Tensor, nn
 
-from electra.checkpoint import (
-    atomic_directory,
-    load_encoder_for_finetuning,
-    resolve_checkpoint,
-    tokenizer_dir,
-)
+from electra.checkpoint import atomic_directory, load_encoder_for_finetuning, resolve_checkpoint, tokenizer_dir
 from electra.config import EncoderConfig
 from electra.errors import ElectraError
-from electra.modeling import Encoder, init_weights
+from electra.modeling import Electra, Encoder
 from electra.training.optim import AdamW, param_groups
 from electra.training.schedule import lr_multiplier
 
@@ -81,20 +75,17 @@ class TaskModel(nn.Module):
         return self.head(hidden, batch)
 
 
-def resolve_pretrained(path: str | Path) -> Path:
-    """A checkpoint directory, or a pre-training run folder's newest valid checkpoint."""
-    return resolve_checkpoint(path)
-
-
 def load_encoder(path: str | Path, random_init: bool = False, seed: int = 0) -> Encoder:
-    """The encoder to fine-tune (see :func:`electra.checkpoint.load_encoder_for_finetuning`). With
+    """The encoder to fine-tune from a checkpoint or pre-training run folder (its newest checkpoint): the
+    discriminator's, or the generator network's for a run trained with the MLM objective. With
     ``random_init``, a freshly initialised encoder of the same shape: the baseline that shows what
     pre-training brings."""
     config, encoder, _ = load_encoder_for_finetuning(path)
     if random_init:
         torch.manual_seed(seed)
-        encoder = Encoder(encoder.config)
-        encoder.apply(partial(init_weights, std=encoder.config.initializer_range))
+        fresh = Electra(config)
+        same = fresh.discriminator.encoder.config == encoder.config
+        encoder = fresh.discriminator.encoder if same else fresh.generator.encoder
     return encoder
 
 
@@ -173,7 +164,7 @@ def run_tokenizer_dir(path: str | Path) -> Path | None:
     try:
         d = resolve_run(path) / TOKENIZER_DIR
     except ElectraError:
-        return tokenizer_dir(resolve_pretrained(path))
+        return tokenizer_dir(resolve_checkpoint(path))
     return d if d.is_dir() else None
 
 
@@ -233,28 +224,22 @@ def pick_device(name: str = "auto") -> torch.device:
     return torch.device(name)
 
 
-# ---- logging (one place: swap in electra.training.metrics_log.MetricsLogger later) ---------------------
+# ---- logging ---------------------------------------------------------------------------------------------
 class Logger(Protocol):
+    """What :func:`finetune` logs to (``electra.training.metrics_log.MetricsLogger`` by default)."""
+
     def log(self, step: int, scalars: dict[str, float]) -> None: ...
 
     def close(self) -> None: ...
 
 
-class CsvLogger:
-    """Long-format CSV ``step,name,value`` (one row per scalar), flushed after each call."""
+def default_logger(out_dir: Path, tensorboard: bool = True) -> Logger:
+    """A fresh ``out_dir/metrics.csv`` (wide: ``step`` then one column per scalar) and ``out_dir/tb``."""
+    from electra.training.metrics_log import METRICS_FILE, TB_DIR, MetricsLogger
 
-    def __init__(self, path: str | Path):
-        self.file = open(path, "w", newline="", encoding="utf-8")  # noqa: SIM115 - closed in close()
-        self.writer = csv.writer(self.file)
-        self.writer.writerow(["step", "name", "value"])
-
-    def log(self, step: int, scalars: dict[str, float]) -> None:
-        for name, value in scalars.items():
-            self.writer.writerow([step, name, f"{value:.6g}"])
-        self.file.flush()
-
-    def close(self) -> None:
-        self.file.close()
+    (out_dir / METRICS_FILE).unlink(missing_ok=True)  # a new run replaces the previous one's curves
+    shutil.rmtree(out_dir / TB_DIR, ignore_errors=True)
+    return MetricsLogger(out_dir, tensorboard=tensorboard)
 
 
 # ---- the loop -----------------------------------------------------------------------------------------
@@ -277,6 +262,7 @@ class FinetuneConfig:
     seed: int = 42
     device: str = "auto"
     precision: str = "fp32"  # "bf16": autocast forward passes to bfloat16 (weights and optimizer stay fp32)
+    tensorboard: bool = True  # TensorBoard events in out_dir/tb besides metrics.csv
     progress: bool = True
 
 
@@ -309,7 +295,7 @@ def finetune(model: TaskModel, train_batches: Callable[[int], Iterable[Batch]], 
                           model.encoder.config.num_layers, config.official_depths)
     optimizer = AdamW(groups, lr=config.lr, eps=1e-6, weight_decay=config.weight_decay,
                       bias_correction=config.bias_correction)
-    logger = logger if logger is not None else CsvLogger(out_dir / "metrics.csv")
+    logger = logger if logger is not None else default_logger(out_dir, config.tensorboard)
     sign = 1.0 if greater_is_better else -1.0
     best: dict[str, float] | None = None
     best_step = -1
