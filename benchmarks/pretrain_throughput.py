@@ -191,6 +191,12 @@ def peak_rss_mb(device: str = "cpu") -> float:
     """Peak device memory on an accelerator; peak resident set size of the process on the CPU."""
     if torch.device(device).type == "cuda":
         return torch.cuda.max_memory_allocated() / 2**20
+    # VmHWM is this process image's own high-water mark; ru_maxrss of a forked+exec'ed child starts at the
+    # parent's RSS at fork time (Linux carries the old mm's peak across exec), which biased every peak upward.
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
