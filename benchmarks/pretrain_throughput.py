@@ -49,15 +49,35 @@ from electra.training.pretrainer import StepInputs, train_step  # noqa: E402
 
 SPECIAL = SpecialIds()
 
+# glibc malloc settings applied to every implementation alike (the process re-executes itself with them): large
+# activation/gradient buffers are then reused from the heap instead of being mmap'ed, faulted in and unmapped on
+# every step (the plain transformers step spent 17-24% of its time in page faults).
+MALLOC_ENV = {"MALLOC_MMAP_THRESHOLD_": str(1 << 30), "MALLOC_TRIM_THRESHOLD_": str(1 << 31)}
 
-def matmul_ceiling(dtype: torch.dtype, n: int = 2048, reps: int = 10) -> float:
-    a, b = torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype)
+
+def ensure_malloc_env(enabled: bool) -> None:
+    """Re-exec this script once with ``MALLOC_ENV`` set (unless disabled), so all implementations share it."""
+    if not enabled or all(os.environ.get(k) == v for k, v in MALLOC_ENV.items()):
+        return
+    os.environ.update(MALLOC_ENV)
+    os.execv(sys.executable, [sys.executable, *sys.argv])
+
+
+def matmul_ceiling(dtype: torch.dtype, device: str = "cpu", n: int = 2048, reps: int = 10) -> float:
+    a, b = torch.randn(n, n, dtype=dtype, device=device), torch.randn(n, n, dtype=dtype, device=device)
     for _ in range(2):
         torch.mm(a, b)
+    _sync(device)
     t = time.perf_counter()
     for _ in range(reps):
         torch.mm(a, b)
+    _sync(device)
     return 2 * n**3 * reps / (time.perf_counter() - t) / 1e9
+
+
+def _sync(device: str) -> None:
+    if torch.device(device).type == "cuda":
+        torch.cuda.synchronize()
 
 
 def encoder_flops(c: EncoderConfig, tokens: int, seq: int) -> float:
@@ -108,9 +128,9 @@ def hf_models(cfg: ModelConfig):
 class HFStep:
     """An RTD step with transformers models; ``tuned`` uses masked-only generator head, fused AdamW, compile."""
 
-    def __init__(self, cfg: ModelConfig, seq: int, tuned: bool):
+    def __init__(self, cfg: ModelConfig, seq: int, tuned: bool, device: str = "cpu"):
         torch.manual_seed(0)
-        self.gen, self.disc = hf_models(cfg)
+        self.gen, self.disc = (m.to(device) for m in hf_models(cfg))
         self.tuned = tuned
         self.max_pred = max_predictions_per_seq(seq, 0.15)
         params = list({id(p): p for p in [*self.gen.parameters(), *self.disc.parameters()]}.values())
@@ -119,7 +139,7 @@ class HFStep:
         self.loss_fn = torch.compile(self._loss) if tuned else self._loss
 
     def _loss(self, ids, am, tt, rng_seed: int):
-        rng = torch.Generator().manual_seed(rng_seed)
+        rng = torch.Generator(device=ids.device).manual_seed(rng_seed)
         m = mask_tokens(ids, am, SPECIAL, 0.15, self.max_pred, rng)
         if self.tuned:
             hidden = self.gen.electra(m.input_ids, am, tt).last_hidden_state
@@ -149,9 +169,9 @@ class HFStep:
 
 
 class OurStep:
-    def __init__(self, cfg: ModelConfig, seq: int, compile_: bool):
+    def __init__(self, cfg: ModelConfig, seq: int, compile_: bool, device: str = "cpu"):
         torch.manual_seed(0)
-        self.obj = ReplacedTokenDetection(Electra(cfg), SPECIAL, seq)
+        self.obj = ReplacedTokenDetection(Electra(cfg).to(device), SPECIAL, seq)
         self.opt = AdamW(param_groups(self.obj.model, 1e-4, 0.01), lr=1e-4)
         self.forward = torch.compile(self.obj) if compile_ else None
 
@@ -161,13 +181,22 @@ class OurStep:
 
 def builders_for(cfg: ModelConfig, args: argparse.Namespace) -> dict:
     return {
-        "reference": lambda: HFStep(cfg, args.seq, tuned=False),
-        "tuned_reference": lambda: HFStep(cfg, args.seq, tuned=True),
-        "ours": lambda: OurStep(cfg, args.seq, args.ours_compile),
+        "reference": lambda: HFStep(cfg, args.seq, tuned=False, device=args.device),
+        "tuned_reference": lambda: HFStep(cfg, args.seq, tuned=True, device=args.device),
+        "ours": lambda: OurStep(cfg, args.seq, args.ours_compile, device=args.device),
     }
 
 
-def peak_rss_mb() -> float:
+def peak_rss_mb(device: str = "cpu") -> float:
+    """Peak device memory on an accelerator; peak resident set size of the process on the CPU."""
+    if torch.device(device).type == "cuda":
+        return torch.cuda.max_memory_allocated() / 2**20
+    # VmHWM is this process image's own high-water mark; ru_maxrss of a forked+exec'ed child starts at the
+    # parent's RSS at fork time (Linux carries the old mm's peak across exec), which biased every peak upward.
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
@@ -182,37 +211,44 @@ def main() -> None:
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--skip", default="", help="comma-separated: reference,tuned_reference,ours")
     ap.add_argument("--ours-compile", action="store_true", help="also torch.compile our step")
+    ap.add_argument("--system-malloc", action="store_true",
+                    help="keep glibc's default malloc thresholds (default: set MALLOC_ENV for all implementations)")
     ap.add_argument("--peak-only", help=argparse.SUPPRESS)
     args = ap.parse_args()
+    ensure_malloc_env(not args.system_malloc)
 
     cfg = ModelConfig.preset(args.preset, max_position_embeddings=max(512, args.seq))
-    batch = make_batch(args.batch, args.seq, cfg.discriminator.vocab_size)
+    batch = {k: v.to(args.device) for k, v in make_batch(args.batch, args.seq, cfg.discriminator.vocab_size).items()}
+    device_type = torch.device(args.device).type
     dtype = torch.bfloat16 if args.precision == "bf16" else None
 
     def autocast():
-        return torch.autocast("cpu", dtype=dtype) if dtype else contextlib.nullcontext()
+        return torch.autocast(device_type, dtype=dtype) if dtype else contextlib.nullcontext()
 
     if args.peak_only:
         impl = builders_for(cfg, args)[args.peak_only]()
         for i in range(3):
             impl(batch, i, autocast())
-        print(peak_rss_mb())
+        print(peak_rss_mb(args.device))
         return
-    ceilings = {"fp32": matmul_ceiling(torch.float32), "bf16": matmul_ceiling(torch.bfloat16)}
+    ceilings = {"fp32": matmul_ceiling(torch.float32, args.device),
+                "bf16": matmul_ceiling(torch.bfloat16, args.device)}
     print(f"matmul ceilings: fp32 {ceilings['fp32']:.0f} GFLOP/s, bf16 {ceilings['bf16']:.0f} GFLOP/s; "
           f"threads {torch.get_num_threads()}; MALLOC_MMAP_THRESHOLD_={os.environ.get('MALLOC_MMAP_THRESHOLD_')}")
     skip = set(filter(None, args.skip.split(",")))
     impls = {name: build() for name, build in builders_for(cfg, args).items() if name not in skip}
     times: dict[str, list[float]] = {n: [] for n in impls}
     peaks: dict[str, float] = {}
-    for name, impl in impls.items():  # warm-up (and compilation) for each, peak memory measured apart
+    for impl in impls.values():  # warm-up (and compilation) for each, peak memory measured apart
         for i in range(args.warmup):
             impl(batch, i, autocast())
     for i in range(args.steps):  # alternate implementations step by step
         for name, impl in impls.items():
             gc.collect()
+            _sync(args.device)
             t = time.perf_counter()
             impl(batch, 100 + i, autocast())
+            _sync(args.device)
             times[name].append(time.perf_counter() - t)
     for name in impls:
         peaks[name] = _step_peak_mb(name, args)
@@ -244,7 +280,9 @@ def _step_peak_mb(name: str, args: argparse.Namespace) -> float:
     import subprocess
 
     cmd = [sys.executable, __file__, "--peak-only", name, "--preset", args.preset, "--batch", str(args.batch),
-           "--seq", str(args.seq), "--precision", args.precision]
+           "--seq", str(args.seq), "--precision", args.precision, "--device", args.device]
+    if args.ours_compile:
+        cmd.append("--ours-compile")
     out = subprocess.run(cmd, capture_output=True, text=True, env=os.environ)
     try:
         return float(out.stdout.strip().splitlines()[-1])

@@ -169,3 +169,20 @@ def test_truncated_normal_matches_scipy_truncnorm():
     w = truncated_normal_(torch.empty(200_000), std=0.02)
     result = stats.kstest((w / 0.02).double().numpy(), stats.truncnorm(-2, 2).cdf)
     assert result.pvalue > 0.01
+
+
+def test_full_attention_mask_gives_same_hidden_states_as_no_mask():
+    import torch
+
+    from electra.config import ModelConfig
+    from electra.modeling import Encoder, no_padding
+
+    torch.manual_seed(0)
+    enc = Encoder(ModelConfig.preset("tiny").discriminator).eval()
+    ids = torch.randint(5, 100, (2, 16))
+    ones = torch.ones_like(ids)
+    assert no_padding(ones) and not no_padding(ones.index_fill(1, torch.tensor([15]), 0))
+    torch.testing.assert_close(enc(ids, ones), enc(ids, None))
+    padded = ones.clone()
+    padded[0, 10:] = 0
+    assert not torch.allclose(enc(ids, padded)[0, :10], enc(ids, None)[0, :10])

@@ -97,10 +97,20 @@ class Encoder(nn.Module):
         x = self.embeddings(input_ids, token_type_ids)
         if self.project is not None:
             x = self.project(x)
-        mask = None if attention_mask is None else attention_mask.bool()[:, None, None, :]
+        mask = None if no_padding(attention_mask) else attention_mask.bool()[:, None, None, :]
         for layer in self.layers:
             x = layer(x, mask)
         return x
+
+
+def no_padding(attention_mask: Tensor | None) -> bool:
+    """True when there is no mask or, for a CPU tensor outside compilation, it has no padding: attention then
+    runs without a mask (same result, no masking work). Never inspects accelerator tensors (no host sync)."""
+    if attention_mask is None:
+        return True
+    if attention_mask.device.type != "cpu" or torch.compiler.is_compiling():
+        return False
+    return bool(attention_mask.all())
 
 
 class GeneratorHead(nn.Module):

@@ -119,6 +119,7 @@ def pretrain(cfg: PretrainConfig, config_file: str | None = None,
 
     from electra.checkpoint import write_model
     from electra.data.pretraining_data import PretrainingData
+    from electra.training.allocator import tune_malloc
     from electra.training.checkpointing import (
         collect_rng_states,
         find_latest_checkpoint,
@@ -129,6 +130,7 @@ def pretrain(cfg: PretrainConfig, config_file: str | None = None,
     from electra.training.metrics_log import MetricsLogger
     from electra.training.precision import autocast_context, default_precision
 
+    tune_malloc()  # keep step-sized buffers in the heap: no page faults on every step (see allocator.py)
     objectives.check_options(cfg)
     dist = init_distributed(None if cfg.device == "auto" else cfg.device)
     device = dist.device
