@@ -41,7 +41,7 @@ from electra.tasks.runner import (
     collate,
     finetune,
     load_encoder,
-    load_task_model,
+    load_run_with_tokenizer,
     official_hparams,
     run_inference,
     run_tokenizer_dir,
@@ -451,13 +451,7 @@ def finetune_qa(params: QAParams, config: FinetuneConfig | None = None) -> dict[
 
 
 def load_qa_run(run: str | Path) -> tuple[TaskModel, Any]:
-    model = load_task_model(run)
-    if model.spec.get("task") not in TASKS:
-        raise ElectraError(f"{run}: not a question-answering run (task {model.spec.get('task')!r})")
-    tok_dir = run_tokenizer_dir(run)
-    if tok_dir is None:
-        raise ElectraError(f"{run}: run has no tokenizer/ folder")
-    return model, load_tokenizer(tok_dir)
+    return load_run_with_tokenizer(run, TASKS, "question-answering")
 
 
 def predict_file(run: str | Path, data: str | Path, out: str | Path | None = None, batch_size: int = 32,

@@ -137,6 +137,19 @@ def read_task_meta(path: str | Path) -> dict[str, Any]:
     return meta
 
 
+def load_run_with_tokenizer(run: str | Path, tasks: Iterable[str], kind: str) -> tuple[TaskModel, Any]:
+    """A fine-tuned run of one of ``tasks`` and its tokenizer, with one-line errors otherwise."""
+    from electra.tokenization import load_tokenizer
+
+    model = load_task_model(run)
+    if model.spec.get("task") not in tasks:
+        raise ElectraError(f"{run}: not a {kind} run (task {model.spec.get('task')!r})")
+    tok_dir = run_tokenizer_dir(run)
+    if tok_dir is None:
+        raise ElectraError(f"{run}: run has no tokenizer/ folder")
+    return model, load_tokenizer(tok_dir)
+
+
 def load_task_model(path: str | Path, map_location: str | torch.device = "cpu") -> TaskModel:
     """Rebuild a :class:`TaskModel` saved by :func:`save_task_model` (a run directory or its ``best/``)."""
     run = resolve_run(path)

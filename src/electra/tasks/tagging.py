@@ -31,7 +31,7 @@ from electra.tasks.runner import (
     collate,
     finetune,
     load_encoder,
-    load_task_model,
+    load_run_with_tokenizer,
     official_hparams,
     read_task_meta,
     run_inference,
@@ -189,13 +189,7 @@ def finetune_tagging(params: TagParams, config: FinetuneConfig | None = None) ->
 
 
 def load_tagging_run(run: str | Path) -> tuple[TaskModel, Any]:
-    model = load_task_model(run)
-    if model.spec.get("task") not in TASKS:
-        raise ElectraError(f"{run}: not a tagging run (task {model.spec.get('task')!r})")
-    tok_dir = run_tokenizer_dir(run)
-    if tok_dir is None:
-        raise ElectraError(f"{run}: run has no tokenizer/ folder")
-    return model, load_tokenizer(tok_dir)
+    return load_run_with_tokenizer(run, TASKS, "tagging")
 
 
 def evaluate_file(run: str | Path, data: str | Path) -> dict[str, Any]:
