@@ -35,6 +35,7 @@ def main() -> None:
     p.add_argument("--epochs", type=float, help="default: the task's (3; 10 for RTE/STS-B)")
     p.add_argument("--max-steps", type=int)
     p.add_argument("--lr", type=float, help="default: by model size (3e-4 for Small and smaller)")
+    p.add_argument("--layerwise-decay", type=float, help="default: by model size (0.8 for Small and Base)")
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--max-seq-len", type=int, default=128)
     p.add_argument("--train-limit", type=int, help="a fixed random subset of the training split")
@@ -59,7 +60,7 @@ def main() -> None:
         for arm in args.arms.split(","):
             config = FinetuneConfig(lr=args.lr or official["lr"], epochs=args.epochs or task.epochs,
                                     max_steps=args.max_steps, batch_size=args.batch_size,
-                                    layerwise_decay=official["layerwise_decay"], seed=args.seed,
+                                    layerwise_decay=args.layerwise_decay or official["layerwise_decay"], seed=args.seed,
                                     device=args.device)
             options = TaskOptions(max_seq_len=args.max_seq_len, train_limit=args.train_limit,
                                   dev_limit=args.dev_limit, random_init=arm == "random")

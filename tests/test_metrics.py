@@ -97,3 +97,15 @@ def test_median_and_spread():
     assert s["median"] == pytest.approx(0.825)
     assert (s["min"], s["max"], s["n"]) == (0.7, 0.9, 4)
     assert s["std"] == pytest.approx(np.std([0.8, 0.9, 0.7, 0.85], ddof=1))
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_roc_auc_matches_sklearn_with_ties(seed):
+    rng = np.random.default_rng(seed)
+    y = rng.integers(0, 2, 500)
+    scores = np.round(rng.random(500) + 0.3 * y, 1)  # coarse scores: many ties
+    assert metrics.roc_auc(y, scores) == pytest.approx(skm.roc_auc_score(y, scores), abs=1e-12)
+
+
+def test_roc_auc_is_nan_for_one_class():
+    assert np.isnan(metrics.roc_auc([1, 1, 1], [0.1, 0.2, 0.3]))

@@ -31,7 +31,8 @@ def add_pretrain(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--precision", choices=["auto", "fp32", "bf16"])
     p.add_argument("--device", help="cpu, cuda, cuda:N (default: cuda when available)")
     p.add_argument("--compile", action="store_true", default=None, help="torch.compile the step when possible")
-    p.add_argument("--bias-correction", action="store_true", default=None, help="Adam bias correction (off)")
+    p.add_argument("--bias-correction", action=argparse.BooleanOptionalAction, default=None,
+                   help="Adam bias correction (official: off; on in the tiny preset, whose warm-up is short)")
     g = p.add_mutually_exclusive_group()
     g.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
     g.add_argument("--overwrite", action="store_true", help="delete an existing run in --out first")

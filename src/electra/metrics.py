@@ -96,6 +96,18 @@ def _rank(x: np.ndarray) -> np.ndarray:
     return ranks
 
 
+def roc_auc(y_true: ArrayLike, scores: ArrayLike) -> float:
+    """Area under the ROC curve for binary labels (1 = positive): the Mann-Whitney U statistic, ties counting
+    one half, as ``sklearn.metrics.roc_auc_score``. NaN when only one class occurs."""
+    t, s = _pair(y_true, scores)
+    pos = t.astype(bool)
+    n_pos, n_neg = int(pos.sum()), int((~pos).sum())
+    if n_pos == 0 or n_neg == 0:
+        return float("nan")
+    ranks = _rank(s.astype(np.float64))
+    return float((ranks[pos].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
+
+
 def spearman(x: ArrayLike, y: ArrayLike) -> float:
     """Spearman's rho: Pearson's r of the (tie-averaged) ranks."""
     a, b = _pair(x, y)

@@ -9,6 +9,7 @@ and 1 process x 2 micro-batches compute the same thing, and a resumed run contin
 from __future__ import annotations
 
 import contextlib
+import itertools
 import json
 import math
 import shutil
@@ -29,6 +30,7 @@ from electra.pretraining import SpecialIds
 from electra.training.optim import AdamW, param_groups
 
 RUN_FILE = "run.json"
+DETECTION_FILE = "detection.json"  # held-out detection quality at the end of a run
 
 
 def micro_batch_seed(seed: int, step: int, shard: int) -> int:
@@ -230,6 +232,10 @@ def pretrain(cfg: PretrainConfig, config_file: str | None = None,
             barrier()
     bar.close()
     logger.close()
+    if dist.is_main and cfg.objective in ("electra", "electra-15"):
+        report = held_out_detection(model, PretrainingData(cfg.data, seed=cfg.seed), special, cfg)
+        (run_dir / DETECTION_FILE).write_text(json.dumps(report.to_dict(), indent=2) + "\n")
+        print(report.format())
     if dist.is_main:
         from electra.training.plot import plot_curves
 
@@ -237,6 +243,22 @@ def pretrain(cfg: PretrainConfig, config_file: str | None = None,
             plot_curves(run_dir)
     cleanup()
     return run_dir
+
+
+def held_out_detection(model: Electra, data: Any, special: SpecialIds, cfg: PretrainConfig,
+                       batches: int = 16, batch_size: int = 32) -> Any:
+    """Detection quality (AUC, recall, ...) on the last ``batches`` batches of the data's first epoch: examples
+    the run has not trained on unless it went that far (then the report says so)."""
+    from electra.detection_eval import evaluate_detection
+
+    total = data.num_examples(0)
+    n = max(1, min(batches, total // batch_size))
+    first = max(0, total // batch_size - n)
+    seen = cfg.max_steps * cfg.batch_size > first * batch_size
+    report = evaluate_detection(model, itertools.islice(data.batches(batch_size, start=first), n), special,
+                                cfg.mask_prob, seed=cfg.seed + 1, temperature=cfg.temperature)
+    report.held_out = not seen
+    return report
 
 
 def _reduce(sums: dict[str, Tensor], n: int, world: int) -> dict[str, float]:
