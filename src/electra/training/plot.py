@@ -65,6 +65,16 @@ def _columns(run_dir: Path) -> tuple[np.ndarray, dict[str, np.ndarray]]:
     return table[:, 0], cols
 
 
+def _constant_loss_line(ax, steps: np.ndarray, fraction: np.ndarray, smoothing: float) -> None:
+    """The loss of predicting the replaced fraction everywhere: the line a learning discriminator goes below."""
+    ok = np.isfinite(fraction) & (fraction > 0) & (fraction < 1)
+    p = fraction[ok]
+    h = -(p * np.log(p) + (1 - p) * np.log(1 - p))
+    if smoothing > 0 and len(h) >= 20:
+        h = _ema(h, smoothing)
+    ax.plot(steps[ok], h, color="grey", linestyle="--", label="constant prediction")
+
+
 def plot_curves(run_dir: str | Path, smoothing: float = 0.6) -> Path:
     """One panel per main curve, then per other numeric column (MAX_PANELS in all); returns the PNG's path.
 
@@ -99,13 +109,15 @@ def plot_curves(run_dir: str | Path, smoothing: float = 0.6) -> Path:
                 ax.plot(x, _ema(y, smoothing), color=line.get_color(), label=name)
             else:
                 ax.plot(x, y, marker="o" if len(y) < 20 else None, markersize=3, label=name)
+        if title == "discriminator loss" and "replaced_fraction" in cols:
+            _constant_loss_line(ax, steps, cols["replaced_fraction"], smoothing)
         ax.set_title(title, fontsize=10)
         ax.set_xlabel("step", fontsize=8)
         ax.tick_params(labelsize=8)
         ax.grid(alpha=0.3)
         if title == "learning rate":
             ax.ticklabel_format(axis="y", style="sci", scilimits=(0, 0))
-        if len(names) > 1 or names[0] != title:
+        if len(names) > 1 or names[0] != title or title == "discriminator loss":
             ax.legend(fontsize=7)
     out = run_dir / PLOT_FILE
     tmp = run_dir / f".{PLOT_FILE}.tmp-{os.getpid()}.png"
