@@ -137,6 +137,29 @@ def test_two_processes_match_one_process_with_accumulation(data_dir, tmp_path):
         assert a[step] == pytest.approx(b[step], rel=1e-5, abs=1e-5)
 
 
+@pytest.mark.slow
+@pytest.mark.parametrize("mode", [
+    ["--generator-training", "adversarial", "--adversarial-mlm-steps", "2"],
+    ["--generator-training", "two-stage", "--generator-size", "1.0"],
+    ["--objective", "all-tokens-mlm"],
+], ids=["adversarial", "two-stage", "all-tokens-mlm"])
+def test_two_processes_match_accumulation_for_the_alternative_modes(data_dir, tmp_path, mode):
+    common = ["--max-steps", "6", "--save-every", "6", "--batch-size", "8", *mode]
+    one = subprocess.run([sys.executable, "-m", "electra", *cli_args(data_dir, tmp_path / "one", *common,
+                                                                      "--grad-accum", "2")],
+                         env=env(), capture_output=True, text=True)
+    assert one.returncode == 0, one.stderr[-2000:]
+    two = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2",
+                          "--master-port", "29518", "-m", "electra",
+                          *cli_args(data_dir, tmp_path / "two", *common)],
+                         env=env(), capture_output=True, text=True)
+    assert two.returncode == 0, two.stderr[-2000:]
+    a, b = losses(tmp_path / "one"), losses(tmp_path / "two")
+    assert a.keys() == b.keys() and len(a) == 6
+    for step in a:
+        assert a[step] == pytest.approx(b[step], rel=1e-5, abs=1e-5), (step, a, b)
+
+
 def test_cli_pretrain_and_detect_json(data_dir, tmp_path, capsys):
     with pytest.raises(SystemExit) as e:
         cli(cli_args(data_dir, tmp_path / "run", "--max-steps", "2", "--save-every", "2"))
