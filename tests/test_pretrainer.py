@@ -185,3 +185,19 @@ def test_cli_fill_needs_a_mask(data_dir, tmp_path, capsys):
     with pytest.raises(SystemExit) as e:
         cli(["fill", "--model", str(tmp_path / "run"), "the [MASK] is on the river"])
     assert e.value.code == 0
+
+
+def test_cli_detect_on_prepared_data(data_dir, tmp_path, capsys):
+    import json
+
+    pretrain(config(data_dir, tmp_path / "run", max_steps=2, save_every=2), progress=False)
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as e:
+        cli(["detect", "--model", str(tmp_path / "run"), "--data", str(data_dir), "--batches", "2", "--json"])
+    assert e.value.code == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["tokens"] > 0 and 0 <= report["auc"] <= 1 and 0 < report["replaced_fraction"] < 0.2
+    with pytest.raises(SystemExit) as e:
+        cli(["detect", "--model", str(tmp_path / "run")])
+    assert e.value.code == 2
+    assert "either a TEXT or --data" in capsys.readouterr().err

@@ -89,10 +89,14 @@ def run_pretrain(args: argparse.Namespace) -> None:
 
 
 def add_detect(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("detect", help="probability that each token was replaced (discriminator)")
+    p = sub.add_parser("detect", help="probability that each token was replaced (discriminator); with --data, "
+                                      "detection quality (AUC, recall, ...) on prepared held-out shards")
     p.add_argument("--model", required=True, help="checkpoint or run folder")
     p.add_argument("--json", action="store_true")
-    p.add_argument("text")
+    p.add_argument("--data", help="a folder written by `electra prepare` (text the model has not trained on)")
+    p.add_argument("--batches", type=int, default=32, help="--data: batches of 32 examples to score")
+    p.add_argument("--seed", type=int, default=1, help="--data: masking and sampling seed")
+    p.add_argument("text", nargs="?")
     p.set_defaults(handler=run_detect)
 
 
@@ -112,6 +116,11 @@ def run_detect(args: argparse.Namespace) -> None:
 
     from electra.generation import detect
 
+    if (args.text is None) == (args.data is None):
+        raise ElectraError("detect: give either a TEXT or --data DIR (prepared shards), not both")
+    if args.data is not None:
+        _detect_on_data(args)
+        return
     model, tokenizer = _load_model_and_tokenizer(args.model)
     result = detect(model, tokenizer, args.text)
     if args.json:
@@ -120,6 +129,27 @@ def run_detect(args: argparse.Namespace) -> None:
     for tok, p in zip(result.tokens, result.replaced_prob):
         print(f"{tok:>16}  {p:.3f}  {'#' * round(p * 30)}")
     print(f"sequence score (probability the text is unaltered, geometric mean): {result.sequence_score:.3f}")
+
+
+def _detect_on_data(args: argparse.Namespace) -> None:
+    import itertools
+    import json
+
+    from electra.checkpoint import load_checkpoint, resolve_checkpoint
+    from electra.data.pretraining_data import PretrainingData
+    from electra.detection_eval import evaluate_detection
+    from electra.pretraining import SpecialIds
+
+    if args.batches < 1:
+        raise ElectraError(f"--batches {args.batches}: must be >= 1")
+    model = load_checkpoint(resolve_checkpoint(args.model))
+    data = PretrainingData(args.data, seed=0)
+    vocab = model.config.discriminator.vocab_size
+    if data.vocab_size != vocab:
+        raise ElectraError(f"{args.data}: prepared with a {data.vocab_size}-entry vocabulary; the model has {vocab}")
+    special = SpecialIds(pad=data.pad_id, cls=data.cls_id, sep=data.sep_id, mask=data.mask_id)
+    report = evaluate_detection(model, itertools.islice(data.batches(32), args.batches), special, seed=args.seed)
+    print(json.dumps(report.to_dict()) if args.json else report.format())
 
 
 def add_fill(sub: argparse._SubParsersAction) -> None:

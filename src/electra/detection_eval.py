@@ -32,14 +32,14 @@ class DetectionReport:
     disc_loss: float
     constant_loss: float  # binary entropy of replaced_fraction: the loss of predicting the base rate everywhere
     mlm_accuracy: float
-    held_out: bool = True  # False when the examples were also trained on
+    held_out: bool | None = None  # True/False when known whether the model trained on these examples
 
     def to_dict(self) -> dict[str, float]:
         return asdict(self)
 
     def format(self) -> str:
-        where = "held-out" if self.held_out else "(seen in training)"
-        return (f"{where} detection on {self.tokens:,} tokens ({self.replaced_fraction:.1%} replaced): "
+        where = {True: "held-out detection", False: "detection (examples seen in training)", None: "detection"}
+        return (f"{where[self.held_out]} on {self.tokens:,} tokens ({self.replaced_fraction:.1%} replaced): "
                 f"AUC {self.auc:.3f} (chance 0.5), recall {self.recall:.3f}, precision {self.precision:.3f}, "
                 f"accuracy {self.accuracy:.3f} (all-original {1 - self.replaced_fraction:.3f}), "
                 f"loss {self.disc_loss:.4f} vs constant {self.constant_loss:.4f}; "
