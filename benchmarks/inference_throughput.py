@@ -72,7 +72,7 @@ def to_reference(model: TaskModel):
     return ref.eval()
 
 
-def cast_for_bf16(model: TaskModel) -> TaskModel:
+def cast_for_bf16(model: TaskModel) -> BF16Classifier:
     """A bf16 copy for inference: Linear and Embedding weights in bf16, LayerNorm and the head in fp32."""
     import copy
 

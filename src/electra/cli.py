@@ -132,13 +132,11 @@ def run_detect(args: argparse.Namespace) -> None:
 
 
 def _detect_on_data(args: argparse.Namespace) -> None:
-    import itertools
     import json
 
     from electra.checkpoint import load_checkpoint, resolve_checkpoint
     from electra.data.pretraining_data import PretrainingData
-    from electra.detection_eval import evaluate_detection
-    from electra.pretraining import SpecialIds
+    from electra.detection_eval import evaluate_on_data
 
     if args.batches < 1:
         raise ElectraError(f"--batches {args.batches}: must be >= 1")
@@ -147,8 +145,7 @@ def _detect_on_data(args: argparse.Namespace) -> None:
     vocab = model.config.discriminator.vocab_size
     if data.vocab_size != vocab:
         raise ElectraError(f"{args.data}: prepared with a {data.vocab_size}-entry vocabulary; the model has {vocab}")
-    special = SpecialIds(pad=data.pad_id, cls=data.cls_id, sep=data.sep_id, mask=data.mask_id)
-    report = evaluate_detection(model, itertools.islice(data.batches(32), args.batches), special, seed=args.seed)
+    report = evaluate_on_data(model, data, args.batches, seed=args.seed)
     print(json.dumps(report.to_dict()) if args.json else report.format())
 
 

@@ -178,7 +178,7 @@ PRESETS: dict[str, dict[str, Any]] = {
 TRAINING_PRESETS: dict[str, dict[str, Any]] = {
     # tiny (ours, for CPUs): a 100-step warm-up needs Adam's bias correction. Without it the first ~1k updates are
     # 2-6x the nominal step (sqrt(1 - beta2^t) is small), which the official code's 10k-step warm-up hides; a
-    # 4-layer tiny discriminator trained that way never left the all-"original" solution (benchmarks/NOTES.md).
+    # 4-layer tiny discriminator so trained stayed at the all-"original" solution (docs/learning-at-cpu-scale.md).
     "tiny": dict(batch_size=32, lr=1e-3, warmup_steps=100, max_steps=2000, mask_prob=0.15, bias_correction=True),
     "small": dict(batch_size=128, lr=5e-4, warmup_steps=10_000, max_steps=1_000_000, mask_prob=0.15),
     "base": dict(batch_size=256, lr=2e-4, warmup_steps=10_000, max_steps=766_000, mask_prob=0.15),

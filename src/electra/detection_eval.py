@@ -9,6 +9,7 @@ loss next to the loss of the best constant prediction (the entropy of the replac
 
 from __future__ import annotations
 
+import itertools
 import math
 from dataclasses import asdict, dataclass
 
@@ -86,3 +87,12 @@ def evaluate_detection(model: Electra, batches, special: SpecialIds, mask_prob: 
         precision=tp / max(1, int(predicted.sum())), recall=tp / max(1, int(y.sum())),
         accuracy=float((predicted == y).mean()), disc_loss=sum(losses) / len(y),
         constant_loss=binary_entropy(rate), mlm_accuracy=mlm_hits / max(1.0, mlm_total))
+
+
+def evaluate_on_data(model: Electra, data, num_batches: int, start: int = 0, batch_size: int = 32,
+                     mask_prob: float = 0.15, seed: int = 0, temperature: float = 1.0) -> DetectionReport:
+    """:func:`evaluate_detection` on ``num_batches`` batches of a :class:`PretrainingData` from batch ``start`` on,
+    with the special-token ids of the data's tokenizer."""
+    special = SpecialIds(pad=data.pad_id, cls=data.cls_id, sep=data.sep_id, mask=data.mask_id)
+    batches = itertools.islice(data.batches(batch_size, start=start), num_batches)
+    return evaluate_detection(model, batches, special, mask_prob, seed=seed, temperature=temperature)

@@ -9,7 +9,6 @@ and 1 process x 2 micro-batches compute the same thing, and a resumed run contin
 from __future__ import annotations
 
 import contextlib
-import itertools
 import json
 import math
 import shutil
@@ -24,6 +23,7 @@ from torch import Tensor
 
 from electra import objectives
 from electra.config import ModelConfig, PretrainConfig
+from electra.detection_eval import DetectionReport, evaluate_on_data
 from electra.errors import ElectraError
 from electra.modeling import Electra
 from electra.pretraining import SpecialIds
@@ -233,7 +233,7 @@ def pretrain(cfg: PretrainConfig, config_file: str | None = None,
     bar.close()
     logger.close()
     if dist.is_main and cfg.objective in ("electra", "electra-15"):
-        report = held_out_detection(model, PretrainingData(cfg.data, seed=cfg.seed), special, cfg)
+        report = held_out_detection(model, PretrainingData(cfg.data, seed=cfg.seed), cfg)
         (run_dir / DETECTION_FILE).write_text(json.dumps(report.to_dict(), indent=2) + "\n")
         print(report.format())
     if dist.is_main:
@@ -245,19 +245,16 @@ def pretrain(cfg: PretrainConfig, config_file: str | None = None,
     return run_dir
 
 
-def held_out_detection(model: Electra, data: Any, special: SpecialIds, cfg: PretrainConfig,
-                       batches: int = 16, batch_size: int = 32) -> Any:
+def held_out_detection(model: Electra, data: Any, cfg: PretrainConfig, batches: int = 16,
+                       batch_size: int = 32) -> DetectionReport:
     """Detection quality (AUC, recall, ...) on the last ``batches`` batches of the data's first epoch: examples
     the run has not trained on unless it went that far (then the report says so)."""
-    from electra.detection_eval import evaluate_detection
-
     total = data.num_examples(0)
     n = max(1, min(batches, total // batch_size))
     first = max(0, total // batch_size - n)
-    seen = cfg.max_steps * cfg.batch_size > first * batch_size
-    report = evaluate_detection(model, itertools.islice(data.batches(batch_size, start=first), n), special,
-                                cfg.mask_prob, seed=cfg.seed + 1, temperature=cfg.temperature)
-    report.held_out = not seen
+    report = evaluate_on_data(model, data, n, start=first, batch_size=batch_size, mask_prob=cfg.mask_prob,
+                              seed=cfg.seed + 1, temperature=cfg.temperature)
+    report.held_out = cfg.max_steps * cfg.batch_size <= first * batch_size
     return report
 
 
