@@ -208,7 +208,9 @@ def test_replace_mlm_predicts_originals_at_masked_positions_from_sampled_input()
     m = mask_tokens(ids, am, SPECIAL, 0.15, objective.max_predictions, torch.Generator().manual_seed(0))
     masked = torch.zeros_like(ids, dtype=torch.bool)
     masked.scatter_(1, m.positions, m.weights.bool())
-    assert not (main_input == SPECIAL.mask).any()  # generator samples instead of [MASK]
+    # Generator samples instead of [MASK] (85% of masked positions would hold [MASK] otherwise; the untrained
+    # generator may itself sample the [MASK] id now and then, as the official code allows).
+    assert (main_input[masked] == SPECIAL.mask).float().mean() < 0.1
     assert torch.equal(main_input[~masked], ids[~masked])
     assert (grad[masked] > 0).all() and (grad[~masked] == 0).all()
 

@@ -11,7 +11,9 @@ from electra.pretraining import (
     SpecialIds,
     gumbel_sample,
     mask_tokens,
+    masked_lm_loss,
     max_predictions_per_seq,
+    sample_from_softmax,
 )
 
 SPECIAL = SpecialIds(pad=0, cls=2, sep=3, mask=4)
@@ -86,11 +88,44 @@ def test_bert_style_masking_80_10_10():
     assert 0.07 < ((after != SPECIAL.mask) & (after != before)).float().mean() < 0.12
 
 
-def test_gumbel_sampling_matches_softmax():
-    logits = torch.tensor([[0.0, 1.0, 2.0, -1.0]]).expand(20000, 4)
-    samples = gumbel_sample(logits, torch.Generator().manual_seed(0))
-    freq = torch.bincount(samples, minlength=4).float() / len(samples)
-    assert torch.allclose(freq, logits[0].softmax(-1), atol=0.015)
+@pytest.mark.parametrize("sampler", [gumbel_sample, sample_from_softmax])
+@pytest.mark.parametrize("temperature", [1.0, 0.5])
+def test_samplers_draw_from_the_softmax(sampler, temperature):
+    """Both samplers (the official Gumbel-max trick and our inverse-CDF one) follow softmax(logits / T): a
+    chi-square test per row, including a zero-probability entry that must never be drawn."""
+    logits = torch.tensor([[0.0, 1.0, 2.0, -1.0, float("-inf")], [3.0, 0.0, 0.0, 0.0, 0.0]])
+    n = 20000
+    samples = sampler(logits.repeat_interleave(n, 0), torch.Generator().manual_seed(0), temperature).view(2, n)
+    for row in range(2):
+        counts = torch.bincount(samples[row], minlength=5).double()
+        expected = (logits[row] / temperature).softmax(-1).double() * n
+        assert counts[4] == 0 if row == 0 else True
+        support = expected > 0
+        chi2 = ((counts[support] - expected[support]) ** 2 / expected[support]).sum().item()
+        assert chi2 < 18.5, (row, counts.tolist(), expected.tolist())  # p = 0.001 at 4 degrees of freedom
+
+
+def test_sampler_accepts_bf16_logits_and_batches():
+    logits = torch.randn(3, 7, 50).bfloat16()
+    out = sample_from_softmax(logits, torch.Generator().manual_seed(1))
+    assert out.shape == (3, 7) and out.dtype == torch.int64 and out.min() >= 0 and out.max() < 50
+
+
+def test_masked_lm_loss_matches_cross_entropy_and_its_gradient():
+    torch.manual_seed(0)
+    logits = torch.randn(3, 5, 40, requires_grad=True)
+    ids = torch.randint(0, 40, (3, 5))
+    w = (torch.rand(3, 5) > 0.3).float()
+    loss, acc = masked_lm_loss(logits, ids, w)
+    (2 * loss).backward()
+    ref_logits = logits.detach().clone().requires_grad_()
+    ref = (F.cross_entropy(ref_logits.flatten(0, 1), ids.flatten(), reduction="none") * w.flatten()).sum() / (
+        w.sum() + 1e-6)
+    (2 * ref).backward()
+    assert torch.allclose(loss, ref, atol=1e-6)
+    assert torch.allclose(logits.grad, ref_logits.grad, atol=1e-7)
+    ref_acc = ((logits.argmax(-1) == ids).float() * w).sum() / (w.sum() + 1e-6)
+    assert torch.allclose(acc, ref_acc) and not acc.requires_grad
 
 
 def tiny_objective(**kw):
@@ -108,7 +143,7 @@ def reference_rtd_loss(obj, ids, am, tt, seed):
     w = m.weights
     mlm = (F.cross_entropy(logits.flatten(0, 1), m.ids.flatten(), reduction="none") * w.flatten()).sum() / (
         w.sum() + 1e-6)
-    sampled = gumbel_sample(logits.detach(), rng)
+    sampled = sample_from_softmax(logits.detach(), rng)
     fake = ids.clone()
     for b in range(ids.shape[0]):
         for j in range(m.positions.shape[1]):

@@ -19,7 +19,7 @@ import torch.nn.functional as F
 
 from electra.metrics import roc_auc
 from electra.modeling import Electra
-from electra.pretraining import SpecialIds, gumbel_sample, mask_tokens, max_predictions_per_seq, scatter_replace
+from electra.pretraining import SpecialIds, mask_tokens, max_predictions_per_seq, sample_from_softmax, scatter_replace
 
 
 @dataclass
@@ -68,7 +68,7 @@ def evaluate_detection(model: Electra, batches, special: SpecialIds, mask_prob: 
             gen_logits = model.generator(m.input_ids, am, tt, positions=m.positions)
             mlm_hits += float(((gen_logits.argmax(-1) == m.ids).float() * m.weights).sum())
             mlm_total += float(m.weights.sum())
-            sampled = gumbel_sample(gen_logits, rng, temperature)
+            sampled = sample_from_softmax(gen_logits, rng, temperature)
             fake = scatter_replace(ids, m.positions, m.ids, sampled, m.weights)
             label = (fake != ids).float()
             logits = model.discriminator(fake, am, tt).float()

@@ -51,10 +51,10 @@ from electra.pretraining import (
     Masked,
     ReplacedTokenDetection,
     SpecialIds,
-    gumbel_sample,
     mask_tokens,
     masked_lm_loss,
     max_predictions_per_seq,
+    sample_from_softmax,
     scatter_replace,
 )
 from electra.training.schedule import lr_multiplier
@@ -206,7 +206,7 @@ class Variant(nn.Module):
     def corrupt(self, input_ids: Tensor, m: Masked, gen_logits: Tensor, rng: torch.Generator
                 ) -> tuple[Tensor, Tensor, Tensor]:
         """Sample replacements: (sampled ids at masked positions, corrupted input, replaced labels)."""
-        sampled = gumbel_sample(gen_logits.detach(), rng, self.temperature)
+        sampled = sample_from_softmax(gen_logits.detach(), rng, self.temperature)
         fake_ids = scatter_replace(input_ids, m.positions, m.ids, sampled, m.weights)
         return sampled, fake_ids, (fake_ids != input_ids).float()
 
