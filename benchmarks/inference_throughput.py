@@ -2,12 +2,14 @@
 
 Both models hold the same weights (ours converted with ``electra.hf``'s key map, the classifier head in the
 ``transformers`` style: dense -> GELU -> linear on ``[CLS]``). Timed alternately in one process, batch 32 x 128 by
-default, under ``torch.inference_mode()``:
+default, under ``torch.inference_mode()`` and the same glibc malloc settings for all (``--system-malloc`` to opt
+out; ``electra`` commands apply them at start-up):
   reference fp32          ElectraForSequenceClassification, eval mode
   reference bf16          the same under bf16 autocast
-  ours fp32               ``TaskModel`` (fused QKV, SDPA, no mask when a batch has no padding)
+  ours fp32               ``TaskModel`` (fused QKV, SDPA, no mask when a batch has no padding, and a last layer
+                          that computes only the ``[CLS]`` row the classifier reads)
   ours bf16               our model with its weights cast to bf16 once (``--bf16-mode cast``, default) or under
-                          autocast (``--bf16-mode autocast``); LayerNorm and the head run in fp32 either way
+                          autocast (``--bf16-mode autocast``); LayerNorm weights and the head in fp32 either way
 Prints sequences/s, ratios, and — when ``../shared/data/glue/SST-2/dev.tsv`` (or ``--tsv``) exists — how often
 each implementation's bf16 predictions agree with the fp32 reference's on those sentences (a model from
 ``--model RUN``, a fine-tuned classification run, else random weights). Final line: JSON.
@@ -37,6 +39,7 @@ from electra.hf import to_hf_config, to_hf_state_dict  # noqa: E402
 from electra.modeling import Electra  # noqa: E402
 from electra.tasks.heads import ClassificationHead  # noqa: E402
 from electra.tasks.runner import TaskModel  # noqa: E402
+from pretrain_throughput import ensure_malloc_env  # noqa: E402  (same folder)
 
 SST2_DEV = Path(__file__).resolve().parents[2] / "shared" / "data" / "glue" / "SST-2" / "dev.tsv"
 
@@ -73,7 +76,8 @@ def to_reference(model: TaskModel):
 
 
 def cast_for_bf16(model: TaskModel) -> BF16Classifier:
-    """A bf16 copy for inference: Linear and Embedding weights in bf16, LayerNorm and the head in fp32."""
+    """A bf16 copy for inference: Linear and Embedding weights in bf16; LayerNorm weights and the head stay fp32
+    (LayerNorm of a bf16 input with fp32 weights computes in fp32 and returns bf16, as under autocast)."""
     import copy
 
     m = copy.deepcopy(model)
@@ -84,27 +88,16 @@ def cast_for_bf16(model: TaskModel) -> BF16Classifier:
 
 
 class BF16Classifier(nn.Module):
-    """Runs the encoder with bf16 weights (LayerNorm upcasts internally), then the head in fp32."""
+    """Runs the encoder with bf16 weights, then the head in fp32."""
 
     def __init__(self, model: TaskModel):
         super().__init__()
         self.model = model
-        for module in model.encoder.modules():
-            if isinstance(module, nn.LayerNorm):
-                module.register_forward_pre_hook(_ln_upcast_pre)
-                module.register_forward_hook(_ln_downcast_post)
 
     def forward(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        hidden = self.model.encoder(batch["input_ids"], batch.get("attention_mask"), batch.get("token_type_ids"))
+        hidden = self.model.encoder(batch["input_ids"], batch.get("attention_mask"), batch.get("token_type_ids"),
+                                    cls_only=self.model.head.reads_cls_only)
         return self.model.head(hidden.float(), batch)
-
-
-def _ln_upcast_pre(module: nn.Module, args: tuple) -> tuple:
-    return (args[0].float(),)
-
-
-def _ln_downcast_post(module: nn.Module, args: tuple, out: torch.Tensor) -> torch.Tensor:
-    return out.to(torch.bfloat16)
 
 
 def random_batch(batch: int, seq: int, vocab: int, seed: int = 0) -> dict[str, torch.Tensor]:
@@ -131,7 +124,11 @@ def main() -> None:
     ap.add_argument("--bf16-mode", choices=["cast", "autocast"], default="cast")
     ap.add_argument("--tsv", type=Path, default=SST2_DEV, help="sentences for the agreement check (column 0)")
     ap.add_argument("--agreement-limit", type=int, default=872)
+    ap.add_argument("--system-malloc", action="store_true",
+                    help="keep glibc's default malloc thresholds (default: the same settings as the pre-training "
+                         "benchmark, for both implementations)")
     args = ap.parse_args()
+    ensure_malloc_env(not args.system_malloc)
 
     if args.model:
         from electra.tasks.runner import load_task_model, run_tokenizer_dir

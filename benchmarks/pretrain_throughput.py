@@ -6,7 +6,9 @@ Measures, alternating between implementations so machine noise hits all of them 
       called with labels, full-vocabulary logits, torch.optim.AdamW), and the tuned reference (generator head
       only on masked positions, fused AdamW, torch.compile),
   (c) our step: ``electra.training.pretrainer.train_step`` with ``ReplacedTokenDetection`` and our AdamW.
-All use the same config, masking (``mask_tokens``), Gumbel sampling and losses, and the same precision.
+All use the same config, masking (``mask_tokens``) and losses, and the same precision. The references sample
+replacements with the Gumbel-max trick as google-research/electra does; ours inverts the CDF (the same
+distribution, ``electra.pretraining.sample_from_softmax``).
 
 Model FLOPs per step (forward x 3 for forward + backward, matmuls only):
   per encoder: B*T*[L*(8H^2 + 4HF + 4TH) + 2EH (if E != H)]; discriminator head 2H^2 per token;

@@ -75,3 +75,23 @@ def test_attention_with_dropout_equals_sdpa_without_dropout_and_with_mask():
     torch.manual_seed(1)
     probs = (q @ k.transpose(-2, -1) / 2).masked_fill(~mask, float("-inf")).softmax(-1)
     assert torch.allclose(out, dropout(probs, 0.5) @ v, atol=1e-6)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_attention_with_dropout_gradients_equal_autograd_of_the_plain_formula(dtype):
+    torch.manual_seed(0)
+    q, k, v = (torch.randn(2, 3, 6, 4, dtype=dtype, requires_grad=True) for _ in range(3))
+    mask = torch.tensor([[1, 1, 1, 1, 0, 0], [1, 1, 1, 1, 1, 1]]).bool()[:, None, None, :]
+    g = torch.randn(2, 3, 6, 4, dtype=dtype)
+    torch.manual_seed(5)
+    attention_with_dropout(q, k, v, mask, 0.3).backward(g)
+    ours = [t.grad.clone() for t in (q, k, v)]
+    for t in (q, k, v):
+        t.grad = None
+    torch.manual_seed(5)
+    scores = (q * 0.5) @ k.transpose(-2, -1)
+    probs = scores.masked_fill(~mask, float("-inf")).softmax(-1)
+    (dropout(probs, 0.3) @ v).backward(g)
+    tol = 1e-6 if dtype == torch.float32 else 2e-2
+    for a, t in zip(ours, (q, k, v)):
+        assert torch.allclose(a.float(), t.grad.float(), atol=tol, rtol=tol)

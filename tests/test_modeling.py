@@ -186,3 +186,39 @@ def test_full_attention_mask_gives_same_hidden_states_as_no_mask():
     padded = ones.clone()
     padded[0, 10:] = 0
     assert not torch.allclose(enc(ids, padded)[0, :10], enc(ids, None)[0, :10])
+
+
+@pytest.mark.parametrize("padded", [False, True])
+def test_cls_only_equals_first_row_of_full_output(padded):
+    torch.manual_seed(0)
+    cfg = ModelConfig.preset("tiny", vocab_size=100)
+    encoder = Electra(cfg).discriminator.encoder.eval()
+    ids = torch.randint(5, 100, (3, 12))
+    am = torch.ones_like(ids)
+    if padded:
+        am[0, 7:] = 0
+        am[2, 3:] = 0
+    full = encoder(ids, am)
+    first = encoder(ids, am, cls_only=True)
+    assert first.shape == (3, 1, cfg.discriminator.hidden_size)
+    assert torch.allclose(first, full[:, :1], atol=1e-6)
+
+
+@pytest.mark.parametrize("act", ["gelu", "gelu_new"])
+def test_fp32_training_block_recomputing_gelu_has_the_plain_gradients(act):
+    """The fp32 training path keeps only the FFN's pre-activation; outputs and gradients equal the plain
+    ffn_out(gelu(ffn_in(x))) computed by autograd."""
+    from electra.modeling import Block, activation
+
+    torch.manual_seed(0)
+    cfg = ModelConfig.preset("tiny", vocab_size=100, hidden_act=act).discriminator
+    block = Block(cfg)
+    h = torch.randn(2, 5, cfg.intermediate_size, requires_grad=True)
+    g = torch.randn(2, 5, cfg.hidden_size)
+    block.feed_forward_out(h).backward(g)
+    ours = [h.grad.clone(), block.ffn_out.weight.grad.clone(), block.ffn_out.bias.grad.clone()]
+    h.grad = None
+    block.zero_grad()
+    block.ffn_out(activation(act, h)).backward(g)
+    for a, b in zip(ours, [h.grad, block.ffn_out.weight.grad, block.ffn_out.bias.grad]):
+        assert torch.allclose(a, b, atol=1e-6)

@@ -622,6 +622,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
+    from electra.training.allocator import tune_malloc
+
+    tune_malloc()  # every command moves batch-sized tensors: keep them in the heap (see allocator.py)
     try:
         code = args.handler(args)
     except ElectraError as e:

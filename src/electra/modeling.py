@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from electra.config import EncoderConfig, ModelConfig
-from electra.dropout import Dropout, cheap_masks, dropout
+from electra.dropout import Dropout, apply_mask, cheap_masks, dropped_fraction, keep_mask
 
 
 def activation(name: str, x: Tensor) -> Tensor:
@@ -54,25 +54,66 @@ class SelfAttention(nn.Module):
         self.qkv = nn.Linear(cfg.hidden_size, 3 * cfg.hidden_size)
         self.out = nn.Linear(cfg.hidden_size, cfg.hidden_size)
 
-    def forward(self, x: Tensor, mask: Tensor | None) -> Tensor:
+    def forward(self, x: Tensor, mask: Tensor | None, queries: slice | None = None) -> Tensor:
+        """Attention output at every position, or only at the ``queries`` positions (keys: all positions)."""
         batch, seq_len, hidden = x.shape
+        if queries is not None:
+            return self._some_queries(x, mask, queries)
         qkv = self.qkv(x).view(batch, seq_len, 3, self.num_heads, hidden // self.num_heads)
-        q, k, v = qkv.permute(2, 0, 3, 1, 4)  # each (batch, heads, seq, head_dim)
+        heads = qkv.permute(2, 0, 3, 1, 4)  # q, k, v: each (batch, heads, seq, head_dim)
         p = self.dropout if self.training else 0.0
-        if p > 0 and cheap_masks(x):
-            y = attention_with_dropout(q, k, v, mask, p)
+        if 0 < p < 1 and cheap_masks(x):
+            # One contiguous copy: q, k^T and v then enter the batched matmuls as views (no hidden clones), and
+            # backward keeps this one tensor instead of the projection's output plus clones of q and k.
+            y = attention_with_dropout(*heads.contiguous(), mask, p)
         else:
-            y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=p)
+            y = F.scaled_dot_product_attention(*heads, attn_mask=mask, dropout_p=p)
         return self.out(y.transpose(1, 2).reshape(batch, seq_len, hidden))
+
+    def _some_queries(self, x: Tensor, mask: Tensor | None, queries: slice) -> Tensor:
+        """Keys and values from every position, queries only from ``x[:, queries]`` (same weights, same result
+        at those rows, the query projection and attention of the other rows skipped)."""
+        batch, seq_len, hidden = x.shape
+        d = hidden // self.num_heads
+        w, b = self.qkv.weight, self.qkv.bias
+        kv = F.linear(x, w[hidden:], b[hidden:]).view(batch, seq_len, 2, self.num_heads, d).permute(2, 0, 3, 1, 4)
+        xq = x[:, queries]
+        q = F.linear(xq, w[:hidden], b[:hidden]).view(batch, -1, self.num_heads, d).transpose(1, 2)
+        p = self.dropout if self.training else 0.0
+        y = F.scaled_dot_product_attention(q, kv[0], kv[1], attn_mask=mask, dropout_p=p)
+        return self.out(y.transpose(1, 2).reshape(batch, xq.shape[1], hidden))
 
 
 def attention_with_dropout(q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None, p: float) -> Tensor:
     """softmax(q k^T / sqrt(d) + mask) with dropout on the probabilities, times v: what SDPA computes with
-    ``dropout_p`` (its CPU path is this same unfused math), but with :func:`electra.dropout.dropout`'s masks."""
-    scores = (q * q.shape[-1] ** -0.5) @ k.transpose(-2, -1)
+    ``dropout_p`` (its CPU path is this same unfused math), with :mod:`electra.dropout`'s cheap masks and one
+    probability tensor kept for backward instead of two (see :class:`_DropoutAttentionOutput`)."""
+    scores = (q @ k.transpose(-2, -1)).mul_(q.shape[-1] ** -0.5)
     if mask is not None:
-        scores = scores.masked_fill(~mask, float("-inf"))
-    return dropout(scores.softmax(-1), p) @ v
+        scores.masked_fill_(~mask, float("-inf"))
+    return _DropoutAttentionOutput.apply(scores, v, p)
+
+
+class _DropoutAttentionOutput(torch.autograd.Function):
+    """dropout(softmax(scores)) @ v, saving the probabilities and the bool mask only: the dropped
+    probabilities are recomputed in backward (one multiply) instead of being stored beside them."""
+
+    @staticmethod
+    def forward(ctx, scores: Tensor, v: Tensor, p: float) -> Tensor:  # type: ignore[override]
+        probs = scores.softmax(-1)
+        keep = keep_mask(probs.shape, p)
+        ctx.scale = 1.0 / (1.0 - dropped_fraction(p))
+        ctx.save_for_backward(probs, keep, v)
+        return torch.matmul(apply_mask(keep, probs, ctx.scale), v)
+
+    @staticmethod
+    def backward(ctx, grad: Tensor) -> tuple[Tensor, Tensor, None]:  # type: ignore[override]
+        probs, keep, v = ctx.saved_tensors
+        grad = grad.to(v.dtype)
+        grad_v = apply_mask(keep, probs, ctx.scale).transpose(-2, -1) @ grad
+        grad_probs = apply_mask(keep, grad @ v.transpose(-2, -1), ctx.scale)
+        grad_scores = torch._softmax_backward_data(grad_probs, probs, -1, probs.dtype)
+        return grad_scores, grad_v, None
 
 
 class Block(nn.Module):
@@ -88,9 +129,45 @@ class Block(nn.Module):
         self.ffn_norm = nn.LayerNorm(cfg.hidden_size, eps=cfg.layer_norm_eps)
         self.dropout = Dropout(cfg.hidden_dropout)
 
-    def forward(self, x: Tensor, mask: Tensor | None) -> Tensor:
-        x = self.attention_norm(x + self.dropout(self.attention(x, mask)))
-        return self.ffn_norm(x + self.dropout(self.ffn_out(activation(self.act, self.ffn_in(x)))))
+    def forward(self, x: Tensor, mask: Tensor | None, queries: slice | None = None) -> Tensor:
+        """The block's output at every position, or only at ``queries`` (attending to every position)."""
+        attended = self.attention(x, mask, queries)
+        if queries is not None:
+            x = x[:, queries]
+        x = self.attention_norm(x + self.dropout(attended))
+        return self.ffn_norm(x + self.dropout(self.feed_forward_out(self.ffn_in(x))))
+
+    def feed_forward_out(self, h: Tensor) -> Tensor:
+        """ffn_out(GELU(h)). Training in fp32 on the CPU, only h is kept for backward and GELU(h) is recomputed
+        there (one GELU pass, ~1% of an fp32 step; saves intermediate_size floats per token and layer); under
+        bf16 autocast, where elementwise work weighs more, both are kept as usual."""
+        if h.requires_grad and h.dtype == torch.float32 and cheap_masks(h) and not torch.is_autocast_enabled("cpu"):
+            approximate = "tanh" if self.act == "gelu_new" else "none"
+            return _GeluThenLinear.apply(h, self.ffn_out.weight, self.ffn_out.bias, approximate)
+        return self.ffn_out(activation(self.act, h))
+
+
+class _GeluThenLinear(torch.autograd.Function):
+    """linear(gelu(h), weight, bias), saving h (not gelu(h)) for backward."""
+
+    @staticmethod
+    def forward(ctx, h: Tensor, weight: Tensor, bias: Tensor, approximate: str) -> Tensor:  # type: ignore[override]
+        ctx.save_for_backward(h, weight)
+        ctx.approximate = approximate
+        return F.linear(F.gelu(h, approximate=approximate), weight, bias)
+
+    @staticmethod
+    def backward(ctx, grad: Tensor) -> tuple[Tensor | None, ...]:  # type: ignore[override]
+        h, weight = ctx.saved_tensors
+        grad_2d = grad.reshape(-1, grad.shape[-1])
+        grad_weight = grad_bias = None
+        if ctx.needs_input_grad[1]:
+            a = F.gelu(h, approximate=ctx.approximate)
+            grad_weight = grad_2d.t() @ a.reshape(-1, a.shape[-1])
+        if ctx.needs_input_grad[2]:
+            grad_bias = grad_2d.sum(0)
+        grad_h = torch.ops.aten.gelu_backward(grad @ weight, h, approximate=ctx.approximate)
+        return grad_h, grad_weight, grad_bias, None
 
 
 class Encoder(nn.Module):
@@ -105,14 +182,21 @@ class Encoder(nn.Module):
         self.layers = nn.ModuleList(Block(cfg) for _ in range(cfg.num_layers))
 
     def forward(self, input_ids: Tensor, attention_mask: Tensor | None = None,
-                token_type_ids: Tensor | None = None) -> Tensor:
-        """Hidden states (batch, seq, hidden). ``attention_mask`` is 1 for real tokens, 0 for padding."""
+                token_type_ids: Tensor | None = None, cls_only: bool = False) -> Tensor:
+        """Hidden states (batch, seq, hidden). ``attention_mask`` is 1 for real tokens, 0 for padding.
+
+        ``cls_only``: return (batch, 1, hidden), the first position only, for heads that read nothing else;
+        the last layer then computes that row alone (the same values as ``forward(...)[:, :1]``).
+        """
         x = self.embeddings(input_ids, token_type_ids)
         if self.project is not None:
             x = self.project(x)
         mask = None if no_padding(attention_mask) else attention_mask.bool()[:, None, None, :]
-        for layer in self.layers:
-            x = layer(x, mask)
+        last = len(self.layers) - 1
+        for i, layer in enumerate(self.layers):
+            x = layer(x, mask, slice(0, 1) if cls_only and i == last else None)
+        if cls_only and not self.layers:
+            x = x[:, :1]
         return x
 
 

@@ -171,6 +171,7 @@ class ReplacedTokenDetection(nn.Module):
         mlm_loss, mlm_acc = masked_lm_loss(gen_logits, m.ids, m.weights)
         # 3. Sample replacements; a sample equal to the original counts as original.
         sampled = sample_from_softmax(gen_logits.detach(), rng, self.temperature)
+        del gen_logits  # (positions x vocabulary): not needed by backward, so not held during the discriminator
         fake_ids = scatter_replace(input_ids, m.positions, m.ids, sampled, m.weights)
         labels = (fake_ids != input_ids).float()
         # 4. Discriminator: sigmoid BCE over every real token.

@@ -6,6 +6,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from electra.config import EncoderConfig
+from electra.dropout import Dropout
 from electra.modeling import activation
 from electra.tasks.runner import Batch, Head
 
@@ -17,6 +18,8 @@ class ClassificationHead(Head):
     ``ElectraClassificationHead`` (dropout -> dense -> GELU -> dropout -> linear).
     """
 
+    reads_cls_only = True
+
     def __init__(self, config: EncoderConfig, num_labels: int = 2, style: str = "electra",
                  dropout: float | None = None):
         super().__init__(config, num_labels=num_labels, style=style, dropout=dropout)
@@ -24,7 +27,7 @@ class ClassificationHead(Head):
             raise ValueError(f"head style {style!r}: expected 'electra' or 'transformers'")
         self.num_labels = num_labels
         self.act = config.hidden_act
-        self.dropout = nn.Dropout(config.hidden_dropout if dropout is None else dropout)
+        self.dropout = Dropout(config.hidden_dropout if dropout is None else dropout)
         self.dense = nn.Linear(config.hidden_size, config.hidden_size) if style == "transformers" else None
         self.out = nn.Linear(config.hidden_size, num_labels)
         for layer in (self.dense, self.out):

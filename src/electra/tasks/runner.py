@@ -51,7 +51,10 @@ FORMAT = "electra-task"
 class Head(nn.Module):
     """Base of task heads. Built as ``cls(encoder_config, **args)``; ``args`` (JSON values) are saved with the
     run so :func:`load_task_model` can rebuild the head. ``forward(hidden, batch)`` returns a dict with
-    ``"logits"`` and, when the batch carries the labels, ``"loss"`` (a scalar)."""
+    ``"logits"`` and, when the batch carries the labels, ``"loss"`` (a scalar). A head that reads only the
+    ``[CLS]`` position sets ``reads_cls_only``: the encoder's last layer then computes that row alone."""
+
+    reads_cls_only = False
 
     def __init__(self, config: EncoderConfig, **args: Any):
         super().__init__()
@@ -71,7 +74,8 @@ class TaskModel(nn.Module):
         self.spec = dict(spec or {})
 
     def forward(self, batch: Batch) -> dict[str, Tensor]:
-        hidden = self.encoder(batch["input_ids"], batch.get("attention_mask"), batch.get("token_type_ids"))
+        hidden = self.encoder(batch["input_ids"], batch.get("attention_mask"), batch.get("token_type_ids"),
+                              cls_only=self.head.reads_cls_only)
         return self.head(hidden, batch)
 
 

@@ -21,6 +21,7 @@ from torch import Tensor, nn
 
 from electra.config import EncoderConfig
 from electra.data.conll import IGNORE, Sentence, TagFeature, label_list, make_tag_features, read_conll, to_iob2
+from electra.dropout import Dropout
 from electra.errors import ElectraError
 from electra.tagging_metrics import entity_scores
 from electra.tasks.runner import (
@@ -64,7 +65,7 @@ class TokenClassificationHead(Head):
 
     def __init__(self, config: EncoderConfig, num_labels: int = 9, dropout: float | None = None):
         super().__init__(config, num_labels=num_labels, dropout=dropout)
-        self.dropout = nn.Dropout(config.hidden_dropout if dropout is None else dropout)
+        self.dropout = Dropout(config.hidden_dropout if dropout is None else dropout)
         self.out = nn.Linear(config.hidden_size, num_labels)
         std = config.initializer_range
         nn.init.trunc_normal_(self.out.weight, std=std, a=-2 * std, b=2 * std)
