@@ -5,7 +5,7 @@ import torch
 import torch.nn.functional as F
 
 from electra.dropout import Dropout, dropout, dropped_fraction, keep_mask
-from electra.modeling import attention_with_dropout
+from electra.modeling import attention
 
 
 @pytest.mark.parametrize("p", [0.1, 0.5, 0.02])
@@ -64,27 +64,27 @@ def test_non_contiguous_input():
     assert y.shape == x.shape and torch.allclose(y[kept], x[kept] * 2)
 
 
-def test_attention_with_dropout_equals_sdpa_without_dropout_and_with_mask():
+def test_attention_equals_sdpa_without_dropout_and_with_mask():
     torch.manual_seed(0)
     q, k, v = (torch.randn(2, 3, 5, 4) for _ in range(3))
     mask = torch.tensor([[1, 1, 1, 0, 0], [1, 1, 1, 1, 1]]).bool()[:, None, None, :]
     ref = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
-    assert torch.allclose(attention_with_dropout(q, k, v, mask, 0.0), ref, atol=1e-6)
+    assert torch.allclose(attention(q, k, v, mask, 0.0), ref, atol=1e-6)
     torch.manual_seed(1)
-    out = attention_with_dropout(q, k, v, mask, 0.5)
+    out = attention(q, k, v, mask, 0.5)
     torch.manual_seed(1)
     probs = (q @ k.transpose(-2, -1) / 2).masked_fill(~mask, float("-inf")).softmax(-1)
     assert torch.allclose(out, dropout(probs, 0.5) @ v, atol=1e-6)
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
-def test_attention_with_dropout_gradients_equal_autograd_of_the_plain_formula(dtype):
+def test_attention_gradients_equal_autograd_of_the_plain_formula(dtype):
     torch.manual_seed(0)
     q, k, v = (torch.randn(2, 3, 6, 4, dtype=dtype, requires_grad=True) for _ in range(3))
     mask = torch.tensor([[1, 1, 1, 1, 0, 0], [1, 1, 1, 1, 1, 1]]).bool()[:, None, None, :]
     g = torch.randn(2, 3, 6, 4, dtype=dtype)
     torch.manual_seed(5)
-    attention_with_dropout(q, k, v, mask, 0.3).backward(g)
+    attention(q, k, v, mask, 0.3).backward(g)
     ours = [t.grad.clone() for t in (q, k, v)]
     for t in (q, k, v):
         t.grad = None
@@ -95,3 +95,18 @@ def test_attention_with_dropout_gradients_equal_autograd_of_the_plain_formula(dt
     tol = 1e-6 if dtype == torch.float32 else 2e-2
     for a, t in zip(ours, (q, k, v)):
         assert torch.allclose(a.float(), t.grad.float(), atol=tol, rtol=tol)
+
+
+def test_bf16_attention_is_written_out_and_close_to_fp32_sdpa():
+    from electra.modeling import written_out_attention
+
+    torch.manual_seed(0)
+    q, k, v = (torch.randn(2, 3, 16, 8) for _ in range(3))
+    mask = torch.ones(2, 1, 1, 16, dtype=torch.bool)
+    mask[0, ..., 10:] = False
+    assert written_out_attention(q.bfloat16(), 0.0) and not written_out_attention(q, 0.0)
+    assert written_out_attention(q, 0.1)
+    ref = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+    out = attention(q.bfloat16(), k.bfloat16(), v.bfloat16(), mask, 0.0)
+    assert out.dtype == torch.bfloat16
+    assert (out.float() - ref).abs().max() < 0.03

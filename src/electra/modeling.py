@@ -62,10 +62,10 @@ class SelfAttention(nn.Module):
         qkv = self.qkv(x).view(batch, seq_len, 3, self.num_heads, hidden // self.num_heads)
         heads = qkv.permute(2, 0, 3, 1, 4)  # q, k, v: each (batch, heads, seq, head_dim)
         p = self.dropout if self.training else 0.0
-        if 0 < p < 1 and cheap_masks(x):
+        if written_out_attention(heads, p):
             # One contiguous copy: q, k^T and v then enter the batched matmuls as views (no hidden clones), and
             # backward keeps this one tensor instead of the projection's output plus clones of q and k.
-            y = attention_with_dropout(*heads.contiguous(), mask, p)
+            y = attention(*heads.contiguous(), mask, p)
         else:
             y = F.scaled_dot_product_attention(*heads, attn_mask=mask, dropout_p=p)
         return self.out(y.transpose(1, 2).reshape(batch, seq_len, hidden))
@@ -80,17 +80,29 @@ class SelfAttention(nn.Module):
         xq = x[:, queries]
         q = F.linear(xq, w[:hidden], b[:hidden]).view(batch, -1, self.num_heads, d).transpose(1, 2)
         p = self.dropout if self.training else 0.0
-        y = F.scaled_dot_product_attention(q, kv[0], kv[1], attn_mask=mask, dropout_p=p)
+        if written_out_attention(q, p):
+            y = attention(q, *kv, mask, p)
+        else:
+            y = F.scaled_dot_product_attention(q, kv[0], kv[1], attn_mask=mask, dropout_p=p)
         return self.out(y.transpose(1, 2).reshape(batch, xq.shape[1], hidden))
 
 
-def attention_with_dropout(q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None, p: float) -> Tensor:
-    """softmax(q k^T / sqrt(d) + mask) with dropout on the probabilities, times v: what SDPA computes with
-    ``dropout_p`` (its CPU path is this same unfused math), with :mod:`electra.dropout`'s cheap masks and one
-    probability tensor kept for backward instead of two (see :class:`_DropoutAttentionOutput`)."""
+def written_out_attention(q: Tensor, p: float) -> bool:
+    """Whether :func:`attention` beats ``scaled_dot_product_attention`` here: on the CPU (eager) with dropout
+    (SDPA's CPU dropout path is the same math with slow masks) and in bf16, where the CPU flash kernel is 3-5x
+    slower than two bf16 batched matmuls and a softmax (ELECTRA-Small heads, 32x128, forward and backward)."""
+    return cheap_masks(q) and (0 < p < 1 or q.dtype == torch.bfloat16)
+
+
+def attention(q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None, p: float) -> Tensor:
+    """softmax(q k^T / sqrt(d) + mask) v with dropout on the probabilities: what SDPA computes with
+    ``dropout_p``, with :mod:`electra.dropout`'s cheap masks and one probability tensor kept for backward
+    instead of two (see :class:`_DropoutAttentionOutput`). ``mask`` is True where a key may be attended."""
     scores = (q @ k.transpose(-2, -1)).mul_(q.shape[-1] ** -0.5)
     if mask is not None:
         scores.masked_fill_(~mask, float("-inf"))
+    if p == 0:
+        return scores.softmax(-1) @ v
     return _DropoutAttentionOutput.apply(scores, v, p)
 
 
