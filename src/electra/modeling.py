@@ -2,8 +2,9 @@
 
 Reads top to bottom like the paper's §2 and google-research/electra's ``model/modeling.py``: embeddings
 (with a projection when the embedding size differs from the hidden size), post-LN Transformer blocks with
-attention through ``scaled_dot_product_attention``, then a head. Weight names map one-to-one onto the
-Hugging Face ``transformers`` ELECTRA classes (see ``electra.hf``).
+attention through ``scaled_dot_product_attention`` (written out on the CPU where that is faster: with dropout
+and in bf16, see :func:`written_out_attention`), then a head. Weight names map one-to-one onto the Hugging Face
+``transformers`` ELECTRA classes (see ``electra.hf``).
 """
 
 from __future__ import annotations
