@@ -33,6 +33,11 @@ def keep_mask(shape: torch.Size | tuple[int, ...], p: float) -> Tensor:
     return (bits >= round(p * 2**15)).view(shape)
 
 
+def draw_mask(shape: torch.Size | tuple[int, ...], p: float) -> tuple[Tensor, float]:
+    """A :func:`keep_mask` and the scale that keeps the output unbiased, ``1 / (1 - dropped_fraction(p))``."""
+    return keep_mask(shape, p), 1.0 / (1.0 - dropped_fraction(p))
+
+
 def apply_mask(keep: Tensor, x: Tensor, scale: float) -> Tensor:
     """x * keep * scale, as ``native_dropout`` (a same-dtype multiply: much faster than one with a bool)."""
     return keep.view(torch.uint8).to(x.dtype).mul_(x).mul_(scale)
@@ -41,9 +46,8 @@ def apply_mask(keep: Tensor, x: Tensor, scale: float) -> Tensor:
 class _CpuDropout(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x: Tensor, p: float) -> Tensor:  # type: ignore[override]
-        keep = keep_mask(x.shape, p)
+        keep, ctx.scale = draw_mask(x.shape, p)
         ctx.save_for_backward(keep)
-        ctx.scale = 1.0 / (1.0 - dropped_fraction(p))
         return apply_mask(keep, x, ctx.scale)
 
     @staticmethod
@@ -56,7 +60,7 @@ def dropout(x: Tensor, p: float, training: bool = True) -> Tensor:
     """``F.dropout(x, p, training)``, with cheap masks for CPU tensors in eager mode."""
     if not training or p == 0.0:
         return x
-    if p >= 1.0 or not cheap_masks(x):
+    if p >= 1.0 or not eager_cpu(x):
         return F.dropout(x, p, True)
     return _CpuDropout.apply(x, p)
 
@@ -68,6 +72,7 @@ class Dropout(nn.Dropout):
         return dropout(x, self.p, self.training)
 
 
-def cheap_masks(x: Tensor) -> bool:
-    """Whether :func:`dropout` uses its own masks for ``x`` (a CPU tensor outside compilation)."""
+def eager_cpu(x: Tensor) -> bool:
+    """Whether ``x`` is a CPU tensor outside compilation: where :func:`dropout` uses its own masks (and where
+    :mod:`electra.modeling` writes out attention and recomputes GELU)."""
     return x.device.type == "cpu" and not torch.compiler.is_compiling()

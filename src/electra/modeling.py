@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from electra.config import EncoderConfig, ModelConfig
-from electra.dropout import Dropout, apply_mask, cheap_masks, dropped_fraction, keep_mask
+from electra.dropout import Dropout, apply_mask, draw_mask, eager_cpu
 
 
 def activation(name: str, x: Tensor) -> Tensor:
@@ -66,9 +66,8 @@ class SelfAttention(nn.Module):
         if written_out_attention(heads, p):
             # One contiguous copy: q, k^T and v then enter the batched matmuls as views (no hidden clones), and
             # backward keeps this one tensor instead of the projection's output plus clones of q and k.
-            y = attention(*heads.contiguous(), mask, p)
-        else:
-            y = F.scaled_dot_product_attention(*heads, attn_mask=mask, dropout_p=p)
+            heads = heads.contiguous()
+        y = attend(*heads, mask, p)
         return self.out(y.transpose(1, 2).reshape(batch, seq_len, hidden))
 
     def _some_queries(self, x: Tensor, mask: Tensor | None, queries: slice) -> Tensor:
@@ -80,11 +79,7 @@ class SelfAttention(nn.Module):
         kv = F.linear(x, w[hidden:], b[hidden:]).view(batch, seq_len, 2, self.num_heads, d).permute(2, 0, 3, 1, 4)
         xq = x[:, queries]
         q = F.linear(xq, w[:hidden], b[:hidden]).view(batch, -1, self.num_heads, d).transpose(1, 2)
-        p = self.dropout if self.training else 0.0
-        if written_out_attention(q, p):
-            y = attention(q, *kv, mask, p)
-        else:
-            y = F.scaled_dot_product_attention(q, kv[0], kv[1], attn_mask=mask, dropout_p=p)
+        y = attend(q, *kv, mask, self.dropout if self.training else 0.0)
         return self.out(y.transpose(1, 2).reshape(batch, xq.shape[1], hidden))
 
 
@@ -92,7 +87,14 @@ def written_out_attention(q: Tensor, p: float) -> bool:
     """Whether :func:`attention` beats ``scaled_dot_product_attention`` here: on the CPU (eager) with dropout
     (SDPA's CPU dropout path is the same math with slow masks) and in bf16, where the CPU flash kernel is 3-5x
     slower than two bf16 batched matmuls and a softmax (ELECTRA-Small heads, 32x128, forward and backward)."""
-    return cheap_masks(q) and (0 < p < 1 or q.dtype == torch.bfloat16)
+    return eager_cpu(q) and (0 < p < 1 or q.dtype == torch.bfloat16)
+
+
+def attend(q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None, p: float) -> Tensor:
+    """Attention with dropout ``p``: :func:`attention` where :func:`written_out_attention` says so, else SDPA."""
+    if written_out_attention(q, p):
+        return attention(q, k, v, mask, p)
+    return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=p)
 
 
 def attention(q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None, p: float) -> Tensor:
@@ -114,8 +116,7 @@ class _DropoutAttentionOutput(torch.autograd.Function):
     @staticmethod
     def forward(ctx, scores: Tensor, v: Tensor, p: float) -> Tensor:  # type: ignore[override]
         probs = scores.softmax(-1)
-        keep = keep_mask(probs.shape, p)
-        ctx.scale = 1.0 / (1.0 - dropped_fraction(p))
+        keep, ctx.scale = draw_mask(probs.shape, p)
         ctx.save_for_backward(probs, keep, v)
         return torch.matmul(apply_mask(keep, probs, ctx.scale), v)
 
@@ -152,9 +153,10 @@ class Block(nn.Module):
 
     def feed_forward_out(self, h: Tensor) -> Tensor:
         """ffn_out(GELU(h)). Training in fp32 on the CPU, only h is kept for backward and GELU(h) is recomputed
-        there (one GELU pass, ~1% of an fp32 step; saves intermediate_size floats per token and layer); under
-        bf16 autocast, where elementwise work weighs more, both are kept as usual."""
-        if h.requires_grad and h.dtype == torch.float32 and cheap_masks(h) and not torch.is_autocast_enabled("cpu"):
+        there (one GELU pass more; all GELU work together is ~4 ms of a 124 ms fp32 Small block; saves
+        intermediate_size floats per token and layer); under bf16 autocast, where elementwise work weighs more,
+        both are kept as usual."""
+        if h.requires_grad and h.dtype == torch.float32 and eager_cpu(h) and not torch.is_autocast_enabled("cpu"):
             approximate = "tanh" if self.act == "gelu_new" else "none"
             return _GeluThenLinear.apply(h, self.ffn_out.weight, self.ffn_out.bias, approximate)
         return self.ffn_out(activation(self.act, h))
