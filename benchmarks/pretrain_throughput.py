@@ -1,7 +1,8 @@
 """Pre-training step throughput: ours vs a `transformers`-based ELECTRA step, side by side in one run.
 
 Measures, alternating between implementations so machine noise hits all of them alike:
-  (a) the machine's matmul ceilings (torch.mm, fp32 and bf16),
+  (a) the machine's matmul ceiling at the run's precision (torch.mm; only that one: on a CPU without native
+      bf16 a 2048 x 2048 bf16 product is emulated and takes seconds to minutes),
   (b) the reference RTD step built from transformers' ElectraForMaskedLM + ElectraForPreTraining (generator
       called with labels, full-vocabulary logits, torch.optim.AdamW), and the tuned reference (generator head
       only on masked positions, fused AdamW, torch.compile),
@@ -13,7 +14,8 @@ distribution, ``electra.pretraining.sample_from_softmax``).
 Model FLOPs per step (forward x 3 for forward + backward, matmuls only):
   per encoder: B*T*[L*(8H^2 + 4HF + 4TH) + 2EH (if E != H)]; discriminator head 2H^2 per token;
   generator head per masked position (B*P of them): 2*H_g*E + 2*E*V.
-Prints a table and a final JSON line.
+Prints a table and a final JSON line. ``--precision bf16`` on a CPU without native bf16 (AVX512-BF16/AMX-BF16,
+``electra.training.precision.emulated_bf16``) is refused in one line unless ``--force-emulated-bf16``.
 
   python benchmarks/pretrain_throughput.py --preset small --batch 32 --seq 128 --steps 8 --precision fp32
 """
@@ -47,6 +49,7 @@ from electra.pretraining import (  # noqa: E402
     scatter_replace,
 )
 from electra.training.optim import AdamW, param_groups  # noqa: E402
+from electra.training.precision import EMULATED_BF16_MESSAGE, emulated_bf16  # noqa: E402
 from electra.training.pretrainer import StepInputs, train_step  # noqa: E402
 
 SPECIAL = SpecialIds()
@@ -202,7 +205,7 @@ def peak_rss_mb(device: str = "cpu") -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--preset", default="small")
     ap.add_argument("--batch", type=int, default=32)
@@ -215,8 +218,14 @@ def main() -> None:
     ap.add_argument("--ours-compile", action="store_true", help="also torch.compile our step")
     ap.add_argument("--system-malloc", action="store_true",
                     help="keep glibc's default malloc thresholds (default: set MALLOC_ENV for all implementations)")
+    ap.add_argument("--ceiling-size", type=int, default=2048, help="n of the n x n matmuls that measure the ceiling")
+    ap.add_argument("--force-emulated-bf16", action="store_true",
+                    help="run --precision bf16 even on a CPU without native bf16 (emulated: very slow)")
     ap.add_argument("--peak-only", help=argparse.SUPPRESS)
-    args = ap.parse_args()
+    args = ap.parse_args(argv)
+    if args.precision == "bf16" and emulated_bf16(args.device) and not args.force_emulated_bf16:
+        raise SystemExit(f"pretrain_throughput: {EMULATED_BF16_MESSAGE}; measure --precision fp32, or pass "
+                         "--force-emulated-bf16 to time the emulation anyway")
     ensure_malloc_env(not args.system_malloc)
 
     cfg = ModelConfig.preset(args.preset, max_position_embeddings=max(512, args.seq))
@@ -233,9 +242,9 @@ def main() -> None:
             impl(batch, i, autocast())
         print(peak_rss_mb(args.device))
         return
-    ceilings = {"fp32": matmul_ceiling(torch.float32, args.device),
-                "bf16": matmul_ceiling(torch.bfloat16, args.device)}
-    print(f"matmul ceilings: fp32 {ceilings['fp32']:.0f} GFLOP/s, bf16 {ceilings['bf16']:.0f} GFLOP/s; "
+    ceiling = matmul_ceiling(torch.bfloat16 if args.precision == "bf16" else torch.float32, args.device,
+                             n=args.ceiling_size)
+    print(f"matmul ceiling ({args.precision}, {args.ceiling_size}^2): {ceiling:.0f} GFLOP/s; "
           f"threads {torch.get_num_threads()}; MALLOC_MMAP_THRESHOLD_={os.environ.get('MALLOC_MMAP_THRESHOLD_')}")
     skip = set(filter(None, args.skip.split(",")))
     impls = {name: build() for name, build in builders_for(cfg, args).items() if name not in skip}
@@ -255,10 +264,9 @@ def main() -> None:
     for name in impls:
         peaks[name] = _step_peak_mb(name, args)
     flops = step_flops(cfg, args.batch, args.seq, max_predictions_per_seq(args.seq, 0.15))
-    ceiling = ceilings[args.precision]
     result: dict[str, float | str] = {"preset": args.preset, "batch": args.batch, "seq": args.seq,
                                       "precision": args.precision, "flops_per_step": flops,
-                                      "ceiling_fp32_gflops": ceilings["fp32"], "ceiling_bf16_gflops": ceilings["bf16"]}
+                                      f"ceiling_{args.precision}_gflops": ceiling}
     print(f"\n{'implementation':<18}{'tokens/s':>10}{'GFLOP/s':>10}{'MFU':>8}{'peak MB':>10}")
     for name, ts in times.items():
         med = statistics.median(ts)
@@ -289,6 +297,8 @@ def _step_peak_mb(name: str, args: argparse.Namespace) -> float:
            "--seq", str(args.seq), "--precision", args.precision, "--device", args.device]
     if args.ours_compile:
         cmd.append("--ours-compile")
+    if args.force_emulated_bf16:
+        cmd.append("--force-emulated-bf16")
     out = subprocess.run(cmd, capture_output=True, text=True, env=os.environ)
     try:
         return float(out.stdout.strip().splitlines()[-1])

@@ -43,3 +43,28 @@ def test_default_precision_follows_cpu_bf16_capability(monkeypatch: pytest.Monke
     assert default_precision("cpu") == "bf16"
     monkeypatch.setattr(precision, "cpu_has_fast_bf16", lambda: False)
     assert default_precision("cpu") == "fp32"
+
+
+@pytest.mark.parametrize("value, native", [("emulated", False), ("0", False), ("native", True), ("1", True)])
+def test_environment_override_decides_native_bf16(monkeypatch: pytest.MonkeyPatch, value: str, native: bool) -> None:
+    from electra.training.precision import cpu_has_fast_bf16, emulated_bf16
+
+    monkeypatch.setenv("ELECTRA_CPU_BF16", value)
+    assert cpu_has_fast_bf16() is native
+    assert emulated_bf16("cpu") is (not native)
+    assert default_precision("cpu") == ("bf16" if native else "fp32")
+
+
+@pytest.mark.parametrize("isa", ["AVX2", "avx512_core"])
+def test_onednn_isa_cap_without_bf16_means_emulated(monkeypatch: pytest.MonkeyPatch, isa: str) -> None:
+    from electra.training.precision import cpu_has_fast_bf16
+
+    monkeypatch.delenv("ELECTRA_CPU_BF16", raising=False)
+    monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", isa)
+    assert not cpu_has_fast_bf16()
+
+
+def test_cuda_devices_are_never_called_emulated() -> None:
+    from electra.training.precision import emulated_bf16
+
+    assert not emulated_bf16("cuda")

@@ -6,6 +6,7 @@ bf16 keeps fp32's exponent range, so no loss scaling is needed (unlike fp16).
 from __future__ import annotations
 
 import contextlib
+import os
 from pathlib import Path
 
 import torch
@@ -15,8 +16,24 @@ from electra.errors import ElectraError
 PRECISIONS = ("fp32", "bf16")
 
 
+# ELECTRA_CPU_BF16=native|emulated overrides the detection below (tests use it to take the emulated-bf16 path on
+# any CPU). oneDNN ISA caps that leave out bf16 (ONEDNN_MAX_CPU_ISA=AVX2, ...) and an ATen dispatch below AVX512
+# (ATEN_CPU_CAPABILITY=avx2) make bf16 emulated even where the silicon has it, so they count too.
+BF16_ENV = "ELECTRA_CPU_BF16"
+
+
 def cpu_has_fast_bf16() -> bool:
-    """Whether the CPU has bf16 matrix instructions (AMX-BF16 or AVX512-BF16)."""
+    """Whether bf16 matmuls run natively here (AMX-BF16 or AVX512-BF16, not capped by the environment)."""
+    forced = os.environ.get(BF16_ENV, "").strip().lower()
+    if forced in ("native", "1"):
+        return True
+    if forced in ("emulated", "0"):
+        return False
+    isa = os.environ.get("ONEDNN_MAX_CPU_ISA", "").upper()
+    if isa and not any(s in isa for s in ("BF16", "AMX", "AVX10", "ALL", "DEFAULT")):
+        return False
+    if os.environ.get("ATEN_CPU_CAPABILITY", "").lower() in ("default", "avx2", "zvector", "vsx"):
+        return False
     try:
         caps = torch._C._cpu._get_cpu_capability()  # torch >= 2.4: a dict of ISA flags
         return bool(caps.get("amx_bf16") or caps.get("avx512_bf16"))
@@ -27,6 +44,15 @@ def cpu_has_fast_bf16() -> bool:
     except OSError:
         return False
     return "amx_bf16" in flags or "avx512_bf16" in flags
+
+
+def emulated_bf16(device: str | torch.device) -> bool:
+    """True on a CPU without native bf16: every bf16 matmul there is emulated, ~100x slower than fp32."""
+    return torch.device(device).type == "cpu" and not cpu_has_fast_bf16()
+
+
+EMULATED_BF16_MESSAGE = ("this CPU has no native bf16 (no AVX512-BF16 or AMX-BF16): bf16 matmuls are emulated, "
+                         "about 100x slower than fp32")
 
 
 def default_precision(device: str | torch.device) -> str:

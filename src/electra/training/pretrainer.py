@@ -130,7 +130,7 @@ def pretrain(cfg: PretrainConfig, config_file: str | None = None,
     )
     from electra.training.distributed import barrier, cleanup, init_distributed
     from electra.training.metrics_log import MetricsLogger
-    from electra.training.precision import autocast_context, default_precision
+    from electra.training.precision import EMULATED_BF16_MESSAGE, autocast_context, default_precision, emulated_bf16
 
     tune_malloc()  # keep step-sized buffers in the heap: no page faults on every step (see allocator.py)
     objectives.check_options(cfg)
@@ -147,6 +147,8 @@ def pretrain(cfg: PretrainConfig, config_file: str | None = None,
     data = datasets[0]
     model_cfg = resolve_model_config(cfg, data.vocab_size, config_file, model_overrides)
     precision = default_precision(device) if cfg.precision == "auto" else cfg.precision
+    if precision == "bf16" and emulated_bf16(device) and dist.is_main:
+        print(f"warning: --precision bf16: {EMULATED_BF16_MESSAGE}; --precision auto picks fp32 here")
     record = {"model": model_cfg.to_dict(), "pretrain": cfg.to_dict(), "data_meta": data.meta,
               "world_size": world, "precision": precision}
     if dist.is_main:
