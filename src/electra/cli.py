@@ -16,7 +16,10 @@ def add_pretrain(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("pretrain", help="pre-train generator + discriminator on prepared shards")
     p.add_argument("--data", required=True, help="folder written by `electra prepare`")
     p.add_argument("--out", required=True, help="run folder (checkpoints, metrics.csv, tb/, curves.png)")
-    p.add_argument("--preset", default="small", choices=["tiny", "small", "base", "large"])
+    p.add_argument("--preset", choices=["tiny", "small", "base", "large", "continue"],
+                   help="model shape + training recipe (default: small; continue with --init-from)")
+    p.add_argument("--init-from", help="checkpoint or run folder to start from (ours, an imported ELECTRA pair or "
+                                       "BERT): its weights and shape; optimizer and step start fresh")
     p.add_argument("--config", help="TOML/JSON with a [model] table and/or a [pretrain] table")
     p.add_argument("--objective", choices=["electra", "mlm", "electra-15", "replace-mlm", "all-tokens-mlm"],
                    help="replaced-token detection, BERT MLM, or the paper's §3.2 ablations")
@@ -51,10 +54,10 @@ def pretrain_config_from_args(args: argparse.Namespace):  # noqa: ANN201
         data = load_mapping(Path(args.config))
         file_values = dict(data.get("pretrain", {}))
         model_values = dict(data.get("model", {}))
-    preset = file_values.pop("preset", None) or args.preset
+    preset = file_values.pop("preset", None) or args.preset or ("continue" if args.init_from else "small")
     names = ["objective", "max_steps", "batch_size", "grad_accum", "lr", "warmup_steps", "weight_decay",
              "mask_prob", "generator_weight", "discriminator_weight", "temperature", "save_every", "keep_last",
-             "log_every", "seed", "grad_clip", "precision", "device", "compile", "bias_correction",
+             "log_every", "seed", "grad_clip", "precision", "device", "compile", "bias_correction", "init_from",
              *VARIANT_OPTIONS]
     overrides = {**file_values, **{n: getattr(args, n) for n in names if getattr(args, n) is not None}}
     cfg = PretrainConfig.for_preset(preset, data=args.data, out=args.out, **overrides)

@@ -183,6 +183,12 @@ TRAINING_PRESETS: dict[str, dict[str, Any]] = {
     "small": dict(batch_size=128, lr=5e-4, warmup_steps=10_000, max_steps=1_000_000, mask_prob=0.15),
     "base": dict(batch_size=256, lr=2e-4, warmup_steps=10_000, max_steps=766_000, mask_prob=0.15),
     "large": dict(batch_size=2048, lr=2e-4, warmup_steps=10_000, max_steps=400_000, mask_prob=0.25),
+    # continue (ours): continued RTD from an existing checkpoint (--init-from: a BERT-family import, an ELECTRA
+    # pair, one of our runs), e.g. domain adaptation on a CPU. A short warm-up and a lower LR than pre-training
+    # from scratch, so the pre-trained body is adapted rather than overwritten (cf. Gururangan et al. 2020, DAPT:
+    # 1e-4 for RoBERTa-base); bias correction because the warm-up is short (see tiny). The model's shape comes
+    # from the checkpoint.
+    "continue": dict(batch_size=32, lr=1e-4, warmup_steps=200, max_steps=2000, mask_prob=0.15, bias_correction=True),
 }
 
 
@@ -225,6 +231,7 @@ class PretrainConfig:
     adversarial_baseline: str = "learned"  # adversarial: "learned" (the paper's) or "mean" (running mean)
     adversarial_entropy: float = 0.0  # adversarial: entropy bonus coefficient
     init_embeddings: str = ""  # word2vec/GloVe file to initialise the word embeddings from (electra.embeddings_init)
+    init_from: str = ""  # checkpoint or run folder whose weights start the run (shape from it; optimizer/step fresh)
 
     # Fields that may change when a run is resumed (they don't change the optimisation so far).
     RESUMABLE_CHANGES = ("max_steps", "log_every", "save_every", "keep_last", "device", "compile", "out", "data")

@@ -22,7 +22,7 @@ import torch
 from torch import Tensor
 
 from electra import objectives
-from electra.config import ModelConfig, PretrainConfig
+from electra.config import PRESETS, ModelConfig, PretrainConfig
 from electra.detection_eval import DetectionReport, evaluate_on_data
 from electra.errors import ElectraError
 from electra.modeling import Electra
@@ -77,7 +77,27 @@ def train_step(objective: torch.nn.Module, optimizer: torch.optim.Optimizer, inp
 
 def resolve_model_config(cfg: PretrainConfig, vocab_size: int, config_file: str | None = None,
                          overrides: dict[str, Any] | None = None) -> ModelConfig:
-    """Preset (or config file) + overrides, with the vocabulary size of the prepared data."""
+    """Preset (or config file) + overrides, with the vocabulary size of the prepared data; with ``init_from``,
+    the checkpoint's shape (it has to match the vocabulary, see :func:`check_init_vocabulary`)."""
+    if cfg.init_from:
+        if config_file or overrides:
+            raise ElectraError("--init-from takes the model's shape from the checkpoint: drop --config [model] "
+                               f"and --generator-size ({', '.join(sorted(overrides or {})) or config_file})")
+        from electra.checkpoint import read_checkpoint_meta, resolve_checkpoint
+
+        ckpt = resolve_checkpoint(cfg.init_from)
+        model_cfg = ModelConfig.from_dict(read_checkpoint_meta(ckpt)["model"], source=str(ckpt / "config.json"))
+        if model_cfg.discriminator.vocab_size != vocab_size:
+            raise ElectraError(f"--init-from {ckpt}: the model has a {model_cfg.discriminator.vocab_size:,}-entry "
+                               f"vocabulary, the prepared data {vocab_size:,}; prepare the data with the "
+                               "checkpoint's tokenizer (electra prepare --tokenizer CKPT/tokenizer)")
+        if cfg.objective == "mlm":
+            raise ElectraError("--init-from with --objective mlm is not supported (the MLM baseline trains a "
+                               "discriminator-sized generator from scratch)")
+        return objectives.adjust_model_config(cfg, model_cfg)
+    if cfg.preset not in PRESETS:
+        raise ElectraError(f"--preset {cfg.preset}: a training recipe for --init-from (it has no model shape); "
+                           f"for a new model pick one of {', '.join(PRESETS)}")
     base = ModelConfig.load(config_file) if config_file else ModelConfig.preset(cfg.preset)
     model_cfg = base.replace(**(overrides or {}))
     if "vocab_size" in (overrides or {}) and model_cfg.discriminator.vocab_size != vocab_size:
@@ -87,6 +107,36 @@ def resolve_model_config(cfg: PretrainConfig, vocab_size: int, config_file: str 
     if cfg.objective == "mlm":  # the MLM baseline trains a generator of the discriminator's size
         model_cfg = model_cfg.replace(generator_size=1.0, generator_depth=1.0)
     return objectives.adjust_model_config(cfg, model_cfg)
+
+
+def load_init_weights(model: Electra, init_from: str, data_tokenizer_dir: Path) -> str:
+    """Copy an existing checkpoint's weights into ``model`` (same shape) after checking that the data was
+    prepared with the checkpoint's vocabulary; returns a one-line summary. Nothing else is taken from it:
+    optimizer, step, schedule and data position start fresh."""
+    from electra.checkpoint import (
+        WEIGHTS_FILE,
+        _shared_keys,
+        load_state,
+        read_checkpoint_meta,
+        resolve_checkpoint,
+        tokenizer_dir,
+    )
+    from electra.tokenization import load_tokenizer, tokenizer_hash
+
+    ckpt = resolve_checkpoint(init_from)
+    meta = read_checkpoint_meta(ckpt)
+    tok = tokenizer_dir(ckpt)
+    if tok is not None:
+        ours, theirs = tokenizer_hash(load_tokenizer(tok)), tokenizer_hash(load_tokenizer(data_tokenizer_dir))
+        if ours != theirs:
+            raise ElectraError(f"--init-from {ckpt}: its tokenizer (hash {ours}) differs from the one the data was "
+                               f"prepared with ({data_tokenizer_dir}, hash {theirs}); the token ids would not mean "
+                               "the same words: prepare the data with --tokenizer CKPT/tokenizer")
+    has_generator = meta.get("has_generator", True)
+    left = load_state(ckpt, model, skip=_shared_keys(model), optional_prefix=None if has_generator else "generator.")
+    generator = "generator from the checkpoint" if not left else f"new generator ({len(left)} tensors initialised)"
+    checked = "vocabulary checked" if tok is not None else "no tokenizer in the checkpoint: vocabulary size only"
+    return f"init-from: {ckpt / WEIGHTS_FILE}: discriminator and {generator}; {checked}; optimizer and step fresh"
 
 
 def check_run_folder(run_dir: Path, record: dict[str, Any], resume: bool, overwrite: bool) -> None:
@@ -159,6 +209,10 @@ def pretrain(cfg: PretrainConfig, config_file: str | None = None,
     torch.manual_seed(cfg.seed)
     model = Electra(model_cfg).to(device)
     special = SpecialIds(pad=data.pad_id, cls=data.cls_id, sep=data.sep_id, mask=data.mask_id)
+    if cfg.init_from:  # (on resume the run's own checkpoint replaces these)
+        summary = load_init_weights(model, cfg.init_from, data.tokenizer_dir)
+        if dist.is_main:
+            print(summary)
     if cfg.init_embeddings:  # (on resume the checkpoint's weights replace these)
         from electra.embeddings_init import init_word_embeddings
 
