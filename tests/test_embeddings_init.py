@@ -89,3 +89,35 @@ def test_malformed_line_names_file_and_line(tmp_path):
     path.write_text("the 1 2 3\ncat 1 2\n")
     with pytest.raises(ElectraError, match=r"v.txt:2: expected a word and 3 numbers"):
         read_word_vectors(path)
+
+
+def write_complete(path, dim: int, vocab: list[str]) -> None:
+    """A vectors file with every vocabulary entry in id order (as `electra wordvectors train` writes)."""
+    rng = np.random.default_rng(1)
+    lines = [f"{len(vocab)} {dim}"] + [t + " " + " ".join(f"{x:.6f}" for x in rng.standard_normal(dim))
+                                       for t in vocab]
+    path.write_text("\n".join(lines) + "\n")
+
+
+def test_vocabulary_complete_file_sets_pieces_but_not_special_tokens(tmp_path):
+    write_complete(tmp_path / "v.txt", 64, VOCAB)
+    m = model(64)
+    before = m.discriminator.encoder.embeddings.word_embeddings.weight.detach().clone()
+    report = init_word_embeddings(m, tmp_path / "v.txt", VOCAB)
+    after = m.discriminator.encoder.embeddings.word_embeddings.weight.detach()
+    changed = [VOCAB[i] for i in range(len(VOCAB)) if not torch.equal(before[i], after[i])]
+    assert changed == ["the", "cat", "Sat", "##s", "zebra"]
+    assert report.vocabulary_complete and (report.covered, report.candidates) == (5, 5)
+    assert "all but the special tokens" in report.format()
+
+
+def test_same_words_in_another_order_are_an_ordinary_file(tmp_path):
+    write_complete(tmp_path / "v.txt", 64, VOCAB[::-1])
+    report = init_word_embeddings(model(64), tmp_path / "v.txt", VOCAB)
+    assert not report.vocabulary_complete and report.covered == 4  # "##s" skipped as in any word2vec file
+
+
+def test_requiring_a_vocabulary_complete_file_rejects_an_ordinary_one(tmp_path):
+    write(tmp_path / "v.txt", 64, "word2vec-text")
+    with pytest.raises(ElectraError, match=r"v.txt: not a vocabulary-complete vectors file"):
+        init_word_embeddings(model(64), tmp_path / "v.txt", VOCAB, vocabulary_complete=True)

@@ -319,6 +319,40 @@ def run_tokenizer_from_vocab(args: argparse.Namespace) -> None:
     print(f"wrote {args.out}: {tok.get_vocab_size():,} tokens ({'uncased' if args.lowercase else 'cased'})")
 
 
+def add_wordvectors(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("wordvectors", help="train word vectors over WordPiece tokens for --init-embeddings")
+    wsub = p.add_subparsers(dest="wordvectors_command", required=True, metavar="ACTION")
+    t = wsub.add_parser("train", help="word2vec (gensim) over the tokens of raw text or prepared shards; writes "
+                                      "a vector for every vocabulary entry (word2vec text format, id order)")
+    t.add_argument("--input", nargs="+", required=True, metavar="PATH",
+                   help=".txt/.txt.gz/.jsonl files or folders, or one folder written by `electra prepare`")
+    t.add_argument("--tokenizer", help="tokenizer directory (required for raw text; prepared shards use their "
+                                       "own copy, and a --tokenizer given too must have the same vocabulary)")
+    t.add_argument("--out", required=True, help="vectors file to write (e.g. vectors.txt)")
+    t.add_argument("--dim", type=int, default=100, help="vector size (default 100)")
+    t.add_argument("--method", default="skipgram", help="skipgram (default) or cbow")
+    t.add_argument("--window", type=int, default=5, help="context window in tokens (default 5)")
+    t.add_argument("--epochs", type=int, default=5, help="passes over the corpus (default 5)")
+    t.add_argument("--min-count", type=int, default=1,
+                   help="tokens seen fewer times are filled in, not learned (default 1)")
+    t.add_argument("--workers", type=int, default=1, help="gensim worker threads (default 1: gensim is only "
+                                                          "reproducible with one worker)")
+    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--max-sentences", type=int, help="read only the first N sentences (lines) of the input")
+    _add_corpus_options(t)
+    t.set_defaults(handler=run_wordvectors_train)
+
+
+def run_wordvectors_train(args: argparse.Namespace) -> None:
+    from electra.wordvectors import train_word_vectors
+
+    report = train_word_vectors(args.input, args.out, args.tokenizer, dim=args.dim, method=args.method,
+                                window=args.window, epochs=args.epochs, min_count=args.min_count,
+                                workers=args.workers, seed=args.seed, max_sentences=args.max_sentences,
+                                text_field=args.text_field, errors=args.errors)
+    print(report.format())
+
+
 def add_prepare(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("prepare", help="tokenize raw text into token shards for pre-training")
     p.add_argument("--tokenizer", required=True, help="tokenizer directory (tokenizer.json or vocab.txt)")
@@ -634,8 +668,8 @@ def run_answer(args: argparse.Namespace) -> None:
 
 
 COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [
-    add_tokenizer, add_prepare, add_pretrain, add_finetune, add_evaluate, add_predict, add_score, add_answer,
-    add_detect, add_fill, add_demo, add_plot, add_export, add_import_hf,
+    add_tokenizer, add_prepare, add_wordvectors, add_pretrain, add_finetune, add_evaluate, add_predict, add_score,
+    add_answer, add_detect, add_fill, add_demo, add_plot, add_export, add_import_hf,
 ]
 
 

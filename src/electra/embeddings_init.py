@@ -1,8 +1,18 @@
 """Initialise the word embeddings from pre-trained word vectors (word2vec text or binary, GloVe text).
 
 Vocabulary entries found in the vectors file (exactly, else lower-cased) take its vector; special tokens
-(``[CLS]``, ...) and WordPiece continuations (``##ing``) keep their random initialisation. When the
-vectors' dimension differs from the model's embedding size a fixed linear projection maps them:
+(``[CLS]``, ...) and WordPiece continuations (``##ing``) keep their random initialisation: in an ordinary
+word2vec or GloVe file a word ``ing`` is not the piece ``##ing``.
+
+A *vocabulary-complete* file is different: a word2vec file (text or binary) whose header count equals the
+vocabulary size and whose words are exactly the vocabulary in id order, as ``electra wordvectors train``
+writes (``electra.wordvectors``: word2vec trained over the WordPiece tokens themselves). Such a file is
+recognised automatically (``vocabulary_complete=None``) and then every entry but the special tokens of
+``electra.tokenization.SPECIAL_TOKENS`` takes its vector, ``##pieces`` included; other bracketed entries
+(``[unused0]``) are ordinary entries there. ``vocabulary_complete=True`` demands such a file, ``False``
+applies the ordinary rule to any file.
+
+When the vectors' dimension differs from the model's embedding size a fixed linear projection maps them:
 
 - ``pca`` (default when reducing): the covered vectors are centred and projected on their top principal
   directions (SVD), which keeps as much of their variance as the target size allows;
@@ -35,18 +45,21 @@ class EmbeddingInitReport:
     file: str
     file_format: str  # word2vec-binary, word2vec-text or glove
     vocab_size: int
-    candidates: int  # vocabulary entries eligible (not special tokens or ##pieces)
+    candidates: int  # vocabulary entries eligible (not special tokens or ##pieces; complete: not special)
     covered: int
     source_dim: int
     target_dim: int
     projection: str
+    vocabulary_complete: bool = False  # the file has every vocabulary entry in id order (electra wordvectors)
 
     def format(self) -> str:
         dims = (f"{self.source_dim} dims" if self.source_dim == self.target_dim else
                 f"{self.source_dim} -> {self.target_dim} dims by {self.projection} projection")
+        rule = ("all but the special tokens: a vocabulary-complete file" if self.vocabulary_complete else
+                "not special tokens or ##pieces")
         return (f"init-embeddings: {self.covered:,} of {self.vocab_size:,} vocabulary entries covered "
-                f"({100 * self.covered / max(1, self.vocab_size):.1f}%; {self.candidates:,} eligible: not special "
-                f"tokens or ##pieces) from {self.file} ({self.file_format}, {dims})")
+                f"({100 * self.covered / max(1, self.vocab_size):.1f}%; {self.candidates:,} eligible: {rule}) "
+                f"from {self.file} ({self.file_format}, {dims})")
 
 
 def _open(path: Path) -> io.BufferedReader:
@@ -70,6 +83,13 @@ def detect_format(path: Path) -> str:
     except UnicodeDecodeError:
         return "word2vec-binary"
     return "word2vec-binary" if b"\x00" in chunk else "word2vec-text"
+
+
+def header_count(path: Path) -> int | None:
+    """The vector count of a word2vec header line (``count dim``), or None for a file without one."""
+    with _open(path) as f:
+        first = f.readline()
+    return int(first.split()[0]) if _is_header(first) else None
 
 
 def read_word_vectors(path: str | Path, wanted: set[str] | None = None, fmt: str = "auto"
@@ -154,14 +174,18 @@ def projection_matrix(vectors: np.ndarray, target: int, method: str = "pca", see
 
 
 def eligible(token: str) -> bool:
+    """Whether an ordinary word-vector file can hold this entry: not a special token or a ##piece."""
     return not token.startswith("##") and not (token.startswith("[") and token.endswith("]"))
 
 
 def init_word_embeddings(model: Electra, vectors_file: str | Path, vocab: Sequence[str] | str | Path,
-                         projection: str = "pca", seed: int = 0) -> EmbeddingInitReport:
+                         projection: str = "pca", seed: int = 0, vocabulary_complete: bool | None = None
+                         ) -> EmbeddingInitReport:
     """Write pre-trained vectors into ``model``'s word embeddings for the vocabulary entries they cover.
 
-    ``vocab`` is the token list in id order, or a tokenizer directory. Returns the coverage report.
+    ``vocab`` is the token list in id order, or a tokenizer directory. ``vocabulary_complete``: None detects
+    a vocabulary-complete file (module docstring), True requires one, False never treats a file as one.
+    Returns the coverage report.
     """
     if not isinstance(vocab, Sequence) or isinstance(vocab, str):
         from electra.tokenization import load_tokenizer, vocab_tokens
@@ -173,21 +197,39 @@ def init_word_embeddings(model: Electra, vectors_file: str | Path, vocab: Sequen
     target = tables[0].embedding_dim
     if len(vocab) > tables[0].num_embeddings:
         raise ElectraError(f"vocabulary of {len(vocab)} entries is larger than the model's {tables[0].num_embeddings}")
+    path = Path(vectors_file)
+    if not path.is_file():
+        raise ElectraError(f"{path}: word-vector file not found")
+    fmt = detect_format(path)
+    maybe_complete = vocabulary_complete is not False and fmt != "glove" and header_count(path) == len(vocab)
     wanted = {form for t in vocab if eligible(t) for form in (t, t.lower())}
-    vectors, dim, fmt = read_word_vectors(vectors_file, wanted)
+    if maybe_complete:
+        wanted |= set(vocab)
+    vectors, dim, fmt = read_word_vectors(path, wanted, fmt)
+    complete = maybe_complete and list(vectors) == list(vocab)
+    if vocabulary_complete and not complete:
+        raise ElectraError(f"{path}: not a vocabulary-complete vectors file (expected {len(vocab)} vectors, one per "
+                           "vocabulary entry in id order, as `electra wordvectors train` writes)")
+    if complete:
+        from electra.tokenization import SPECIAL_TOKENS
+
+        use = [t not in SPECIAL_TOKENS for t in vocab]
+    else:
+        use = [eligible(t) for t in vocab]
     ids, rows = [], []
     for i, token in enumerate(vocab):
-        if not eligible(token):
+        if not use[i]:
             continue
         v = vectors.get(token)
-        if v is None:
+        if v is None and not complete:
             v = vectors.get(token.lower())
         if v is not None:
             ids.append(i)
             rows.append(v)
-    report = EmbeddingInitReport(str(vectors_file), fmt, len(vocab), sum(eligible(t) for t in vocab), len(ids),
-                                 dim, target, "identity" if dim == target else
-                                 ("pca" if projection == "pca" and dim > target and len(ids) >= target else "random"))
+    report = EmbeddingInitReport(str(vectors_file), fmt, len(vocab), sum(use), len(ids), dim, target,
+                                 "identity" if dim == target else
+                                 ("pca" if projection == "pca" and dim > target and len(ids) >= target else "random"),
+                                 vocabulary_complete=complete)
     if not ids:
         return report
     matrix = np.stack(rows)

@@ -181,6 +181,14 @@ class PretrainingData:
                                f"({self.meta['tokenizer_hash']}); the data was prepared with another "
                                "vocabulary")
 
+    def sentences(self) -> Iterator[np.ndarray]:
+        """Token ids of every sentence (input line) in input order: views of the memory-mapped shards."""
+        offsets = self._sent_offsets
+        for c in range(0, len(offsets) - 1, 65536):
+            chunk = np.asarray(offsets[c:c + 65537]).tolist()
+            for begin, end in zip(chunk[:-1], chunk[1:]):
+                yield self._tokens(begin, end)
+
     # ---- the example stream --------------------------------------------------------------------------
     def plan(self, epoch: int) -> EpochPlan:
         """The (cached) packing of one epoch."""
