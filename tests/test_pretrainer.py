@@ -201,3 +201,11 @@ def test_cli_detect_on_prepared_data(data_dir, tmp_path, capsys):
         cli(["detect", "--model", str(tmp_path / "run")])
     assert e.value.code == 2
     assert "either a TEXT or --data" in capsys.readouterr().err
+
+
+def test_max_minutes_stops_saves_and_resume_finishes(data_dir, tmp_path):
+    run = pretrain(config(data_dir, tmp_path / "run", max_minutes=1e-6), progress=False)
+    assert [p.name for p in (run / "checkpoints").iterdir()] == ["step-00000001"]
+    pretrain(config(data_dir, tmp_path / "run"), resume=True, progress=False)
+    assert resolve_checkpoint(run).name == "step-00000008"
+    assert losses(run) == losses(pretrain(config(data_dir, tmp_path / "straight"), progress=False))

@@ -188,7 +188,7 @@ TRAINING_PRESETS: dict[str, dict[str, Any]] = {
     # from scratch, so the pre-trained body is adapted rather than overwritten (cf. Gururangan et al. 2020, DAPT:
     # 1e-4 for RoBERTa-base); bias correction because the warm-up is short (see tiny). The model's shape comes
     # from the checkpoint.
-    "continue": dict(batch_size=32, lr=1e-4, warmup_steps=200, max_steps=2000, mask_prob=0.15, bias_correction=True),
+    "continue": dict(batch_size=32, lr=1e-4, warmup_steps=100, max_steps=1200, mask_prob=0.15, bias_correction=True),
 }
 
 
@@ -203,6 +203,7 @@ class PretrainConfig:
     # "electra-15", "replace-mlm", "all-tokens-mlm" (see electra.objectives)
     objective: str = "electra"
     max_steps: int = 1_000_000
+    max_minutes: float = 0.0  # > 0: also stop (and save) once this process has trained this many minutes
     batch_size: int = 128  # global: summed over data-parallel ranks and accumulation steps
     grad_accum: int = 1
     lr: float = 5e-4
@@ -234,7 +235,7 @@ class PretrainConfig:
     init_from: str = ""  # checkpoint or run folder whose weights start the run (shape from it; optimizer/step fresh)
 
     # Fields that may change when a run is resumed (they don't change the optimisation so far).
-    RESUMABLE_CHANGES = ("max_steps", "log_every", "save_every", "keep_last", "device", "compile", "out", "data")
+    RESUMABLE_CHANGES = ("max_steps", "max_minutes", "log_every", "save_every", "keep_last", "device", "compile", "out", "data")
 
     @classmethod
     def for_preset(cls, preset: str, **overrides: Any) -> PretrainConfig:

@@ -5,12 +5,17 @@ this is the held-out view: the model in eval mode, masking and sampling as in tr
 sampled from the generator), then the discriminator's ROC AUC, precision and recall on replaced tokens, and its
 loss next to the loss of the best constant prediction (the entropy of the replaced fraction) — what predicting
 "original" everywhere, or the base rate, would score.
+
+Replacements come from the model's own generator (what it trained against), or, with ``unigram``, from a fixed
+distribution over the vocabulary (e.g. the corpus's token frequencies, :func:`unigram_distribution`): the same
+corruption for every model, so discriminators with generators of different strength are compared fairly.
 """
 
 from __future__ import annotations
 
 import itertools
 import math
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -51,10 +56,19 @@ def binary_entropy(p: float) -> float:
     return 0.0 if p <= 0 or p >= 1 else -(p * math.log(p) + (1 - p) * math.log(1 - p))
 
 
+def unigram_distribution(data, exclude: Sequence[int] = ()) -> torch.Tensor:
+    """Token frequencies of a :class:`PretrainingData`'s shards (a probability vector; ``exclude`` ids get 0)."""
+    counts = data.token_counts().astype(np.float64)
+    counts[list(exclude)] = 0
+    return torch.from_numpy(counts / counts.sum()).float()
+
+
 @torch.no_grad()
 def evaluate_detection(model: Electra, batches, special: SpecialIds, mask_prob: float = 0.15,
-                       seed: int = 0, temperature: float = 1.0) -> DetectionReport:
-    """Score ``model`` on an iterable of batches (``input_ids``, ``attention_mask``, ``token_type_ids``)."""
+                       seed: int = 0, temperature: float = 1.0, unigram: torch.Tensor | None = None
+                       ) -> DetectionReport:
+    """Score ``model`` on an iterable of batches (``input_ids``, ``attention_mask``, ``token_type_ids``);
+    replacements sampled from its generator, or from ``unigram`` (a probability vector) when given."""
     was_training = model.training
     model.eval()
     device = next(model.parameters()).device
@@ -68,7 +82,11 @@ def evaluate_detection(model: Electra, batches, special: SpecialIds, mask_prob: 
             gen_logits = model.generator(m.input_ids, am, tt, positions=m.positions)
             mlm_hits += float(((gen_logits.argmax(-1) == m.ids).float() * m.weights).sum())
             mlm_total += float(m.weights.sum())
-            sampled = sample_from_softmax(gen_logits, rng, temperature)
+            if unigram is None:
+                sampled = sample_from_softmax(gen_logits, rng, temperature)
+            else:
+                flat = torch.multinomial(unigram.to(device), m.positions.numel(), replacement=True, generator=rng)
+                sampled = flat.view_as(m.positions)
             fake = scatter_replace(ids, m.positions, m.ids, sampled, m.weights)
             label = (fake != ids).float()
             logits = model.discriminator(fake, am, tt).float()
@@ -90,9 +108,11 @@ def evaluate_detection(model: Electra, batches, special: SpecialIds, mask_prob: 
 
 
 def evaluate_on_data(model: Electra, data, num_batches: int, start: int = 0, batch_size: int = 32,
-                     mask_prob: float = 0.15, seed: int = 0, temperature: float = 1.0) -> DetectionReport:
+                     mask_prob: float = 0.15, seed: int = 0, temperature: float = 1.0,
+                     unigram: torch.Tensor | None = None) -> DetectionReport:
     """:func:`evaluate_detection` on ``num_batches`` batches of a :class:`PretrainingData` from batch ``start`` on,
     with the special-token ids of the data's tokenizer."""
     special = SpecialIds(pad=data.pad_id, cls=data.cls_id, sep=data.sep_id, mask=data.mask_id)
     batches = itertools.islice(data.batches(batch_size, start=start), num_batches)
-    return evaluate_detection(model, batches, special, mask_prob, seed=seed, temperature=temperature)
+    return evaluate_detection(model, batches, special, mask_prob, seed=seed, temperature=temperature,
+                              unigram=unigram)

@@ -202,6 +202,13 @@ class PretrainingData:
                                            np.frombuffer(seg, np.uint8), order)
         return self._plans[epoch]
 
+    def token_counts(self) -> np.ndarray:
+        """How often each vocabulary id occurs in the shards (int64, length ``vocab_size``)."""
+        counts = np.zeros(self.vocab_size, np.int64)
+        for shard in self._shards:
+            counts += np.bincount(np.asarray(shard), minlength=self.vocab_size)[: self.vocab_size]
+        return counts
+
     def num_examples(self, epoch: int = 0) -> int:
         """Examples in one epoch (they vary slightly from epoch to epoch with the random packing)."""
         if epoch in self._plans:

