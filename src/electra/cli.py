@@ -24,7 +24,8 @@ def add_pretrain(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--objective", choices=["electra", "mlm", "electra-15", "replace-mlm", "all-tokens-mlm"],
                    help="replaced-token detection, BERT MLM, or the paper's §3.2 ablations")
     _add_variant_options(p)
-    for flag, typ in [("--max-steps", int), ("--max-minutes", float), ("--batch-size", int), ("--grad-accum", int), ("--lr", float),
+    for flag, typ in [("--max-steps", int), ("--max-minutes", float), ("--batch-size", int), ("--grad-accum", int),
+                      ("--lr", float),
                       ("--warmup-steps", int), ("--weight-decay", float), ("--mask-prob", float),
                       ("--generator-weight", float), ("--discriminator-weight", float),
                       ("--temperature", float), ("--save-every", int), ("--keep-last", int),

@@ -235,7 +235,8 @@ class PretrainConfig:
     init_from: str = ""  # checkpoint or run folder whose weights start the run (shape from it; optimizer/step fresh)
 
     # Fields that may change when a run is resumed (they don't change the optimisation so far).
-    RESUMABLE_CHANGES = ("max_steps", "max_minutes", "log_every", "save_every", "keep_last", "device", "compile", "out", "data")
+    RESUMABLE_CHANGES = ("max_steps", "max_minutes", "log_every", "save_every", "keep_last", "device", "compile",
+                         "out", "data")
 
     @classmethod
     def for_preset(cls, preset: str, **overrides: Any) -> PretrainConfig:
