@@ -13,6 +13,7 @@
 4. Held-out detection of each model (the import before RTD too) twice: against its own generator's
    replacements (what it trains on) and against replacements drawn from the corpus's unigram distribution (the
    same corruption for every model, so the arms compare fairly; what an untrained generator produces).
+   ``--stop-steps`` budgets in steps instead (same schedule), for comparisons on a machine shared with other jobs.
 5. ``detect`` on a sentence with a planted word ("... north bank of the banana.") and on the original.
 
 Prints a table and a final JSON line. Wall-clock budgets depend on the machine: the table gives steps too.
@@ -91,14 +92,18 @@ def showcase(ckpt: Path) -> dict:
             and max(original.replaced_prob) <= 0.5}
 
 
-def run_rtd(name: str, init: Path, data: Path, work: Path, minutes: list[float], args, **recipe) -> list[dict]:
-    """Continued RTD from ``init`` in one run folder, stopped and evaluated at each cumulative budget."""
+def run_rtd(name: str, init: Path, data: Path, work: Path, minutes: list[float], args, steps: list[int] = (),
+            **recipe) -> list[dict]:
+    """Continued RTD from ``init`` in one run folder, stopped and evaluated at each cumulative budget: minutes,
+    or (``steps``) step counts on the same LR schedule, which a loaded machine does not change."""
     out, rows, spent = work / name, [], 0.0
-    for i, total in enumerate(minutes):
+    budgets = [("steps", s) for s in steps] if steps else [("minutes", m) for m in minutes]
+    for i, (kind, total) in enumerate(budgets):
+        limit = {"stop_step": total} if kind == "steps" else {"max_minutes": total - spent}
         cfg = PretrainConfig.for_preset("continue", data=str(data), out=str(out), init_from=str(init),
-                                        max_steps=args.max_steps, max_minutes=total - spent, batch_size=args.batch,
+                                        max_steps=args.max_steps, batch_size=args.batch,
                                         precision=args.precision, device="cpu", log_every=20,
-                                        save_every=10**9, keep_last=2, **recipe)
+                                        save_every=10**9, keep_last=2, **limit, **recipe)
         t = time.perf_counter()
         pretrain(cfg, resume=i > 0, overwrite=i == 0, progress=not args.no_progress)
         spent += (time.perf_counter() - t) / 60
@@ -111,6 +116,7 @@ def run_rtd(name: str, init: Path, data: Path, work: Path, minutes: list[float],
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--minutes", default="10,30", help="cumulative RTD budgets from the import")
+    ap.add_argument("--stop-steps", default="", help="cumulative step budgets instead of --minutes (e.g. 364)")
     ap.add_argument("--scratch-minutes", default="10", help="budgets from scratch ('' to skip)")
     ap.add_argument("--generator-init", default="new", choices=["new", "truncate"])
     ap.add_argument("--corpus", type=Path, default=SHARED / "corpus" / "en")
@@ -146,7 +152,8 @@ def main() -> None:
 
     rows = [{"arm": "import, before RTD", "minutes": 0.0, "steps": 0, "checkpoint": str(imported)}]
     minutes = [float(m) for m in args.minutes.split(",") if m]
-    rows += run_rtd(f"rtd-from-minilm-{args.generator_init}", imported, data, work, minutes, args)
+    steps = [int(x) for x in args.stop_steps.split(",") if x]
+    rows += run_rtd(f"rtd-from-minilm-{args.generator_init}", imported, data, work, minutes, args, steps)
     scratch_minutes = [float(m) for m in args.scratch_minutes.split(",") if m]
     if scratch_minutes:
         torch.manual_seed(0)
@@ -155,7 +162,7 @@ def main() -> None:
         rows += run_rtd("from-scratch", random_ckpt, data, work, scratch_minutes, args, lr=5e-4)
     for row in rows:
         row.update(detection(Path(row["checkpoint"]), held, unigram, args.eval_batches))
-    final = Path(rows[len(minutes)]["checkpoint"])
+    final = Path(rows[len(steps or minutes)]["checkpoint"])
     shown = showcase(final)
 
     print(f"\nheld-out: {held_text} ({rows[0]['tokens']:,} tokens scored per model); batch {args.batch} x "

@@ -129,3 +129,14 @@ def test_init_from_an_imported_bert_continues_rtd(tmp_path, capsys):
     record = json.loads((tmp_path / "run" / "run.json").read_text())
     assert record["pretrain"]["preset"] == "continue" and record["model"]["hidden_size"] == 32
     assert (tmp_path / "run" / "detection.json").is_file()
+
+
+def test_a_resumed_init_from_run_continues_exactly(source_run, tmp_path, capsys):
+    data, run = source_run
+    straight = pretrain(config(data, tmp_path / "straight", init_from=str(run)), progress=False)
+    cut = pretrain(config(data, tmp_path / "cut", init_from=str(run), max_minutes=1e-6), progress=False)
+    capsys.readouterr()
+    pretrain(config(data, tmp_path / "cut", init_from=str(run)), resume=True, progress=False)
+    assert "init-from:" not in capsys.readouterr().out  # the run's own checkpoint, not the source's weights
+    a, b = (load_checkpoint(resolve_checkpoint(r)).state_dict() for r in (straight, cut))
+    assert all(torch.equal(a[k], b[k]) for k in a)

@@ -209,3 +209,10 @@ def test_max_minutes_stops_saves_and_resume_finishes(data_dir, tmp_path):
     pretrain(config(data_dir, tmp_path / "run"), resume=True, progress=False)
     assert resolve_checkpoint(run).name == "step-00000008"
     assert losses(run) == losses(pretrain(config(data_dir, tmp_path / "straight"), progress=False))
+
+
+def test_stop_step_stops_early_on_the_full_schedule(data_dir, tmp_path):
+    run = pretrain(config(data_dir, tmp_path / "run", stop_step=3), progress=False)
+    assert resolve_checkpoint(run).name == "step-00000003"
+    straight = losses(pretrain(config(data_dir, tmp_path / "straight"), progress=False))
+    assert losses(run) == {k: v for k, v in straight.items() if k <= 3}

@@ -24,7 +24,8 @@ def add_pretrain(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--objective", choices=["electra", "mlm", "electra-15", "replace-mlm", "all-tokens-mlm"],
                    help="replaced-token detection, BERT MLM, or the paper's §3.2 ablations")
     _add_variant_options(p)
-    for flag, typ in [("--max-steps", int), ("--max-minutes", float), ("--batch-size", int), ("--grad-accum", int),
+    for flag, typ in [("--max-steps", int), ("--max-minutes", float), ("--stop-step", int), ("--batch-size", int),
+                      ("--grad-accum", int),
                       ("--lr", float),
                       ("--warmup-steps", int), ("--weight-decay", float), ("--mask-prob", float),
                       ("--generator-weight", float), ("--discriminator-weight", float),
@@ -56,8 +57,9 @@ def pretrain_config_from_args(args: argparse.Namespace):  # noqa: ANN201
         file_values = dict(data.get("pretrain", {}))
         model_values = dict(data.get("model", {}))
     preset = file_values.pop("preset", None) or args.preset or ("continue" if args.init_from else "small")
-    names = ["objective", "max_steps", "max_minutes", "batch_size", "grad_accum", "lr", "warmup_steps", "weight_decay",
-             "mask_prob", "generator_weight", "discriminator_weight", "temperature", "save_every", "keep_last",
+    names = ["objective", "max_steps", "max_minutes", "stop_step", "batch_size", "grad_accum", "lr", "warmup_steps",
+             "weight_decay", "mask_prob", "generator_weight", "discriminator_weight", "temperature", "save_every",
+             "keep_last",
              "log_every", "seed", "grad_clip", "precision", "device", "compile", "bias_correction", "init_from",
              *VARIANT_OPTIONS]
     overrides = {**file_values, **{n: getattr(args, n) for n in names if getattr(args, n) is not None}}

@@ -204,6 +204,7 @@ class PretrainConfig:
     objective: str = "electra"
     max_steps: int = 1_000_000
     max_minutes: float = 0.0  # > 0: also stop (and save) once this process has trained this many minutes
+    stop_step: int = 0  # > 0: stop (and save) at this step; the LR schedule still runs to max_steps
     batch_size: int = 128  # global: summed over data-parallel ranks and accumulation steps
     grad_accum: int = 1
     lr: float = 5e-4
@@ -235,8 +236,8 @@ class PretrainConfig:
     init_from: str = ""  # checkpoint or run folder whose weights start the run (shape from it; optimizer/step fresh)
 
     # Fields that may change when a run is resumed (they don't change the optimisation so far).
-    RESUMABLE_CHANGES = ("max_steps", "max_minutes", "log_every", "save_every", "keep_last", "device", "compile",
-                         "out", "data")
+    RESUMABLE_CHANGES = ("max_steps", "max_minutes", "stop_step", "log_every", "save_every", "keep_last", "device",
+                         "compile", "out", "data")
 
     @classmethod
     def for_preset(cls, preset: str, **overrides: Any) -> PretrainConfig:

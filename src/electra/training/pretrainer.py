@@ -209,7 +209,7 @@ def pretrain(cfg: PretrainConfig, config_file: str | None = None,
     torch.manual_seed(cfg.seed)
     model = Electra(model_cfg).to(device)
     special = SpecialIds(pad=data.pad_id, cls=data.cls_id, sep=data.sep_id, mask=data.mask_id)
-    if cfg.init_from:  # (on resume the run's own checkpoint replaces these)
+    if cfg.init_from and not (resume and find_latest_checkpoint(run_dir) is not None):  # resume: the run's own
         summary = load_init_weights(model, cfg.init_from, data.tokenizer_dir)
         if dist.is_main:
             print(summary)
@@ -282,7 +282,7 @@ def pretrain(cfg: PretrainConfig, config_file: str | None = None,
             bar.set_postfix(loss=f"{values['loss']:.3f}", tok_s=f"{values['tokens_per_s']:.0f}")
             sums, n_sum, t_last = {}, 0, now
         bar.update(1)
-        out_of_time = time.perf_counter() >= deadline
+        out_of_time = time.perf_counter() >= deadline or done == cfg.stop_step
         if world > 1:  # every rank stops at the same step
             flag = torch.tensor([float(out_of_time)], device=device)
             torch.distributed.all_reduce(flag, op=torch.distributed.ReduceOp.MAX)
@@ -296,7 +296,8 @@ def pretrain(cfg: PretrainConfig, config_file: str | None = None,
             barrier()
         if out_of_time:
             if dist.is_main:
-                print(f"--max-minutes {cfg.max_minutes:g}: stopped at step {done} of {cfg.max_steps} after "
+                why = f"--stop-step {done}" if done == cfg.stop_step else f"--max-minutes {cfg.max_minutes:g}"
+                print(f"{why}: stopped at step {done} of {cfg.max_steps} after "
                       f"{(time.perf_counter() - started) / 60:.1f} minutes (checkpoint saved; --resume continues)")
             break
     bar.close()
