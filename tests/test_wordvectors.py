@@ -147,7 +147,8 @@ def test_cli_writes_the_vectors_file(tok, tmp_path, capsys):
     assert e.value.code == 0
     assert rows(out)[0] == ["600", "8"]
     printed = capsys.readouterr().out.strip().splitlines()
-    assert len(printed) == 1 and "100% of the vocabulary" in printed[0]
+    assert printed[-1].startswith("wrote ") and "100% of the vocabulary" in printed[-1]
+    assert "word2vec: epoch 1/1 done" in printed[-2]  # one progress line per epoch
     assert not list(tmp_path.glob(".vectors.txt.tmp-*"))  # written through a temporary file
 
 

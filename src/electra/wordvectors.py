@@ -174,6 +174,33 @@ def _sentences_and_vocab(inputs: Sequence[str | Path], tokenizer: str | Path | N
 
 
 # ---- training and completion ---------------------------------------------------------------------------
+class _EpochProgress:
+    """A gensim callback printing one line per finished epoch (a 60 MB corpus takes minutes per epoch)."""
+
+    def __init__(self, epochs: int, t0: float):
+        self.epochs, self.t0, self.epoch = epochs, t0, 0
+
+    def on_train_begin(self, model) -> None:  # noqa: ANN001 - gensim's callback protocol
+        print(f"word2vec: {model.corpus_count:,} sentences, {len(model.wv):,} tokens learned; "
+              f"{self.epochs} epoch(s)", flush=True)
+
+    def on_epoch_begin(self, model) -> None:  # noqa: ANN001
+        pass
+
+    def on_epoch_end(self, model) -> None:  # noqa: ANN001
+        self.epoch += 1
+        print(f"word2vec: epoch {self.epoch}/{self.epochs} done at {time.perf_counter() - self.t0:.0f} s", flush=True)
+
+    def on_train_end(self, model) -> None:  # noqa: ANN001
+        pass
+
+    def on_batch_begin(self, model) -> None:  # noqa: ANN001
+        pass
+
+    def on_batch_end(self, model) -> None:  # noqa: ANN001
+        pass
+
+
 def _check_options(dim: int, method: str, window: int, epochs: int, min_count: int, workers: int, seed: int,
                    max_sentences: int | None) -> None:
     if method not in METHODS:
@@ -247,7 +274,8 @@ def write_word2vec_text(path: str | Path, tokens: Sequence[str], matrix: np.ndar
 def train_word_vectors(inputs: Sequence[str | Path], out: str | Path, tokenizer: str | Path | None = None, *,
                        dim: int = 100, method: str = "skipgram", window: int = 5, epochs: int = 5,
                        min_count: int = 1, workers: int = 1, seed: int = 0, max_sentences: int | None = None,
-                       text_field: str = "text", errors: str = "strict") -> WordVectorsReport:
+                       text_field: str = "text", errors: str = "strict", progress: bool = True
+                       ) -> WordVectorsReport:
     """Train word2vec over the WordPiece tokens of ``inputs`` and write a vocabulary-complete vectors file.
 
     ``inputs``: raw text files/folders (then ``tokenizer``, a tokenizer directory, is required) or a single
@@ -270,7 +298,8 @@ def train_word_vectors(inputs: Sequence[str | Path], out: str | Path, tokenizer:
         raise ElectraError(f"no text in {where} (every line empty or skipped)")
     if not model.wv.index_to_key:
         raise ElectraError(f"--min-count {min_count}: no token of {where} occurs that often")
-    model.train(sentences, total_examples=model.corpus_count, epochs=model.epochs)
+    model.train(sentences, total_examples=model.corpus_count, epochs=model.epochs,
+                callbacks=[_EpochProgress(model.epochs, t0)] if progress else ())
     learned = {t: model.wv[t] for t in model.wv.index_to_key}
     matrix, sources = complete_vectors(vocab, learned, dim, seed)
     write_word2vec_text(out, vocab, matrix)
