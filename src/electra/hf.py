@@ -17,6 +17,7 @@ from safetensors.torch import load_file, save_file
 from torch import Tensor
 
 from electra.checkpoint import (
+    atomic_directory,
     load_checkpoint,
     read_checkpoint_meta,
     resolve_checkpoint,
@@ -27,6 +28,7 @@ from electra.config import EncoderConfig, ModelConfig, check_field_types
 from electra.errors import ElectraError
 from electra.modeling import Electra
 
+EXPORT_KINDS = ("discriminator", "generator")
 TOKENIZER_FILES = ("vocab.txt", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json")
 
 # Our EncoderConfig field -> transformers ElectraConfig field.
@@ -287,23 +289,32 @@ def import_hf(disc_dir: str | Path, out: str | Path, gen_dir: str | Path | None 
 
 
 def export_hf(checkpoint: str | Path, out: str | Path) -> Path:
-    """Write ``out/discriminator`` and ``out/generator`` loadable by ``ElectraForPreTraining``/``ForMaskedLM``."""
+    """Write ``out/discriminator`` and ``out/generator`` loadable by ``ElectraForPreTraining``/``ForMaskedLM``.
+
+    ``out`` is written as a whole, atomically (a temporary sibling, then a rename): an existing export there is
+    replaced, anything else is refused, and a failed write leaves it as it was."""
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise ElectraError(f"--out {out}: exists and is not a folder; expected a new or an export folder")
+    if out.is_dir() and (other := sorted(p.name for p in out.iterdir() if p.name not in EXPORT_KINDS)):
+        raise ElectraError(f"--out {out}: holds other files ({', '.join(other[:3])}); expected a new or an export "
+                           "folder (discriminator/, generator/)")
     checkpoint = resolve_checkpoint(checkpoint)
     meta = read_checkpoint_meta(checkpoint)
     model = load_checkpoint(checkpoint)
-    out = Path(out)
     tok = tokenizer_dir(checkpoint)
     kinds = ["discriminator"] + (["generator"] if meta.get("has_generator", True) else [])
-    for kind in kinds:
-        network = getattr(model, kind)
-        target = out / kind
-        target.mkdir(parents=True, exist_ok=True)
-        cfg = model.config.discriminator if kind == "discriminator" else model.config.generator
-        (target / "config.json").write_text(json.dumps(to_hf_config(cfg, kind), indent=2) + "\n")
-        save_file(to_hf_state_dict(network, kind), str(target / "model.safetensors"),
-                  metadata={"format": "pt"})
-        if tok is not None:
-            for f in tok.iterdir():
-                if f.is_file():
-                    shutil.copy2(f, target / f.name)
+    with atomic_directory(out, "export") as tmp:
+        for kind in kinds:
+            network = getattr(model, kind)
+            target = tmp / kind
+            target.mkdir()
+            cfg = model.config.discriminator if kind == "discriminator" else model.config.generator
+            (target / "config.json").write_text(json.dumps(to_hf_config(cfg, kind), indent=2) + "\n")
+            save_file(to_hf_state_dict(network, kind), str(target / "model.safetensors"),
+                      metadata={"format": "pt"})
+            if tok is not None:
+                for f in tok.iterdir():
+                    if f.is_file():
+                        shutil.copy2(f, target / f.name)
     return out
