@@ -282,11 +282,32 @@ def check_field_types(cls: type, values: Mapping[str, Any], source: str, sep: st
             raise ElectraError(f"{source}{sep}{f.name!r} must be {f.type}, got {v!r}")
 
 
+def read_json(path: str | Path, what: str = "file") -> Any:
+    """Parse a JSON file; a missing, unreadable, non-UTF-8 or malformed file is one ``ElectraError`` naming the
+    file and position."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ElectraError(f"{path}: {what} not found") from None
+    except UnicodeDecodeError as e:
+        raise ElectraError(f"{path}: {what} is not UTF-8 text (byte {e.start})") from None
+    except OSError as e:
+        raise ElectraError(f"{path}: cannot read the {what} ({e.strerror or e})") from None
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as e:
+        raise ElectraError(f"{path}:{e.lineno}:{e.colno}: malformed JSON in the {what}: {e.msg}") from None
+
+
 def load_mapping(path: Path) -> dict[str, Any]:
     """Read a TOML or JSON file into a dict, with a one-line error naming the file and position."""
     if not path.is_file():
         raise ElectraError(f"{path}: config file not found")
-    text = path.read_text(encoding="utf-8")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as e:
+        raise ElectraError(f"{path}: not UTF-8 text (byte {e.start})") from None
     try:
         data = tomllib.loads(text) if path.suffix == ".toml" else json.loads(text)
     except json.JSONDecodeError as e:

@@ -24,7 +24,7 @@ from electra.checkpoint import (
     save_checkpoint,
     tokenizer_dir,
 )
-from electra.config import EncoderConfig, ModelConfig, check_field_types
+from electra.config import EncoderConfig, ModelConfig, check_field_types, read_json
 from electra.errors import ElectraError
 from electra.modeling import Electra
 
@@ -210,10 +210,7 @@ def read_hf_dir(directory: str | Path) -> tuple[dict[str, Any], dict[str, Tensor
         raise ElectraError(f"{directory}: not a directory")
     if not cfg_file.is_file():
         raise ElectraError(f"{directory}: no config.json (not a transformers checkpoint directory)")
-    try:
-        config = json.loads(cfg_file.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as e:
-        raise ElectraError(f"{cfg_file}:{e.lineno}:{e.colno}: malformed JSON: {e.msg}") from None
+    config = read_json(cfg_file, "config")
     if not isinstance(config, dict):
         raise ElectraError(f"{cfg_file}: expected a JSON object")
     st, pt = directory / "model.safetensors", directory / "pytorch_model.bin"

@@ -166,10 +166,10 @@ def load_tokenizer(path: str | Path, lowercase: bool | None = None) -> Tokenizer
         lowercase = True
         config = path.parent / "tokenizer_config.json"
         if config.is_file():
-            try:
-                lowercase = bool(json.loads(config.read_text()).get("do_lower_case", True))
-            except json.JSONDecodeError as e:
-                raise ElectraError(f"{config}: line {e.lineno}: not valid JSON") from None
+            from electra.config import read_json
+
+            settings = read_json(config, "tokenizer config")
+            lowercase = bool(settings.get("do_lower_case", True)) if isinstance(settings, dict) else True
     return tokenizer_from_vocab(path, lowercase=lowercase)
 
 

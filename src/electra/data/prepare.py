@@ -256,6 +256,7 @@ def _check_out(out: Path, tok_hash: str, overwrite: bool) -> None:
         old = json.loads(meta_file.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError):
         old = {}
+    old = old if isinstance(old, dict) else {}
     if old.get("tokenizer_hash") != tok_hash and not overwrite:
         raise ElectraError(f"--out {out}: holds data prepared with a different tokenizer vocabulary "
                            f"(hash {old.get('tokenizer_hash')} vs {tok_hash}); use a new --out, "

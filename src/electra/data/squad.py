@@ -99,9 +99,14 @@ def parse_squad(data: Any, path: str | Path = "<data>") -> tuple[list[QAExample]
                 question = _field(qa, "question", str, qwhere, path)
                 if not question.strip():
                     report.empty_questions.append(qid)
-                impossible = bool(qa.get("is_impossible", False))
+                impossible = qa.get("is_impossible", False)
+                if not isinstance(impossible, (bool, int)):
+                    raise ElectraError(f"{path}: {qwhere}.is_impossible: expected bool, got "
+                                       f"{type(impossible).__name__}")
+                impossible = bool(impossible)
+                listed = _field(qa, "answers", list, qwhere, path) if "answers" in qa else []
                 answers = []
-                for n, ans in enumerate(qa.get("answers", []) if not impossible else []):
+                for n, ans in enumerate(listed if not impossible else []):
                     awhere = f"{qwhere}.answers[{n}]"
                     text = _field(ans, "text", str, awhere, path)
                     start = ans.get("answer_start", -1)

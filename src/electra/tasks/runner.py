@@ -40,7 +40,7 @@ from electra.checkpoint import (
     tokenizer_dir,
     write_text_atomic,
 )
-from electra.config import DEVICE, EncoderConfig, Rule, at_least, interval, one_of, positive, validate
+from electra.config import DEVICE, EncoderConfig, Rule, at_least, interval, one_of, positive, read_json, validate
 from electra.errors import ElectraError
 from electra.modeling import Electra, Encoder
 from electra.training.optim import AdamW, param_groups
@@ -140,10 +140,7 @@ def resolve_run(path: str | Path) -> Path:
 
 def read_task_meta(path: str | Path) -> dict[str, Any]:
     file = resolve_run(path) / TASK_FILE
-    try:
-        meta = json.loads(file.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as e:
-        raise ElectraError(f"{file}:{e.lineno}:{e.colno}: malformed JSON: {e.msg}") from None
+    meta = read_json(file, "run description")
     if not isinstance(meta, dict) or meta.get("format") != FORMAT:
         raise ElectraError(f"{file}: not a fine-tuned run description (expected \"format\": \"{FORMAT}\")")
     return meta
