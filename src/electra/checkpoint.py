@@ -8,6 +8,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import shutil
 import tempfile
 from collections.abc import Iterator
@@ -52,12 +53,19 @@ def atomic_directory(path: str | Path, what: str = "folder", intact: str | None 
             shutil.rmtree(old, ignore_errors=True)
         else:
             os.replace(tmp, path)
-    except OSError as e:
+    except (OSError, SafetensorError) as e:  # safetensors reports its I/O errors as SafetensorError
         kept = intact or (f"the previous {path.name} is unchanged" if path.exists() else "nothing was written")
-        raise ElectraError(f"{path}: could not write the {what} ({os_reason(e)}); {kept}") from None
+        raise ElectraError(f"{path}: could not write the {what} ({write_reason(e)}); {kept}") from None
     finally:
         if tmp is not None and tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
+
+
+def write_reason(e: Exception) -> str:
+    """Why a write failed, briefly: "File too large", "No space left on device", ..."""
+    if isinstance(e, OSError):
+        return os_reason(e)
+    return re.sub(r"\s*\(os error \d+\)$", "", str(e).rsplit("I/O error: ", 1)[-1])
 
 
 def write_text_atomic(path: str | Path, text: str, what: str = "file") -> None:

@@ -122,7 +122,10 @@ def save_tokenizer(tok: Tokenizer, out: str | Path) -> Path:
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     lowercase = is_lowercase(tok)
-    tok.save(str(out / "tokenizer.json"))
+    try:
+        tok.save(str(out / "tokenizer.json"))
+    except Exception as e:  # tokenizers reports a failed write (a full disk) as a plain Exception
+        raise OSError(f"{out / 'tokenizer.json'}: {e}") from None
     (out / "vocab.txt").write_text("".join(t + "\n" for t in vocab_tokens(tok)), encoding="utf-8")
     specials = {"unk_token": "[UNK]", "sep_token": "[SEP]", "pad_token": "[PAD]", "cls_token": "[CLS]",
                 "mask_token": "[MASK]"}

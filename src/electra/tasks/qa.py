@@ -436,6 +436,7 @@ def finetune_qa(params: QAParams, config: FinetuneConfig | None = None, resume: 
     if task.version == 2 and params.joint and not answerable:
         raise ElectraError("squad2 with the joint head needs the answerability classifier (drop --no-answerable "
                            "or use --independent)")
+    torch.manual_seed(config.seed)  # the new head's weights: reproducible whatever ran before in this process
     head = SpanQAHead(encoder.config, joint=params.joint, answerable=answerable, beam_size=params.beam_size)
     spec = {"task": task.name, "window": asdict(window), "n_best": params.n_best,
             "max_answer_length": params.max_answer_length, "lowercase": True}

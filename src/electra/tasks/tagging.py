@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
+import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
@@ -187,6 +188,7 @@ def finetune_tagging(params: TagParams, config: FinetuneConfig | None = None, re
     label_ids = {label: i for i, label in enumerate(labels)}
     feats = make_tag_features(train, tokenizer, label_ids, max_len)
     spec = {"task": task.name, "labels": labels, "max_seq_length": max_len, "iob2": task.iob2}
+    torch.manual_seed(config.seed)  # the new head's weights: reproducible whatever ran before in this process
     model = TaskModel(encoder, TokenClassificationHead(encoder.config, num_labels=len(labels)), spec)
 
     def evaluate(m: TaskModel) -> dict[str, float]:
