@@ -6,6 +6,7 @@ Written atomically (a temporary sibling directory, then a rename) and read witho
 from __future__ import annotations
 
 import contextlib
+import glob
 import json
 import os
 import re
@@ -38,6 +39,7 @@ def atomic_directory(path: str | Path, what: str = "folder", intact: str | None 
     kept, by default ``path``'s previous contents)."""
     path = Path(path)
     tmp: Path | None = None
+    recover_swap(path)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.tmp-", dir=path.parent))
@@ -59,6 +61,19 @@ def atomic_directory(path: str | Path, what: str = "folder", intact: str | None 
     finally:
         if tmp is not None and tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
+
+
+def recover_swap(path: str | Path) -> bool:
+    """Undo a replacement that was killed between its two renames: ``path`` is missing but its previous
+    version (``.NAME.old-PID``, complete) is still there. Returns whether it restored one."""
+    path = Path(path)
+    if path.exists() or not path.parent.is_dir():
+        return False
+    olds = sorted(path.parent.glob(f".{glob.escape(path.name)}.old-*"), key=lambda p: p.stat().st_mtime)
+    if not olds:
+        return False
+    os.replace(olds[-1], path)
+    return True
 
 
 def write_reason(e: Exception) -> str:

@@ -308,7 +308,11 @@ def score_files(task: str, data: str | Path, predictions: str | Path, na_probs: 
     """Score an official-format predictions file (question id -> answer text) against a data set file."""
     if task not in TASKS:
         raise ElectraError(f"--task {task!r}: expected one of {', '.join(TASKS)}")
+    from electra.config import Rule, check_values
     from electra.data.squad import parse_squad
+
+    check_values("score option", {"na_prob_thresh": na_prob_thresh},
+                 {"na_prob_thresh": Rule("a finite number", lambda v: v == v and abs(v) != float("inf"))})
 
     dataset = load_json(data, "data set")
     if not parse_squad(dataset, data)[0]:  # checks the structure, with JSON-path-named errors

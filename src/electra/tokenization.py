@@ -52,8 +52,12 @@ def train_tokenizer(texts: Iterable[str], out: str | Path, vocab_size: int, *, l
     ``limit_alphabet=None`` keeps every character seen (Chinese needs thousands of single characters);
     the special tokens get ids 0..4 in the order of ``SPECIAL_TOKENS`` ([PAD]=0).
     """
+    from electra.config import at_least, check_values
+
     if vocab_size < len(SPECIAL_TOKENS) + 1:
         raise ElectraError(f"--vocab-size {vocab_size}: must exceed the {len(SPECIAL_TOKENS)} special tokens")
+    check_values("tokenizer option", {"min_frequency": min_frequency, "limit_alphabet": limit_alphabet},
+                 {"min_frequency": at_least(0), "limit_alphabet": at_least(1).optional()})
     tok = new_tokenizer(lowercase=lowercase)
     options = {} if limit_alphabet is None else {"limit_alphabet": limit_alphabet}
     trainer = trainers.WordPieceTrainer(vocab_size=vocab_size, min_frequency=min_frequency,

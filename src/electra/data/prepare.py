@@ -278,6 +278,10 @@ def prepare(inputs: Sequence[str | Path], tokenizer: str | Path, out: str | Path
         raise ElectraError(f"--max-seq-len {max_seq_len}: must be at least 5")
     if seed < 0:
         raise ElectraError(f"--seed {seed}: must be >= 0")
+    from electra.config import at_least, check_values
+
+    check_values("prepare option", {"workers": workers, "shard_tokens": shard_tokens, "batch_chars": batch_chars},
+                 {"workers": at_least(0), "shard_tokens": at_least(1), "batch_chars": at_least(1)})
     tok_dir = find_tokenizer_dir(tokenizer)
     tok = load_tokenizer(tok_dir)
     tok_hash = tokenizer_hash(tok)

@@ -36,6 +36,7 @@ from torch import Tensor, nn
 from electra.checkpoint import (
     atomic_directory,
     load_encoder_for_finetuning,
+    recover_swap,
     resolve_checkpoint,
     tokenizer_dir,
     write_text_atomic,
@@ -129,6 +130,7 @@ def save_task_model(model: TaskModel, path: str | Path, tokenizer: str | Path | 
 def resolve_run(path: str | Path) -> Path:
     """The directory holding ``task.json``: ``path`` itself or its ``best/`` (a run directory)."""
     path = Path(path)
+    recover_swap(path / BEST_DIR)  # a save of best/ killed half-way: its previous version is complete
     for d in (path, path / BEST_DIR):
         if (d / TASK_FILE).is_file():
             return d
@@ -399,6 +401,7 @@ def finetune(model: TaskModel, train_batches: Callable[[int], Iterable[Batch]], 
         _check_resume(latest, state.get("run", {}), identity)
         loop.update(state["loop"])
         model.spec = dict(state["spec"])
+        recover_swap(out_dir / BEST_DIR)
         if loop["best_step"] >= 0 and evaluate is not None and not (out_dir / BEST_DIR / WEIGHTS_FILE).is_file():
             raise ElectraError(f"{out_dir / BEST_DIR}: missing, but {latest} records a best model at step "
                                f"{loop['best_step']}; start again without --resume")
