@@ -26,3 +26,20 @@ def test_reader_gives_a_result_or_a_one_line_electra_error(target):
         outcome(target, value)
 
     check()
+
+
+def test_fuzz_benchmark_prints_counts_per_reader_and_a_json_line():
+    import json
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    done = subprocess.run([sys.executable, str(root / "benchmarks" / "fuzz.py"), "--minutes", "0.05", "--only",
+                           "conll,glue"], capture_output=True, text=True, timeout=300,
+                          env={**os.environ, "PYTHONPATH": str(root / "src"), "OMP_NUM_THREADS": "1"})
+    assert done.returncode == 0, done.stderr[-2000:]
+    report = json.loads(done.stdout.strip().splitlines()[-1])
+    assert set(report["readers"]) == {"conll", "glue"} and report["unexpected"] == 0
+    assert report["tried"] == report["result"] + report["error"] > 0

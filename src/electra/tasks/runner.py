@@ -405,8 +405,7 @@ def finetune(model: TaskModel, train_batches: Callable[[int], Iterable[Batch]], 
         if loop["best_step"] >= 0 and evaluate is not None and not (out_dir / BEST_DIR / WEIGHTS_FILE).is_file():
             raise ElectraError(f"{out_dir / BEST_DIR}: missing, but {latest} records a best model at step "
                                f"{loop['best_step']}; start again without --resume")
-        if config.progress:
-            print(f"resuming from {latest} at step {loop['step']}", file=sys.stderr)
+        print(f"resuming from {latest} at step {loop['step']}", file=sys.stderr)
     if logger is None:
         from electra.training.metrics_log import MetricsLogger
 
