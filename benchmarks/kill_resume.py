@@ -40,10 +40,9 @@ def electra(*args: Any) -> list[str]:
 # ---- the runs ---------------------------------------------------------------------------------------------
 def setup(work: Path) -> dict[str, Any]:
     """Prepared shards for pre-training; a tiny checkpoint and toy data for the three fine-tuning tasks."""
-    from qa_fixtures import CITIES, COUNTRIES, FILLER, tiny_checkpoint, toy_squad, write_json
-
     from electra.data.prepare import prepare
     from electra.tokenization import train_tokenizer
+    from qa_fixtures import CITIES, COUNTRIES, FILLER, tiny_checkpoint, toy_squad, write_json
 
     lines = [x for x in (FIXTURES / "corpus" / "tiny-en.txt").read_text().splitlines() if x.strip()]
     train_tokenizer(lines, work / "tok", vocab_size=600, show_progress=False)
