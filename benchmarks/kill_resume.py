@@ -62,7 +62,7 @@ def setup(work: Path) -> dict[str, Any]:
     (work / "tags.txt").write_text("\n".join(rows))
     common = ["--model", ckpt, "--batch-size", "8", "--lr", "1e-3", "--save-every", "1", "--eval-every", "4",
               "--quiet", "--device", "cpu", "--precision", "fp32"]
-    return {
+    return {name: electra(*cmd) for name, cmd in {
         "pretrain": ["pretrain", "--data", work / "shards", "--preset", "tiny", "--max-steps", "24", "--batch-size",
                      "4", "--warmup-steps", "2", "--save-every", "1", "--keep-last", "2", "--log-every", "1",
                      "--precision", "fp32", "--device", "cpu", "--no-progress"],
@@ -72,7 +72,7 @@ def setup(work: Path) -> dict[str, Any]:
                "--max-seq-len", "48", "--doc-stride", "16", "--max-steps", "12", *common],
         "tagging": ["finetune", "--task", "tags", "--data", work / "tags.txt", "--dev-file", work / "tags.txt",
                     "--dev-limit", "16", "--max-seq-len", "16", "--max-steps", "14", *common],
-    }
+    }.items()}
 
 
 def fingerprint(run: Path, mode: str) -> dict[str, Any]:
@@ -96,33 +96,52 @@ def fingerprint(run: Path, mode: str) -> dict[str, Any]:
     return out
 
 
-def kill_once(cmd: list[str], run: Path, rng: random.Random, expected_seconds: float) -> str:
-    """Start ``cmd``, SIGKILL it at a random moment or while a checkpoint is being written; how it ended."""
-    during_write = rng.random() < 0.5
-    delay = rng.uniform(0.2, 1.0) * expected_seconds
+def timed_run(cmd: list[str], run: Path) -> tuple[float, float]:
+    """Run ``cmd`` to the end: (seconds until its first checkpoint exists, seconds in all)."""
+    proc = subprocess.Popen(cmd, env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    start, first = time.monotonic(), None
+    while proc.poll() is None:
+        if first is None and (run / "checkpoints").is_dir():
+            first = time.monotonic() - start
+        time.sleep(0.002)
+    if proc.returncode != 0:
+        raise SystemExit(f"reference run failed: {proc.stderr.read()[-2000:]}")
+    total = time.monotonic() - start
+    return (first if first is not None else total), total
+
+
+def kill_once(cmd: list[str], run: Path, rng: random.Random, timing: tuple[float, float]) -> str:
+    """Start ``cmd`` and SIGKILL it: before its first checkpoint (1 in 10), at a random moment of its training,
+    or while a checkpoint is being written (its temporary folder exists). Returns how it ended."""
+    first, total = timing
+    kind = rng.choices(["startup", "random", "writing"], [1, 4.5, 4.5])[0]
+    delay = rng.uniform(0.3, first) if kind == "startup" else rng.uniform(0.0, max(0.1, 0.85 * (total - first)))
     proc = subprocess.Popen(cmd, env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    start = time.monotonic()
+    start, trained = time.monotonic(), None
     ckpts = run / "checkpoints"
     while proc.poll() is None:
-        elapsed = time.monotonic() - start
-        writing = during_write and elapsed > delay / 2 and ckpts.is_dir() and any(
-            ".tmp-" in p.name for p in ckpts.iterdir())
-        if writing or (not during_write and elapsed >= delay) or elapsed > 3 * expected_seconds:
+        now = time.monotonic()
+        if trained is None and (kind == "startup" or ckpts.is_dir()):
+            trained = now  # the clock starts at launch (startup) or once a checkpoint exists
+        due = trained is not None and now - trained >= (delay if kind != "writing" else delay / 2)
+        writing = kind == "writing" and due and ckpts.is_dir() and any(".tmp-" in p.name for p in ckpts.iterdir())
+        if writing or (due and kind != "writing") or now - start > 3 * total:
             proc.send_signal(signal.SIGKILL)
             proc.wait()
-            return "killed while writing a checkpoint" if writing else f"killed after {elapsed:.1f} s"
-        time.sleep(0.002)
+            return ("killed while writing a checkpoint" if writing
+                    else f"killed {now - start:.1f} s in ({kind})")
+        time.sleep(0.001)
     return "finished before the kill"
 
 
 def trial(name: str, cmd: list[str], reference: dict[str, Any], work: Path, rng: random.Random,
-          seconds: float) -> tuple[bool, str]:
+          timing: tuple[float, float]) -> tuple[bool, str]:
     run = work / "run"
     shutil.rmtree(run, ignore_errors=True)
     mode = "pretrain" if name == "pretrain" else "finetune"
     notes = []
     for _ in range(rng.choice([1, 2])):
-        notes.append(kill_once([*cmd, "--out", str(run), *(["--resume"] if notes else [])], run, rng, seconds))
+        notes.append(kill_once([*cmd, "--out", str(run), *(["--resume"] if notes else [])], run, rng, timing))
     done = subprocess.run([*cmd, "--out", str(run), "--resume"], env=ENV, capture_output=True, text=True)
     if done.returncode != 0:
         return False, "; ".join(notes) + f"; resume failed: {done.stderr.strip().splitlines()[-1:]}"
@@ -147,22 +166,25 @@ def main() -> None:
         summary: dict[str, Any] = {}
         for mode in modes:
             names = ["pretrain"] if mode == "pretrain" else ["classification", "qa", "tagging"]
-            references, seconds = {}, {}
+            references, timings = {}, {}
             for name in names:  # the uninterrupted runs
                 out = work / f"reference-{name}"
-                t0 = time.monotonic()
-                subprocess.run([*commands[name], "--out", str(out)], env=ENV, check=True, capture_output=True)
-                seconds[name] = time.monotonic() - t0
+                shutil.rmtree(out, ignore_errors=True)
+                timings[name] = timed_run([*commands[name], "--out", str(out)], out)
                 references[name] = fingerprint(out, mode)
-            identical = lost = 0
+            identical = lost = kills = during_write = 0
             for i in range(args.trials):
                 name = names[i % len(names)]
-                ok, note = trial(name, commands[name], references[name], work, rng, seconds[name])
+                ok, note = trial(name, commands[name], references[name], work, rng, timings[name])
                 identical, lost = identical + ok, lost + (not ok)
+                kills += note.count("killed")
+                during_write += note.count("while writing")
                 print(f"{mode:<9} trial {i + 1:>3}  {name:<15} {'identical' if ok else 'LOST':<10} {note}",
                       flush=True)
-            print(f"{mode}: {identical} of {args.trials} identical, {lost} lost")
-            summary[mode] = {"trials": args.trials, "identical": identical, "lost": lost}
+            print(f"{mode}: {identical} of {args.trials} identical, {lost} lost ({kills} SIGKILLs, {during_write} of "
+                  "them while a checkpoint was being written)")
+            summary[mode] = {"trials": args.trials, "identical": identical, "lost": lost, "kills": kills,
+                             "kills_during_write": during_write}
         print(json.dumps({"seed": args.seed, **summary}))
         sys.exit(0 if all(s["lost"] == 0 for s in summary.values()) else 1)
     finally:

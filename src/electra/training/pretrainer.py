@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import json
 import math
+import random
 import shutil
 import time
 from collections.abc import Iterator
@@ -18,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -210,6 +212,8 @@ def pretrain(cfg: PretrainConfig, config_file: str | None = None,
             raise ElectraError(f"--out {run_dir}: cannot create the run folder ({os_reason(e)})") from None
         write_text_atomic(run_dir / RUN_FILE, json.dumps(record, indent=2, default=str) + "\n", "run record")
 
+    random.seed(cfg.seed)  # unused by the loop, but seeded: a checkpoint's RNG states are then reproducible too
+    np.random.seed(cfg.seed % 2**32)
     torch.manual_seed(cfg.seed)
     model = Electra(model_cfg).to(device)
     special = SpecialIds(pad=data.pad_id, cls=data.cls_id, sep=data.sep_id, mask=data.mask_id)
