@@ -312,11 +312,17 @@ def load_training_checkpoint(path: str | Path, model: nn.Module, optimizer: Opti
     if optimizer is not None:
         try:
             optimizer.load_state_dict(_read_tree(path, "optimizer"))
-        except (ValueError, KeyError) as e:
+        except (ValueError, KeyError, TypeError, IndexError, RuntimeError) as e:
             raise ElectraError(f"{path / 'optimizer.json'}: does not fit this optimizer ({e})") from None
     if restore_rng:
-        ranks = _read_tree(path, "rng")["ranks"]
-        if rank >= len(ranks):
-            log.warning("%s has RNG states of %d rank(s); rank %d takes rank 0's", path, len(ranks), rank)
-        _set_rng_state(ranks[rank if rank < len(ranks) else 0])
-    return read_training_state(path)
+        try:
+            ranks = _read_tree(path, "rng")["ranks"]
+            if rank >= len(ranks):
+                log.warning("%s has RNG states of %d rank(s); rank %d takes rank 0's", path, len(ranks), rank)
+            _set_rng_state(ranks[rank if rank < len(ranks) else 0])
+        except (ValueError, KeyError, TypeError, IndexError, RuntimeError) as e:
+            raise ElectraError(f"{path / 'rng.json'}: malformed RNG states ({e})") from None
+    state = read_training_state(path)
+    if not isinstance(state, dict):
+        raise ElectraError(f"{path / 'state.json'}: expected an object, got {type(state).__name__}")
+    return state
