@@ -154,7 +154,7 @@ class PretrainingData:
         docs = self._memmap("document_offsets.bin", np.int64, self.meta["counts"]["documents"] + 1)
         _check_offsets(sent, int(self._shard_starts[-1] + self.meta["shards"][-1]["tokens"]) if len(self._shards)
                        else 0, self.data_dir / "sentence_offsets.bin")
-        _check_offsets(docs, len(sent) - 1, self.data_dir / "document_offsets.bin")
+        _check_offsets(docs, len(sent) - 1, self.data_dir / "document_offsets.bin", exact_end=False)
         self._sent_offsets = sent
         self._doc_offsets = docs
         self.num_documents = len(docs) - 1
@@ -327,9 +327,11 @@ def _check_meta(meta: dict[str, Any], where: Path) -> None:
                                           for k in ("sentences", "documents")), "counts")
 
 
-def _check_offsets(offsets: np.ndarray, end: int, where: Path, chunk: int = 1 << 22) -> None:
-    """Offsets start at 0, never decrease and end at ``end`` (read in chunks: memory stays flat)."""
-    if len(offsets) == 0 or int(offsets[0]) != 0 or int(offsets[-1]) != end:
+def _check_offsets(offsets: np.ndarray, end: int, where: Path, exact_end: bool = True, chunk: int = 1 << 22) -> None:
+    """Offsets start at 0, never decrease and end at ``end`` (or, without ``exact_end``, not after it: data
+    prepared before a cut-short document was closed has sentences after its last document); read in chunks."""
+    last = int(offsets[-1]) if len(offsets) else -1
+    if len(offsets) == 0 or int(offsets[0]) != 0 or (last != end if exact_end else not 0 <= last <= end):
         raise ElectraError(f"{where}: offsets do not run from 0 to {end} (damaged; re-run `electra prepare`)")
     for i in range(0, len(offsets) - 1, chunk):
         if (np.diff(np.asarray(offsets[i:i + chunk + 1])) < 0).any():
