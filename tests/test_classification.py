@@ -137,7 +137,7 @@ def test_model_vocabulary_smaller_than_the_tokenizer_is_an_error(tmp_path):
 
 def test_random_init_baseline_differs_from_the_pretrained_start(checkpoint, tmp_path):
     data = pairs_data(tmp_path / "data")
-    config = FinetuneConfig(lr=0.0, max_steps=1, batch_size=8, progress=False, device="cpu")
+    config = FinetuneConfig(lr=1e-9, max_steps=1, batch_size=8, progress=False, device="cpu")
     finetune_task(CUSTOM, checkpoint, data, tmp_path / "pre", config)
     finetune_task(CUSTOM, checkpoint, data, tmp_path / "rnd", config, TaskOptions(random_init=True))
     pre, rnd = load_task_model(tmp_path / "pre"), load_task_model(tmp_path / "rnd")

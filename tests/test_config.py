@@ -131,12 +131,12 @@ def test_wrongly_typed_field_is_named(field, value):
 
 
 def test_hidden_size_must_divide_by_heads():
-    with pytest.raises(ElectraError, match="config: hidden_size 100 is not a multiple of num_heads 3"):
+    with pytest.raises(ElectraError, match="config: model field hidden_size = 100: expected a multiple of num_heads 3"):
         ModelConfig.from_dict({"hidden_size": 100, "num_heads": 3})
 
 
 def test_unsupported_activation_is_an_error():
-    with pytest.raises(ElectraError, match="hidden_act 'relu'"):
+    with pytest.raises(ElectraError, match="hidden_act = 'relu': expected one of 'gelu', 'gelu_new'"):
         EncoderConfig(hidden_act="relu")
 
 

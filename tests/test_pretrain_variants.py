@@ -92,7 +92,7 @@ def test_cli_init_embeddings_reports_coverage_and_sets_the_vectors(data_dir, tmp
     lines = [f"{w} " + " ".join(str((i * 7 + j) % 11 / 10 - 0.5) for j in range(20)) for i, w in enumerate(words)]
     (tmp_path / "glove.txt").write_text("\n".join(lines) + "\n")
     cli_args = ["pretrain", "--data", str(data_dir), "--out", str(tmp_path / "r"), "--preset", "tiny",
-                "--batch-size", "4", "--max-steps", "1", "--lr", "0", "--precision", "fp32", "--device", "cpu",
+                "--batch-size", "4", "--max-steps", "1", "--lr", "1e-12", "--precision", "fp32", "--device", "cpu",
                 "--no-progress", "--init-embeddings", str(tmp_path / "glove.txt")]
     with pytest.raises(SystemExit) as e:
         cli(cli_args)

@@ -6,8 +6,10 @@ Written atomically (a temporary sibling directory, then a rename) and read witho
 from __future__ import annotations
 
 import contextlib
+import glob
 import json
 import os
+import re
 import shutil
 import tempfile
 from collections.abc import Iterator
@@ -19,7 +21,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from electra.config import ModelConfig
-from electra.errors import ElectraError
+from electra.errors import ElectraError, os_reason
 from electra.modeling import Electra
 
 CONFIG_FILE = "config.json"
@@ -29,12 +31,18 @@ FORMAT = "electra-checkpoint"
 
 
 @contextlib.contextmanager
-def atomic_directory(path: str | Path) -> Iterator[Path]:
-    """Yield a temporary directory next to ``path``; on success it replaces ``path`` in one rename."""
+def atomic_directory(path: str | Path, what: str = "folder", intact: str | None = None) -> Iterator[Path]:
+    """Yield a temporary directory next to ``path``; on success it replaces ``path`` in one rename.
+
+    A failed write (a full disk, a file-size limit, a read-only folder: any ``OSError``) leaves ``path`` as it
+    was, removes the temporary directory and raises one ``ElectraError`` saying so (``intact`` names what is
+    kept, by default ``path``'s previous contents)."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.tmp-", dir=path.parent))
+    tmp: Path | None = None
+    recover_swap(path)
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.tmp-", dir=path.parent))
         yield tmp
         for f in tmp.rglob("*"):  # make the bytes durable before the rename makes them visible
             if f.is_file():
@@ -47,9 +55,45 @@ def atomic_directory(path: str | Path) -> Iterator[Path]:
             shutil.rmtree(old, ignore_errors=True)
         else:
             os.replace(tmp, path)
+    except (OSError, SafetensorError) as e:  # safetensors reports its I/O errors as SafetensorError
+        kept = intact or (f"the previous {path.name} is unchanged" if path.exists() else "nothing was written")
+        raise ElectraError(f"{path}: could not write the {what} ({write_reason(e)}); {kept}") from None
     finally:
-        if tmp.exists():
+        if tmp is not None and tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
+
+
+def recover_swap(path: str | Path) -> bool:
+    """Undo a replacement that was killed between its two renames: ``path`` is missing but its previous
+    version (``.NAME.old-PID``, complete) is still there. Returns whether it restored one."""
+    path = Path(path)
+    if path.exists() or not path.parent.is_dir():
+        return False
+    olds = sorted(path.parent.glob(f".{glob.escape(path.name)}.old-*"), key=lambda p: p.stat().st_mtime)
+    if not olds:
+        return False
+    os.replace(olds[-1], path)
+    return True
+
+
+def write_reason(e: Exception) -> str:
+    """Why a write failed, briefly: "File too large", "No space left on device", ..."""
+    if isinstance(e, OSError):
+        return os_reason(e)
+    return re.sub(r"\s*\(os error \d+\)$", "", str(e).rsplit("I/O error: ", 1)[-1])
+
+
+def write_text_atomic(path: str | Path, text: str, what: str = "file") -> None:
+    """Write a small text file through a temporary sibling and a rename: the old file or the new, never half."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    try:
+        tmp.write_text(text, encoding="utf-8")
+        os.replace(tmp, path)
+    except OSError as e:
+        tmp.unlink(missing_ok=True)
+        kept = f"the previous {path.name} is unchanged" if path.exists() else "nothing was written"
+        raise ElectraError(f"{path}: could not write the {what} ({os_reason(e)}); {kept}") from None
 
 
 def _shared_keys(model: Electra) -> set[str]:
@@ -75,7 +119,7 @@ def save_checkpoint(model: Electra, path: str | Path, *, tokenizer_dir: str | Pa
                     has_generator: bool = True, extra: dict[str, Any] | None = None) -> Path:
     """Save ``model`` (and a copy of the tokenizer files) as a checkpoint directory, atomically."""
     path = Path(path)
-    with atomic_directory(path) as tmp:
+    with atomic_directory(path, "checkpoint") as tmp:
         write_model(model, tmp, has_generator=has_generator, extra=extra)
         if tokenizer_dir is not None:
             shutil.copytree(tokenizer_dir, tmp / TOKENIZER_DIR)

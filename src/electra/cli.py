@@ -46,7 +46,7 @@ def add_pretrain(sub: argparse._SubParsersAction) -> None:
 
 
 def pretrain_config_from_args(args: argparse.Namespace):  # noqa: ANN201
-    from electra.config import PretrainConfig, load_mapping
+    from electra.config import PRESETS, ModelConfig, PretrainConfig, load_mapping, table
 
     file_values: dict = {}
     model_values: dict = {}
@@ -54,9 +54,11 @@ def pretrain_config_from_args(args: argparse.Namespace):  # noqa: ANN201
         from pathlib import Path
 
         data = load_mapping(Path(args.config))
-        file_values = dict(data.get("pretrain", {}))
-        model_values = dict(data.get("model", {}))
+        file_values = table(data, "pretrain", args.config)
+        model_values = table(data, "model", args.config)
     preset = file_values.pop("preset", None) or args.preset or ("continue" if args.init_from else "small")
+    if file_values:  # errors in the file name the file
+        PretrainConfig.for_preset(preset, source=args.config, **file_values)
     names = ["objective", "max_steps", "max_minutes", "stop_step", "batch_size", "grad_accum", "lr", "warmup_steps",
              "weight_decay", "mask_prob", "generator_weight", "discriminator_weight", "temperature", "save_every",
              "keep_last",
@@ -64,8 +66,12 @@ def pretrain_config_from_args(args: argparse.Namespace):  # noqa: ANN201
              *VARIANT_OPTIONS]
     overrides = {**file_values, **{n: getattr(args, n) for n in names if getattr(args, n) is not None}}
     cfg = PretrainConfig.for_preset(preset, data=args.data, out=args.out, **overrides)
+    if model_values and cfg.preset in PRESETS and not cfg.init_from:  # errors in the file name the file
+        ModelConfig.preset(cfg.preset, source=args.config, **model_values)
     if args.generator_size is not None:
         model_values["generator_size"] = args.generator_size
+        ModelConfig.preset(cfg.preset if cfg.preset in PRESETS else "small", source="pretrain option",
+                           **model_values)
     return cfg, model_values
 
 
@@ -418,6 +424,10 @@ def add_finetune(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, ...")
     p.add_argument("--precision", choices=["fp32", "bf16"], default="fp32", help="bf16: autocast training")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint "
+                   "(same options; gives the same model as an uninterrupted run)")
+    p.add_argument("--save-every", type=int, help="write a resumable checkpoint every N steps (default: at the end)")
+    p.add_argument("--keep-last", type=int, default=2, help="resumable checkpoints kept (0: all; default 2)")
     add_span_finetune_args(p)
     p.set_defaults(handler=run_finetune)
 
@@ -438,19 +448,20 @@ def run_finetune(args: argparse.Namespace) -> None:
     shape = ModelConfig.from_dict(read_checkpoint_meta(resolve_checkpoint(args.model))["model"]).discriminator
     official = official_hparams(shape)
     decay = args.layerwise_decay if args.layerwise_decay is not None else official["layerwise_decay"]
-    config = FinetuneConfig(lr=args.lr or official["lr"], epochs=args.epochs or task.epochs,
+    config = FinetuneConfig(lr=args.lr if args.lr is not None else official["lr"],
+                            epochs=args.epochs if args.epochs is not None else task.epochs,
                             max_steps=args.max_steps, batch_size=args.batch_size,
                             warmup_fraction=args.warmup_fraction, weight_decay=args.weight_decay,
                             layerwise_decay=None if decay == 1 else decay,
                             bias_correction=args.bias_correction,
                             eval_every=args.eval_every, seed=args.seed, device=args.device,
-                            precision=args.precision,
+                            precision=args.precision, save_every=args.save_every, keep_last=args.keep_last,
                             progress=not args.quiet)
-    options = TaskOptions(max_seq_len=args.max_seq_len or 128, head=args.head,
+    options = TaskOptions(max_seq_len=args.max_seq_len if args.max_seq_len is not None else 128, head=args.head,
                           swap_pairs=False if args.no_swap_pairs else None, token_dropout=args.token_dropout,
                           word_swap=args.word_swap, train_limit=args.train_limit, dev_limit=args.dev_limit,
                           random_init=args.random_init, tokenizer=args.tokenizer)
-    res = finetune_seeds(task, args.model, args.data, args.out, config, options, args.seeds)
+    res = finetune_seeds(task, args.model, args.data, args.out, config, options, args.seeds, resume=args.resume)
     if args.seeds > 1:
         parts = [f"{m} median {res['best'][m]['median']:.4f} (min {res['best'][m]['min']:.4f}, "
                  f"max {res['best'][m]['max']:.4f})" for m in task.report]
@@ -693,6 +704,12 @@ def main(argv: Sequence[str] | None = None) -> None:
         code = args.handler(args)
     except ElectraError as e:
         print(f"electra: error: {e}", file=sys.stderr)
+        sys.exit(2)
+    except OSError as e:  # a file operation no library function turned into an ElectraError: still one line
+        from electra.errors import os_reason
+
+        where = f"{e.filename}: " if e.filename else ""
+        print(f"electra: error: {where}{os_reason(e)}", file=sys.stderr)
         sys.exit(2)
     except KeyboardInterrupt:
         print("electra: interrupted", file=sys.stderr)

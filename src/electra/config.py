@@ -4,10 +4,15 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
+import numbers
+import os
+import re
 import sys
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from electra.errors import ElectraError
 
@@ -15,6 +20,81 @@ if sys.version_info >= (3, 11):
     import tomllib
 else:  # pragma: no cover
     import tomli as tomllib
+
+
+# ---- validation rules: each config dataclass declares RULES (field -> Rule) next to its fields ----------------
+@dataclass(frozen=True)
+class Rule:
+    """What a field's value must satisfy: ``ok(value)``, described as ``expected`` in the error message."""
+
+    expected: str
+    ok: Callable[[Any], bool]
+
+    def optional(self) -> Rule:
+        """The same rule, with ``None`` also allowed (meaning: the default / off)."""
+        return Rule(f"{self.expected} or none", lambda v: v is None or self.ok(v))
+
+
+def _finite(v: Any) -> bool:
+    return isinstance(v, numbers.Real) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def at_least(n: float) -> Rule:
+    return Rule(f"a number >= {n:g}", lambda v: _finite(v) and v >= n)
+
+
+def positive() -> Rule:
+    return Rule("a number > 0", lambda v: _finite(v) and v > 0)
+
+
+def interval(lo: float, hi: float, closed: str = "[]") -> Rule:
+    """``lo .. hi`` with ``closed`` saying which ends belong to it: "[]", "[)", "(]" or "()"."""
+    left, right = closed
+    text = f"a number in {left}{lo:g}, {hi:g}{right}"
+    return Rule(text, lambda v: _finite(v) and (v >= lo if left == "[" else v > lo)
+                and (v <= hi if right == "]" else v < hi))
+
+
+def one_of(*choices: Any) -> Rule:
+    return Rule("one of " + ", ".join(map(repr, choices)), lambda v: v in choices)
+
+
+def matches(pattern: str, description: str) -> Rule:
+    return Rule(description, lambda v: isinstance(v, str) and re.fullmatch(pattern, v) is not None)
+
+
+def existing_file() -> Rule:
+    return Rule("an existing file (or empty: none)", lambda v: not v or Path(v).is_file())
+
+
+def existing_folder() -> Rule:
+    return Rule("an existing folder", lambda v: bool(v) and Path(v).is_dir())
+
+
+def existing_path() -> Rule:
+    return Rule("an existing file or folder (or empty: none)", lambda v: not v or Path(v).exists())
+
+
+def not_a_file() -> Rule:
+    return Rule("a folder path (not an existing file)", lambda v: not v or not Path(v).is_file())
+
+
+DEVICE = matches(r"auto|cpu|mps|xpu|cuda(:\d+)?", "auto, cpu, cuda or cuda:N")
+
+
+def check_values(kind: str, values: Mapping[str, Any], rules: Mapping[str, Rule]) -> None:
+    """Raise one ``ElectraError`` naming the first value that breaks its rule, the value and the expectation."""
+    for name, rule in rules.items():
+        if name in values and not rule.ok(values[name]):
+            raise ElectraError(f"{kind} {name} = {values[name]!r}: expected {rule.expected}")
+
+
+def validate(obj: Any) -> None:
+    """Check a config dataclass: field types from the annotations, then the class's ``RULES``."""
+    values = {f.name: getattr(obj, f.name) for f in fields(obj)}
+    kind = getattr(obj, "KIND", type(obj).__name__)
+    check_field_types(type(obj), values, kind, sep=" ")
+    check_values(kind, values, getattr(obj, "RULES", {}))
 
 
 @dataclass(frozen=True)
@@ -36,11 +116,50 @@ class EncoderConfig:
     initializer_range: float = 0.02
     pad_token_id: int = 0
 
+    KIND: ClassVar[str] = "model field"
+    RULES: ClassVar[dict[str, Rule]] = {
+        "vocab_size": at_least(1), "embedding_size": at_least(1), "hidden_size": at_least(1),
+        "num_layers": at_least(1), "num_heads": at_least(1), "intermediate_size": at_least(1),
+        "max_position_embeddings": at_least(1), "type_vocab_size": at_least(1),
+        "hidden_act": one_of("gelu", "gelu_new"), "hidden_dropout": interval(0, 1, "[)"),
+        "attention_dropout": interval(0, 1, "[)"), "layer_norm_eps": positive(), "initializer_range": positive(),
+        "pad_token_id": at_least(0),
+    }
+
     def __post_init__(self) -> None:
+        validate(self)
         if self.hidden_size % self.num_heads:
-            raise ElectraError(f"hidden_size {self.hidden_size} is not a multiple of num_heads {self.num_heads}")
-        if self.hidden_act not in ("gelu", "gelu_new"):
-            raise ElectraError(f"hidden_act {self.hidden_act!r}: expected 'gelu' or 'gelu_new'")
+            raise ElectraError(f"model field hidden_size = {self.hidden_size}: expected a multiple of num_heads "
+                               f"{self.num_heads}")
+        if self.pad_token_id >= self.vocab_size:
+            raise ElectraError(f"model field pad_token_id = {self.pad_token_id}: expected below vocab_size "
+                               f"{self.vocab_size}")
+        if (n := self.num_parameters()) > MAX_PARAMETERS:
+            raise ElectraError(f"model fields ask for {n:,.0f} parameters (vocab_size {self.vocab_size}, hidden_size "
+                               f"{self.hidden_size}, num_layers {self.num_layers}, intermediate_size "
+                               f"{self.intermediate_size}): expected at most {MAX_PARAMETERS:,}")
+
+    def num_parameters(self) -> int:
+        """Parameters of an encoder of this shape (embeddings, projection, layers), computed without building it."""
+        e, h, f = self.embedding_size, self.hidden_size, self.intermediate_size
+        embeddings = (self.vocab_size + self.max_position_embeddings + self.type_vocab_size + 2) * e
+        project = (e * h + h) if e != h else 0
+        layer = 4 * h * h + 4 * h + 2 * h * f + f + h + 4 * h
+        return embeddings + project + self.num_layers * layer
+
+    @classmethod
+    def from_dict(cls, data: Any, source: str = "config") -> EncoderConfig:
+        """Build from a dict (e.g. a saved ``config.json``'s ``model``), with one-line errors naming ``source``."""
+        if not isinstance(data, dict):
+            raise ElectraError(f"{source}: expected an object of model fields, got {type(data).__name__}")
+        unknown = sorted(set(data) - {f.name for f in fields(cls)})
+        if unknown:
+            raise ElectraError(f"{source}: unknown field(s) {', '.join(map(str, unknown))}")
+        check_field_types(cls, data, source)
+        try:
+            return cls(**data)
+        except ElectraError as e:
+            raise ElectraError(f"{source}: {e}") from None
 
 
 @dataclass(frozen=True)
@@ -60,6 +179,19 @@ class ModelConfig:
     generator_num_heads: int | None = None  # None: max(1, hidden // 64)
     generator_intermediate_size: int | None = None  # None: 4 x hidden
 
+    KIND: ClassVar[str] = "model field"
+    RULES: ClassVar[dict[str, Rule]] = {
+        "generator_size": interval(0, 1, "(]"), "generator_depth": interval(0, 1, "(]"),
+        "generator_num_heads": at_least(1).optional(), "generator_intermediate_size": at_least(1).optional(),
+    }
+
+    def __post_init__(self) -> None:
+        validate(self)
+        total = self.discriminator.num_parameters() + self.generator.num_parameters()  # also checks its shape
+        if total > MAX_PARAMETERS:
+            raise ElectraError(f"model fields ask for {total:,} parameters (discriminator + generator): expected at "
+                               f"most {MAX_PARAMETERS:,}")
+
     @property
     def generator(self) -> EncoderConfig:
         d = self.discriminator
@@ -74,10 +206,10 @@ class ModelConfig:
 
     # ---- construction -------------------------------------------------------------------------------
     @classmethod
-    def preset(cls, name: str, **overrides: Any) -> ModelConfig:
-        if name not in PRESETS:
+    def preset(cls, name: str, source: str = "config", **overrides: Any) -> ModelConfig:
+        if not isinstance(name, str) or name not in PRESETS:
             raise ElectraError(f"unknown preset {name!r}: expected one of {', '.join(PRESETS)}")
-        return cls.from_dict({**PRESETS[name], **overrides})
+        return cls.from_dict({**PRESETS[name], **overrides}, source=source)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any], source: str = "config") -> ModelConfig:
@@ -112,7 +244,7 @@ class ModelConfig:
         """Load a config from ``.toml`` or ``.json``; a ``[model]`` table in TOML is used when present."""
         path = Path(path)
         data = load_mapping(path)
-        return cls.from_dict(data.get("model", data), source=str(path))
+        return cls.from_dict(table(data, "model", path) if "model" in data else data, source=str(path))
 
     def save(self, path: str | Path) -> None:
         path = Path(path)
@@ -128,27 +260,54 @@ class ModelConfig:
         return ModelConfig.from_dict({**self.to_dict(), **changes})
 
 
+# A model this large is refused before anything is allocated (80 GB of fp32 weights): a typo, not a plan.
+MAX_PARAMETERS = 20_000_000_000
+
 # The Python types a config file may give each annotated field type (bool is not accepted as a number).
+_NONE = type(None)
 _ACCEPTED: dict[str, tuple[type, ...]] = {
-    "int": (int,), "float": (int, float), "str": (str,), "bool": (bool,), "int | None": (int, type(None)),
+    "int": (numbers.Integral,), "float": (numbers.Real,), "str": (str, os.PathLike), "bool": (bool,),
+    "int | None": (numbers.Integral, _NONE), "float | None": (numbers.Real, _NONE),
+    "str | None": (str, os.PathLike, _NONE), "bool | None": (bool, _NONE),
 }
 
 
-def check_field_types(cls: type, values: dict[str, Any], source: str) -> None:
+def check_field_types(cls: type, values: Mapping[str, Any], source: str, sep: str = ": field ") -> None:
     """Raise a one-line error naming the first field of ``values`` whose value has the wrong type."""
     for f in fields(cls):
         if f.name not in values or f.type not in _ACCEPTED:
             continue
         v = values[f.name]
-        if not isinstance(v, _ACCEPTED[f.type]) or (isinstance(v, bool) and f.type != "bool"):
-            raise ElectraError(f"{source}: field {f.name!r} must be {f.type}, got {v!r}")
+        if not isinstance(v, _ACCEPTED[f.type]) or (isinstance(v, bool) and "bool" not in f.type):
+            raise ElectraError(f"{source}{sep}{f.name!r} must be {f.type}, got {v!r}")
+
+
+def read_json(path: str | Path, what: str = "file") -> Any:
+    """Parse a JSON file; a missing, unreadable, non-UTF-8 or malformed file is one ``ElectraError`` naming the
+    file and position."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ElectraError(f"{path}: {what} not found") from None
+    except UnicodeDecodeError as e:
+        raise ElectraError(f"{path}: {what} is not UTF-8 text (byte {e.start})") from None
+    except OSError as e:
+        raise ElectraError(f"{path}: cannot read the {what} ({e.strerror or e})") from None
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as e:
+        raise ElectraError(f"{path}:{e.lineno}:{e.colno}: malformed JSON in the {what}: {e.msg}") from None
 
 
 def load_mapping(path: Path) -> dict[str, Any]:
     """Read a TOML or JSON file into a dict, with a one-line error naming the file and position."""
     if not path.is_file():
         raise ElectraError(f"{path}: config file not found")
-    text = path.read_text(encoding="utf-8")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as e:
+        raise ElectraError(f"{path}: not UTF-8 text (byte {e.start})") from None
     try:
         data = tomllib.loads(text) if path.suffix == ".toml" else json.loads(text)
     except json.JSONDecodeError as e:
@@ -158,6 +317,14 @@ def load_mapping(path: Path) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise ElectraError(f"{path}: expected a JSON object / TOML table at the top level")
     return data
+
+
+def table(data: Mapping[str, Any], name: str, source: str | Path) -> dict[str, Any]:
+    """``data[name]`` as a dict (empty when absent), or a one-line error when it is not a table/object."""
+    value = data.get(name, {})
+    if not isinstance(value, dict):
+        raise ElectraError(f"{source}: [{name}] must be a table/object, got {type(value).__name__}")
+    return dict(value)
 
 
 PRESETS: dict[str, dict[str, Any]] = {
@@ -173,6 +340,9 @@ PRESETS: dict[str, dict[str, Any]] = {
                   generator_size=0.25),
 }
 
+
+OBJECTIVES = ("electra", "mlm", "electra-15", "replace-mlm", "all-tokens-mlm")  # see electra.objectives
+GENERATOR_TRAINING = ("joint", "two-stage", "adversarial")
 
 # The paper's pre-training hyperparameters (Table 6 / google-research/electra configure_pretraining.py).
 TRAINING_PRESETS: dict[str, dict[str, Any]] = {
@@ -236,18 +406,69 @@ class PretrainConfig:
     init_from: str = ""  # checkpoint or run folder whose weights start the run (shape from it; optimizer/step fresh)
 
     # Fields that may change when a run is resumed (they don't change the optimisation so far).
-    RESUMABLE_CHANGES = ("max_steps", "max_minutes", "stop_step", "log_every", "save_every", "keep_last", "device",
-                         "compile", "out", "data")
+    RESUMABLE_CHANGES: ClassVar[tuple[str, ...]] = (
+        "max_steps", "max_minutes", "stop_step", "log_every", "save_every", "keep_last", "device", "compile", "out",
+        "data")
+
+    KIND: ClassVar[str] = "pretrain option"
+    # Checked by check_paths() when the run starts (a config may be written before its data exists).
+    PATH_RULES: ClassVar[dict[str, Rule]] = {
+        "data": existing_folder(), "out": Rule("a run folder path (not an existing file)",
+                                               lambda v: bool(v) and not Path(v).is_file()),
+        "init_embeddings": existing_file(), "init_from": existing_path(),
+    }
+    RULES: ClassVar[dict[str, Rule]] = {
+        "preset": one_of(*TRAINING_PRESETS), "objective": one_of(*OBJECTIVES),
+        "max_steps": at_least(1), "max_minutes": at_least(0), "stop_step": at_least(0),
+        "batch_size": at_least(1), "grad_accum": at_least(1),
+        "lr": positive(), "warmup_steps": at_least(0), "weight_decay": at_least(0),
+        "adam_beta1": interval(0, 1, "[)"), "adam_beta2": interval(0, 1, "[)"), "adam_eps": positive(),
+        "grad_clip": at_least(0), "mask_prob": interval(0, 1, "()"), "generator_weight": at_least(0),
+        "discriminator_weight": at_least(0), "temperature": positive(), "precision": one_of("auto", "fp32", "bf16"),
+        "device": DEVICE, "seed": at_least(0), "log_every": at_least(1), "save_every": at_least(1),
+        "keep_last": Rule("a number >= 0 (0: keep every checkpoint)", lambda v: _finite(v) and v >= 0),
+        "generator_training": one_of(*GENERATOR_TRAINING), "two_stage_generator_steps": at_least(0),
+        "adversarial_mlm_steps": at_least(0), "adversarial_baseline": one_of("learned", "mean"),
+        "adversarial_entropy": at_least(0),
+    }
+
+    def __post_init__(self) -> None:
+        self.validate()
+
+    def validate(self) -> None:
+        """Every field's type and range, then the combinations (one ``ElectraError`` for the first problem)."""
+        validate(self)
+        if self.batch_size % self.grad_accum:
+            raise ElectraError(f"pretrain option batch_size = {self.batch_size}: expected a multiple of grad_accum "
+                               f"{self.grad_accum}")
+        if self.generator_training != "joint" and self.objective != "electra":
+            raise ElectraError(f"pretrain option generator_training = {self.generator_training!r}: needs objective "
+                               f"'electra' (got {self.objective!r})")
+        if self.generator_training == "two-stage" and not self.two_stage_generator_steps < self.max_steps:
+            raise ElectraError(f"pretrain option two_stage_generator_steps = {self.two_stage_generator_steps}: "
+                               f"expected below max_steps {self.max_steps}")
+        if self.generator_weight == 0 and self.discriminator_weight == 0:
+            raise ElectraError("pretrain options generator_weight = 0 and discriminator_weight = 0: expected at "
+                               "least one > 0 (nothing would be trained)")
+
+    def check_paths(self) -> None:
+        """The data folder exists, the run folder is not a file, the files to start from exist."""
+        check_values(self.KIND, self.to_dict(), self.PATH_RULES)
 
     @classmethod
-    def for_preset(cls, preset: str, **overrides: Any) -> PretrainConfig:
-        if preset not in TRAINING_PRESETS:
-            raise ElectraError(f"unknown preset {preset!r}: expected one of {', '.join(TRAINING_PRESETS)}")
+    def for_preset(cls, preset: str, source: str | None = None, **overrides: Any) -> PretrainConfig:
+        """The preset's recipe with ``overrides``; errors start with ``source`` (e.g. the config file) if given."""
+        if not isinstance(preset, str) or preset not in TRAINING_PRESETS:
+            where = f"{source}: " if source else ""
+            raise ElectraError(f"{where}unknown preset {preset!r}: expected one of {', '.join(TRAINING_PRESETS)}")
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(overrides) - known)
         if unknown:
-            raise ElectraError(f"pretrain config: unknown field(s) {', '.join(unknown)}")
-        return cls(preset=preset, **{**TRAINING_PRESETS[preset], **overrides})
+            raise ElectraError(f"{source or 'pretrain config'}: unknown field(s) {', '.join(unknown)}")
+        try:
+            return cls(preset=preset, **{**TRAINING_PRESETS[preset], **overrides})
+        except ElectraError as e:
+            raise ElectraError(f"{source}: {e}" if source else str(e)) from None
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

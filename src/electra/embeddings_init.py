@@ -98,13 +98,19 @@ def read_word_vectors(path: str | Path, wanted: set[str] | None = None, fmt: str
     path = Path(path)
     if not path.is_file():
         raise ElectraError(f"{path}: word-vector file not found")
-    fmt = detect_format(path) if fmt == "auto" else fmt
-    if fmt == "word2vec-binary":
-        vectors, dim = _read_binary(path, wanted)
-    elif fmt in ("word2vec-text", "glove"):
-        vectors, dim = _read_text(path, wanted, header=fmt == "word2vec-text")
-    else:
+    if fmt not in ("auto", "word2vec-binary", "word2vec-text", "glove"):
         raise ElectraError(f"word-vector format {fmt!r}: expected auto, word2vec-binary, word2vec-text or glove")
+    try:
+        fmt = detect_format(path) if fmt == "auto" else fmt
+        if fmt == "word2vec-binary":
+            vectors, dim = _read_binary(path, wanted)
+        else:
+            vectors, dim = _read_text(path, wanted, header=fmt == "word2vec-text")
+    except (OSError, EOFError) as e:  # e.g. a truncated or corrupt .gz
+        raise ElectraError(f"{path}: unreadable word-vector file ({e})") from None
+    bad = next((w for w, v in vectors.items() if not np.isfinite(v).all()), None)
+    if bad is not None:
+        raise ElectraError(f"{path}: the vector of {bad!r} has a non-finite value (inf or nan, e.g. 1e39 in float32)")
     return vectors, dim, fmt
 
 
@@ -129,7 +135,8 @@ def _read_text(path: Path, wanted: set[str] | None, header: bool) -> tuple[dict[
             if wanted is not None and word not in wanted:
                 continue
             try:
-                vectors[word] = np.asarray(parts[len(parts) - dim:], dtype=np.float32)
+                with np.errstate(over="ignore"):  # an overflow becomes inf, refused below
+                    vectors[word] = np.asarray(parts[len(parts) - dim:], dtype=np.float32)
             except ValueError:
                 raise ElectraError(f"{path}:{lineno}: non-numeric vector value") from None
     if not dim:
@@ -140,8 +147,11 @@ def _read_text(path: Path, wanted: set[str] | None, header: bool) -> tuple[dict[
 def _read_binary(path: Path, wanted: set[str] | None) -> tuple[dict[str, np.ndarray], int]:
     with _open(path) as f:
         data = f.read()
-    end = data.index(b"\n")
-    count, dim = (int(x) for x in data[:end].split())
+    end = data.find(b"\n")
+    header = data[:end].split() if end > 0 else []
+    if len(header) != 2 or not all(x.isdigit() for x in header):
+        raise ElectraError(f"{path}: binary word2vec file without a \"count dim\" header line")
+    count, dim = (int(x) for x in header)
     pos, vectors = end + 1, {}
     width = 4 * dim
     for i in range(count):

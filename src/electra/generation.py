@@ -43,6 +43,9 @@ def detect(model: Electra, tokenizer: Tokenizer, text: str) -> Detection:
 @torch.no_grad()
 def fill_mask(model: Electra, tokenizer: Tokenizer, text: str, top_k: int = 5) -> list[list[tuple[str, float]]]:
     """The generator's top-k candidates (token, probability) for every ``[MASK]`` in ``text``."""
+    from electra.config import at_least, check_values
+
+    check_values("fill option", {"top_k": top_k}, {"top_k": at_least(1)})
     model.eval()
     mask_id = tokenizer.token_to_id("[MASK]")
     ids, _ = _encode(tokenizer, text, model.config.discriminator.max_position_embeddings)

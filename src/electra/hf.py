@@ -17,16 +17,18 @@ from safetensors.torch import load_file, save_file
 from torch import Tensor
 
 from electra.checkpoint import (
+    atomic_directory,
     load_checkpoint,
     read_checkpoint_meta,
     resolve_checkpoint,
     save_checkpoint,
     tokenizer_dir,
 )
-from electra.config import EncoderConfig, ModelConfig, check_field_types
+from electra.config import EncoderConfig, ModelConfig, check_field_types, read_json
 from electra.errors import ElectraError
 from electra.modeling import Electra
 
+EXPORT_KINDS = ("discriminator", "generator")
 TOKENIZER_FILES = ("vocab.txt", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json")
 
 # Our EncoderConfig field -> transformers ElectraConfig field.
@@ -208,10 +210,7 @@ def read_hf_dir(directory: str | Path) -> tuple[dict[str, Any], dict[str, Tensor
         raise ElectraError(f"{directory}: not a directory")
     if not cfg_file.is_file():
         raise ElectraError(f"{directory}: no config.json (not a transformers checkpoint directory)")
-    try:
-        config = json.loads(cfg_file.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as e:
-        raise ElectraError(f"{cfg_file}:{e.lineno}:{e.colno}: malformed JSON: {e.msg}") from None
+    config = read_json(cfg_file, "config")
     if not isinstance(config, dict):
         raise ElectraError(f"{cfg_file}: expected a JSON object")
     st, pt = directory / "model.safetensors", directory / "pytorch_model.bin"
@@ -287,23 +286,32 @@ def import_hf(disc_dir: str | Path, out: str | Path, gen_dir: str | Path | None 
 
 
 def export_hf(checkpoint: str | Path, out: str | Path) -> Path:
-    """Write ``out/discriminator`` and ``out/generator`` loadable by ``ElectraForPreTraining``/``ForMaskedLM``."""
+    """Write ``out/discriminator`` and ``out/generator`` loadable by ``ElectraForPreTraining``/``ForMaskedLM``.
+
+    ``out`` is written as a whole, atomically (a temporary sibling, then a rename): an existing export there is
+    replaced, anything else is refused, and a failed write leaves it as it was."""
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise ElectraError(f"--out {out}: exists and is not a folder; expected a new or an export folder")
+    if out.is_dir() and (other := sorted(p.name for p in out.iterdir() if p.name not in EXPORT_KINDS)):
+        raise ElectraError(f"--out {out}: holds other files ({', '.join(other[:3])}); expected a new or an export "
+                           "folder (discriminator/, generator/)")
     checkpoint = resolve_checkpoint(checkpoint)
     meta = read_checkpoint_meta(checkpoint)
     model = load_checkpoint(checkpoint)
-    out = Path(out)
     tok = tokenizer_dir(checkpoint)
     kinds = ["discriminator"] + (["generator"] if meta.get("has_generator", True) else [])
-    for kind in kinds:
-        network = getattr(model, kind)
-        target = out / kind
-        target.mkdir(parents=True, exist_ok=True)
-        cfg = model.config.discriminator if kind == "discriminator" else model.config.generator
-        (target / "config.json").write_text(json.dumps(to_hf_config(cfg, kind), indent=2) + "\n")
-        save_file(to_hf_state_dict(network, kind), str(target / "model.safetensors"),
-                  metadata={"format": "pt"})
-        if tok is not None:
-            for f in tok.iterdir():
-                if f.is_file():
-                    shutil.copy2(f, target / f.name)
+    with atomic_directory(out, "export") as tmp:
+        for kind in kinds:
+            network = getattr(model, kind)
+            target = tmp / kind
+            target.mkdir()
+            cfg = model.config.discriminator if kind == "discriminator" else model.config.generator
+            (target / "config.json").write_text(json.dumps(to_hf_config(cfg, kind), indent=2) + "\n")
+            save_file(to_hf_state_dict(network, kind), str(target / "model.safetensors"),
+                      metadata={"format": "pt"})
+            if tok is not None:
+                for f in tok.iterdir():
+                    if f.is_file():
+                        shutil.copy2(f, target / f.name)
     return out

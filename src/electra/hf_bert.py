@@ -22,7 +22,6 @@ settings removed: sentence-transformers ships one that truncates at 128 tokens).
 
 from __future__ import annotations
 
-import json
 import shutil
 import tempfile
 from dataclasses import dataclass, field
@@ -32,7 +31,7 @@ import torch
 from torch import Tensor
 
 from electra.checkpoint import save_checkpoint
-from electra.config import EncoderConfig, ModelConfig
+from electra.config import EncoderConfig, ModelConfig, read_json
 from electra.errors import ElectraError
 from electra.hf import encoder_from_hf, from_hf_config, read_hf_dir
 from electra.modeling import Electra
@@ -123,7 +122,10 @@ def import_bert(bert_dir: str | Path, out: str | Path, *, generator_size: float 
     disc_cfg = bert_encoder_config(hf_config, weights, source)
     vocab_file = bert_dir / "vocab.txt"
     if vocab_file.is_file():
-        lines = vocab_file.read_text(encoding="utf-8").rstrip("\n").split("\n")
+        try:
+            lines = vocab_file.read_text(encoding="utf-8").rstrip("\n").split("\n")
+        except UnicodeDecodeError as e:
+            raise ElectraError(f"{vocab_file}: not UTF-8 text (byte {e.start})") from None
         if len(lines) != disc_cfg.vocab_size:
             raise ElectraError(f"{vocab_file}: {len(lines)} entries, but the checkpoint's vocabulary has "
                                f"{disc_cfg.vocab_size}; expected the same")
@@ -192,10 +194,8 @@ def write_bert_tokenizer(bert_dir: Path, out: Path) -> str:
     lowercase = True
     config = bert_dir / "tokenizer_config.json"
     if config.is_file():
-        try:
-            lowercase = bool(json.loads(config.read_text(encoding="utf-8")).get("do_lower_case", True))
-        except json.JSONDecodeError as e:
-            raise ElectraError(f"{config}:{e.lineno}: malformed JSON: {e.msg}") from None
+        settings = read_json(config, "tokenizer config")
+        lowercase = bool(settings.get("do_lower_case", True)) if isinstance(settings, dict) else True
     if (bert_dir / "vocab.txt").is_file():
         tok = tokenizer_from_vocab(bert_dir / "vocab.txt", out, lowercase=lowercase)
         return f"vocab.txt ({tok.get_vocab_size():,} entries, {'uncased' if lowercase else 'cased'})"

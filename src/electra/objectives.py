@@ -44,7 +44,7 @@ import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 from torch import Tensor, nn
 
-from electra.config import ModelConfig, PretrainConfig
+from electra.config import GENERATOR_TRAINING, OBJECTIVES, ModelConfig, PretrainConfig  # noqa: F401 (re-exported)
 from electra.errors import ElectraError
 from electra.modeling import Electra, GeneratorHead, init_weights
 from electra.pretraining import (
@@ -59,27 +59,14 @@ from electra.pretraining import (
 )
 from electra.training.schedule import lr_multiplier
 
-OBJECTIVES = ("electra", "mlm", "electra-15", "replace-mlm", "all-tokens-mlm")
-GENERATOR_TRAINING = ("joint", "two-stage", "adversarial")
 STATE_FILE = "objective.safetensors"
 
 
 # ---- configuration ------------------------------------------------------------------------------------
 def check_options(cfg: PretrainConfig) -> None:
-    """One-line errors for unknown or incompatible objective / generator-training choices."""
-    if cfg.objective not in OBJECTIVES:
-        raise ElectraError(f"objective {cfg.objective!r}: expected one of {', '.join(OBJECTIVES)}")
-    if cfg.generator_training not in GENERATOR_TRAINING:
-        raise ElectraError(f"generator_training {cfg.generator_training!r}: expected one of "
-                           f"{', '.join(GENERATOR_TRAINING)}")
-    if cfg.generator_training != "joint" and cfg.objective != "electra":
-        raise ElectraError(f"--generator-training {cfg.generator_training} needs --objective electra "
-                           f"(got {cfg.objective})")
-    if cfg.adversarial_baseline not in ("learned", "mean"):
-        raise ElectraError(f"adversarial_baseline {cfg.adversarial_baseline!r}: expected 'learned' or 'mean'")
-    if cfg.generator_training == "two-stage" and not 0 <= cfg.two_stage_generator_steps < cfg.max_steps:
-        raise ElectraError(f"--two-stage-generator-steps {cfg.two_stage_generator_steps} must be below "
-                           f"--max-steps {cfg.max_steps}")
+    """One-line errors for unknown or incompatible objective / generator-training choices (the rules live in
+    :class:`electra.config.PretrainConfig`; checked again here because a config may be changed after it is made)."""
+    cfg.validate()
 
 
 def generator_steps(cfg: PretrainConfig) -> int:

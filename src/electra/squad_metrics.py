@@ -91,7 +91,7 @@ def squad_v1(dataset: list[dict], predictions: Mapping[str, str]) -> dict[str, f
         if qa["id"] not in predictions:
             _warn(f"Unanswered question {qa['id']} will receive score 0.")
             continue
-        golds = [a["text"] for a in qa["answers"]]
+        golds = [a["text"] for a in qa.get("answers", [])]
         if not golds:
             raise ElectraError(f"question {qa['id']!r} has no gold answer (a SQuAD 2.0 file? use squad2)")
         pred = predictions[qa["id"]]
@@ -104,7 +104,7 @@ def _raw_scores_v2(dataset: list[dict], preds: Mapping[str, str]) -> tuple[dict,
     exact, f1 = {}, {}
     for qa in _questions(dataset):
         qid = qa["id"]
-        golds = [a["text"] for a in qa["answers"] if normalize_answer(a["text"])] or [""]
+        golds = [a["text"] for a in qa.get("answers", []) if normalize_answer(a["text"])] or [""]
         if qid not in preds:
             _warn(f"Missing prediction for {qid}")
             continue
@@ -152,7 +152,7 @@ def squad_v2(dataset: list[dict], preds: Mapping[str, str], na_probs: Mapping[st
     """
     with_probs = na_probs is not None
     na_probs = na_probs if with_probs else {k: 0.0 for k in preds}
-    has_ans = {qa["id"]: bool(qa["answers"]) for qa in _questions(dataset)}
+    has_ans = {qa["id"]: bool(qa.get("answers")) for qa in _questions(dataset)}
     exact_raw, f1_raw = _raw_scores_v2(dataset, preds)
     if not exact_raw:
         raise ElectraError("predictions: no question of the data set has a prediction")
@@ -257,8 +257,10 @@ def cmrc2018(dataset: list[dict], predictions: Mapping[str, str]) -> dict[str, A
     f1 = em = total = skip = 0
     for qa in _questions(dataset):
         total += 1
-        qid = qa["id"].strip()
-        answers = [a["text"] for a in qa["answers"]]
+        qid = str(qa["id"]).strip()
+        answers = [a["text"] for a in qa.get("answers", [])]
+        if not answers:
+            raise ElectraError(f"question {qid!r} has no gold answer (CMRC 2018 questions all have one)")
         if qid not in predictions:
             _warn(f"Unanswered question: {qid}")
             skip += 1
@@ -306,9 +308,15 @@ def score_files(task: str, data: str | Path, predictions: str | Path, na_probs: 
     """Score an official-format predictions file (question id -> answer text) against a data set file."""
     if task not in TASKS:
         raise ElectraError(f"--task {task!r}: expected one of {', '.join(TASKS)}")
+    from electra.config import Rule, check_values
+    from electra.data.squad import parse_squad
+
+    check_values("score option", {"na_prob_thresh": na_prob_thresh},
+                 {"na_prob_thresh": Rule("a finite number", lambda v: v == v and abs(v) != float("inf"))})
+
     dataset = load_json(data, "data set")
-    if not isinstance(dataset, dict) or not isinstance(dataset.get("data"), list):
-        raise ElectraError(f"{data}: not a SQuAD-format data set (expected an object with a \"data\" list)")
+    if not parse_squad(dataset, data)[0]:  # checks the structure, with JSON-path-named errors
+        raise ElectraError(f"{data}: the data set has no questions to score")
     preds = _check_map(load_json(predictions, "predictions"), predictions, "predictions", str)
     if task == "squad2":
         probs = None

@@ -52,8 +52,12 @@ def train_tokenizer(texts: Iterable[str], out: str | Path, vocab_size: int, *, l
     ``limit_alphabet=None`` keeps every character seen (Chinese needs thousands of single characters);
     the special tokens get ids 0..4 in the order of ``SPECIAL_TOKENS`` ([PAD]=0).
     """
+    from electra.config import at_least, check_values
+
     if vocab_size < len(SPECIAL_TOKENS) + 1:
         raise ElectraError(f"--vocab-size {vocab_size}: must exceed the {len(SPECIAL_TOKENS)} special tokens")
+    check_values("tokenizer option", {"min_frequency": min_frequency, "limit_alphabet": limit_alphabet},
+                 {"min_frequency": at_least(0), "limit_alphabet": at_least(1).optional()})
     tok = new_tokenizer(lowercase=lowercase)
     options = {} if limit_alphabet is None else {"limit_alphabet": limit_alphabet}
     trainer = trainers.WordPieceTrainer(vocab_size=vocab_size, min_frequency=min_frequency,
@@ -122,7 +126,10 @@ def save_tokenizer(tok: Tokenizer, out: str | Path) -> Path:
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     lowercase = is_lowercase(tok)
-    tok.save(str(out / "tokenizer.json"))
+    try:
+        tok.save(str(out / "tokenizer.json"))
+    except Exception as e:  # tokenizers reports a failed write (a full disk) as a plain Exception
+        raise OSError(f"{out / 'tokenizer.json'}: {e}") from None
     (out / "vocab.txt").write_text("".join(t + "\n" for t in vocab_tokens(tok)), encoding="utf-8")
     specials = {"unk_token": "[UNK]", "sep_token": "[SEP]", "pad_token": "[PAD]", "cls_token": "[CLS]",
                 "mask_token": "[MASK]"}
@@ -166,10 +173,10 @@ def load_tokenizer(path: str | Path, lowercase: bool | None = None) -> Tokenizer
         lowercase = True
         config = path.parent / "tokenizer_config.json"
         if config.is_file():
-            try:
-                lowercase = bool(json.loads(config.read_text()).get("do_lower_case", True))
-            except json.JSONDecodeError as e:
-                raise ElectraError(f"{config}: line {e.lineno}: not valid JSON") from None
+            from electra.config import read_json
+
+            settings = read_json(config, "tokenizer config")
+            lowercase = bool(settings.get("do_lower_case", True)) if isinstance(settings, dict) else True
     return tokenizer_from_vocab(path, lowercase=lowercase)
 
 

@@ -154,15 +154,20 @@ class Corpus:
                     continue
                 self.stats.files += 1
                 reader = self._jsonl(path, stream) if _kind(path) == "jsonl" else self._txt(path, stream)
+                open_doc = False
                 try:
                     for item in reader:
                         if item is DOC_END:
                             self.stats.documents += 1
                         else:
                             self.stats.lines += 1
+                        open_doc = item is not DOC_END
                         yield item
                 except (OSError, EOFError) as e:  # truncated or corrupt gzip
                     self._bad_file(path, f"read error ({e})")
+                    if open_doc:  # end the document cut short: it must not run on into the next file
+                        self.stats.documents += 1
+                        yield DOC_END
                 self.stats.bytes += raw.tell()
             self._raw = None
 

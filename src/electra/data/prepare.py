@@ -33,7 +33,7 @@ import numpy as np
 from tokenizers import Tokenizer
 
 from electra.data.corpus import DOC_END, MAX_LINE_BYTES, Corpus
-from electra.errors import ElectraError
+from electra.errors import ElectraError, os_reason
 from electra.tokenization import (
     find_tokenizer_dir,
     is_lowercase,
@@ -256,6 +256,7 @@ def _check_out(out: Path, tok_hash: str, overwrite: bool) -> None:
         old = json.loads(meta_file.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError):
         old = {}
+    old = old if isinstance(old, dict) else {}
     if old.get("tokenizer_hash") != tok_hash and not overwrite:
         raise ElectraError(f"--out {out}: holds data prepared with a different tokenizer vocabulary "
                            f"(hash {old.get('tokenizer_hash')} vs {tok_hash}); use a new --out, "
@@ -277,6 +278,10 @@ def prepare(inputs: Sequence[str | Path], tokenizer: str | Path, out: str | Path
         raise ElectraError(f"--max-seq-len {max_seq_len}: must be at least 5")
     if seed < 0:
         raise ElectraError(f"--seed {seed}: must be >= 0")
+    from electra.config import at_least, check_values
+
+    check_values("prepare option", {"workers": workers, "shard_tokens": shard_tokens, "batch_chars": batch_chars},
+                 {"workers": at_least(0), "shard_tokens": at_least(1), "batch_chars": at_least(1)})
     tok_dir = find_tokenizer_dir(tokenizer)
     tok = load_tokenizer(tok_dir)
     tok_hash = tokenizer_hash(tok)
@@ -287,9 +292,11 @@ def prepare(inputs: Sequence[str | Path], tokenizer: str | Path, out: str | Path
     vocab_size = tok.get_vocab_size()
     dtype = np.dtype(np.uint16 if vocab_size <= 1 << 16 else np.uint32)
 
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
+    kept = "the previous contents are unchanged" if out.exists() else "nothing was written"
+    tmp = None
     try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
         save_tokenizer(tok, tmp / TOKENIZER_SUBDIR)
         writer = _ShardWriter(tmp, dtype, shard_tokens)
         try:
@@ -330,8 +337,10 @@ def prepare(inputs: Sequence[str | Path], tokenizer: str | Path, out: str | Path
             shutil.rmtree(old, ignore_errors=True)
         else:
             os.replace(tmp, out)
+    except OSError as e:  # a full disk, a file-size limit, a read-only folder
+        raise ElectraError(f"--out {out}: could not write the prepared data ({os_reason(e)}); {kept}") from None
     finally:
-        if tmp.exists():
+        if tmp is not None and tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
     return PrepareSummary(out=out, files=stats.files, bytes=stats.bytes, documents=writer.documents,
                           sentences=writer.sentences, tokens=writer.tokens, examples=examples,

@@ -18,7 +18,6 @@ costs only the packing of the skipped epochs (index work, no text is read).
 
 from __future__ import annotations
 
-import json
 import random
 from array import array
 from collections.abc import Iterator
@@ -125,12 +124,13 @@ class PretrainingData:
         meta_file = self.data_dir / "meta.json"
         if not meta_file.is_file():
             raise ElectraError(f"{self.data_dir}: no meta.json (not written by `electra prepare`)")
-        try:
-            self.meta: dict[str, Any] = json.loads(meta_file.read_text())
-        except json.JSONDecodeError as e:
-            raise ElectraError(f"{meta_file}: line {e.lineno}: not valid JSON") from None
-        if self.meta.get("format") != FORMAT:
-            raise ElectraError(f"{meta_file}: format {self.meta.get('format')!r}, expected {FORMAT!r}")
+        from electra.config import read_json
+
+        self.meta: dict[str, Any] = read_json(meta_file, "data description")
+        if not isinstance(self.meta, dict) or self.meta.get("format") != FORMAT:
+            found = self.meta.get("format") if isinstance(self.meta, dict) else self.meta
+            raise ElectraError(f"{meta_file}: format {found!r}, expected {FORMAT!r}")
+        _check_meta(self.meta, meta_file)
         self.max_seq_len = int(max_seq_len if max_seq_len is not None else self.meta["max_seq_len"])
         self.seed = int(seed if seed is not None else self.meta.get("seed", 0))
         if self.max_seq_len < 5:
@@ -152,6 +152,9 @@ class PretrainingData:
         self._shard_starts = np.array([s["start"] for s in self.meta["shards"]], np.int64)
         sent = self._memmap("sentence_offsets.bin", np.int64, self.meta["counts"]["sentences"] + 1)
         docs = self._memmap("document_offsets.bin", np.int64, self.meta["counts"]["documents"] + 1)
+        _check_offsets(sent, int(self._shard_starts[-1] + self.meta["shards"][-1]["tokens"]) if len(self._shards)
+                       else 0, self.data_dir / "sentence_offsets.bin")
+        _check_offsets(docs, len(sent) - 1, self.data_dir / "document_offsets.bin", exact_end=False)
         self._sent_offsets = sent
         self._doc_offsets = docs
         self.num_documents = len(docs) - 1
@@ -291,5 +294,45 @@ class PretrainingData:
         stream = self.examples(start * batch_size)
         while True:
             rows = [next(stream) for _ in range(batch_size)]
-            yield {name: torch.from_numpy(np.stack([r[i] for r in rows]))
-                   for i, name in enumerate(("input_ids", "attention_mask", "token_type_ids"))}
+            batch = {name: torch.from_numpy(np.stack([r[i] for r in rows]))
+                     for i, name in enumerate(("input_ids", "attention_mask", "token_type_ids"))}
+            if int(batch["input_ids"].max()) >= self.vocab_size:  # a damaged shard: never an index error later
+                raise ElectraError(f"{self.data_dir}: token id {int(batch['input_ids'].max())} in the shards is "
+                                   f"outside the {self.vocab_size}-entry vocabulary (damaged; re-run `electra "
+                                   "prepare`)")
+            yield batch
+
+
+def _check_meta(meta: dict[str, Any], where: Path) -> None:
+    """The fields of ``meta.json`` that reading relies on, with their types (one-line error otherwise)."""
+    def need(ok: bool, field: str) -> None:
+        if not ok:
+            raise ElectraError(f"{where}: field {field!r} is missing or malformed (re-run `electra prepare`)")
+
+    is_int = lambda v: isinstance(v, int) and not isinstance(v, bool)  # noqa: E731
+    need(is_int(meta.get("vocab_size")) and meta["vocab_size"] > 0, "vocab_size")
+    need(is_int(meta.get("max_seq_len")) and is_int(meta.get("seed", 0)), "max_seq_len")
+    need(meta.get("dtype") in ("uint16", "uint32"), "dtype")
+    ids = meta.get("special_ids")
+    need(isinstance(ids, dict) and all(is_int(ids.get(k)) and 0 <= ids[k] < meta["vocab_size"]
+                                       for k in ("pad", "cls", "sep", "mask")), "special_ids")
+    shards = meta.get("shards")
+    need(isinstance(shards, list) and all(isinstance(x, dict) and isinstance(x.get("file"), str)
+                                          and "/" not in x["file"] and is_int(x.get("start"))
+                                          and is_int(x.get("tokens")) and x["tokens"] >= 0 for x in shards), "shards")
+    need(all(a["start"] + a["tokens"] == b["start"] for a, b in zip(shards, shards[1:]))
+         and (not shards or shards[0]["start"] == 0), "shards")
+    counts = meta.get("counts")
+    need(isinstance(counts, dict) and all(is_int(counts.get(k)) and counts[k] >= 0
+                                          for k in ("sentences", "documents")), "counts")
+
+
+def _check_offsets(offsets: np.ndarray, end: int, where: Path, exact_end: bool = True, chunk: int = 1 << 22) -> None:
+    """Offsets start at 0, never decrease and end at ``end`` (or, without ``exact_end``, not after it: data
+    prepared before a cut-short document was closed has sentences after its last document); read in chunks."""
+    last = int(offsets[-1]) if len(offsets) else -1
+    if len(offsets) == 0 or int(offsets[0]) != 0 or (last != end if exact_end else not 0 <= last <= end):
+        raise ElectraError(f"{where}: offsets do not run from 0 to {end} (damaged; re-run `electra prepare`)")
+    for i in range(0, len(offsets) - 1, chunk):
+        if (np.diff(np.asarray(offsets[i:i + chunk + 1])) < 0).any():
+            raise ElectraError(f"{where}: offsets decrease near entry {i} (damaged; re-run `electra prepare`)")

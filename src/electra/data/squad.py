@@ -99,9 +99,14 @@ def parse_squad(data: Any, path: str | Path = "<data>") -> tuple[list[QAExample]
                 question = _field(qa, "question", str, qwhere, path)
                 if not question.strip():
                     report.empty_questions.append(qid)
-                impossible = bool(qa.get("is_impossible", False))
+                impossible = qa.get("is_impossible", False)
+                if not isinstance(impossible, (bool, int)):
+                    raise ElectraError(f"{path}: {qwhere}.is_impossible: expected bool, got "
+                                       f"{type(impossible).__name__}")
+                impossible = bool(impossible)
+                listed = _field(qa, "answers", list, qwhere, path) if "answers" in qa else []
                 answers = []
-                for n, ans in enumerate(qa.get("answers", []) if not impossible else []):
+                for n, ans in enumerate(listed):  # checked even when unanswerable: scorers read them
                     awhere = f"{qwhere}.answers[{n}]"
                     text = _field(ans, "text", str, awhere, path)
                     start = ans.get("answer_start", -1)
@@ -109,11 +114,11 @@ def parse_squad(data: Any, path: str | Path = "<data>") -> tuple[list[QAExample]
                         raise ElectraError(f"{path}: {awhere}.answer_start: expected int, got "
                                            f"{type(start).__name__}")
                     found = _locate(context, text, start)
-                    if found != start:
+                    if found != start and not impossible:
                         report.mismatched_offsets += 1
                         report.relocated += found != -1
                     answers.append(Answer(text, found))
-                examples.append(QAExample(qid, question, context, answers, impossible))
+                examples.append(QAExample(qid, question, context, [] if impossible else answers, impossible))
     report.examples = len(examples)
     return examples, report
 

@@ -13,13 +13,15 @@ import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
 from tokenizers import Tokenizer
 
 from electra import metrics as M
+from electra.checkpoint import write_text_atomic
+from electra.config import Rule, at_least, check_values, interval, one_of, validate
 from electra.data.glue import Example, TaskDef, custom_task, get_task, load_split, read_examples
 from electra.errors import ElectraError
 from electra.tasks.heads import ClassificationHead
@@ -55,6 +57,17 @@ class TaskOptions:
     dev_limit: int | None = None  # the first N dev examples
     random_init: bool = False  # baseline: same shape as the checkpoint, random weights
     tokenizer: str | None = None  # tokenizer folder; default: the checkpoint's tokenizer/
+
+    KIND: ClassVar[str] = "task option"
+    RULES: ClassVar[dict[str, Rule]] = {
+        "max_seq_len": at_least(3), "head": one_of("electra", "transformers"),
+        "token_dropout": interval(0, 1, "[)"), "word_swap": interval(0, 1, "[]"),
+        "train_limit": at_least(1).optional(), "dev_limit": at_least(1).optional(),
+        "tokenizer": Rule("an existing tokenizer folder or file", lambda v: v is None or Path(v).exists()),
+    }
+
+    def __post_init__(self) -> None:
+        validate(self)
 
 
 # ---- task and tokenizer ------------------------------------------------------------------------------------
@@ -195,8 +208,9 @@ def _gold(features: list[dict[str, Any]], regression: bool) -> np.ndarray:
 
 # ---- fine-tuning -------------------------------------------------------------------------------------------
 def finetune_task(task: TaskDef, model_path: str | Path, data_dir: str | Path, out_dir: str | Path,
-                  config: FinetuneConfig, options: TaskOptions | None = None) -> dict[str, Any]:
-    """Fine-tune one model on ``task``; returns the runner's results (best dev metrics etc.)."""
+                  config: FinetuneConfig, options: TaskOptions | None = None, resume: bool = False) -> dict[str, Any]:
+    """Fine-tune one model on ``task``; returns the runner's results (best dev metrics etc.). ``resume``
+    continues the run in ``out_dir`` from its last checkpoint (see :func:`electra.tasks.runner.finetune`)."""
     options = options or TaskOptions()
     set_seed(config.seed)
     encoder = load_encoder(model_path, random_init=options.random_init, seed=config.seed)
@@ -239,28 +253,29 @@ def finetune_task(task: TaskDef, model_path: str | Path, data_dir: str | Path, o
                                  options.word_swap)
     tokenizer_dir = options.tokenizer or run_tokenizer_dir(model_path)
     results = finetune(model, train_batches, len(train_batches), evaluate, task.metric, out_dir, config,
-                       tokenizer=tokenizer_dir)
+                       tokenizer=tokenizer_dir, resume=resume)
     results.update(train_examples=len(train), dev_examples=len(dev), report=list(task.report))
     mismatched = [Path(data_dir) / n for n in task.files.get("dev_mismatched", ())]
     if any(f.is_file() for f in mismatched):  # MNLI: also score the best model on the mismatched dev set
         mm_f = encode(tok, load_split(task, data_dir, "dev_mismatched"), labels)
         mm_scores = scores(model, mm_f, pad_id=pad_id, device=device)
         results["dev_mismatched"] = task_metrics(task, _gold(mm_f, False), mm_scores, num_labels)
-    (Path(out_dir) / "results.json").write_text(json.dumps(results, indent=2) + "\n")
+    write_text_atomic(Path(out_dir) / "results.json", json.dumps(results, indent=2) + "\n", "results")
     return results
 
 
 def finetune_seeds(task: TaskDef, model_path: str | Path, data_dir: str | Path, out_dir: str | Path,
-                   config: FinetuneConfig, options: TaskOptions | None = None, seeds: int = 1
-                   ) -> dict[str, Any]:
+                   config: FinetuneConfig, options: TaskOptions | None = None, seeds: int = 1,
+                   resume: bool = False) -> dict[str, Any]:
     """``seeds`` fine-tunings (seed, seed+1, ...) into ``out_dir/seed-N``; median and spread of metrics."""
-    if seeds <= 1:
-        return finetune_task(task, model_path, data_dir, out_dir, config, options)
+    check_values("finetune option", {"seeds": seeds}, {"seeds": at_least(1)})
+    if seeds == 1:
+        return finetune_task(task, model_path, data_dir, out_dir, config, options, resume)
     runs = []
     for k in range(seeds):
         seed = config.seed + k
         runs.append(finetune_task(task, model_path, data_dir, Path(out_dir) / f"seed-{seed}",
-                                  dataclasses.replace(config, seed=seed), options))
+                                  dataclasses.replace(config, seed=seed), options, resume))
     names = sorted(runs[0]["best"])
     summary = {"task": task.name, "main_metric": task.metric, "report": list(task.report),
                "seeds": [config.seed + k for k in range(seeds)],

@@ -21,14 +21,15 @@ import sys
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from electra.config import EncoderConfig
+from electra.checkpoint import write_text_atomic
+from electra.config import EncoderConfig, Rule, at_least, interval, one_of, validate
 from electra.data.squad import QAExample, QAFeature, WindowConfig, make_features, parse_squad, read_squad
 from electra.errors import ElectraError
 from electra.modeling import activation
@@ -377,6 +378,19 @@ class QAParams:
     random_init: bool = False
     tokenizer: str | None = None  # default: the checkpoint's tokenizer/
 
+    KIND: ClassVar[str] = "QA option"
+    RULES: ClassVar[dict[str, Rule]] = {
+        "task": one_of(*TASKS), "dev_fraction": interval(0, 1, "()"), "max_seq_length": at_least(8).optional(),
+        "doc_stride": at_least(1), "max_query_length": at_least(1), "n_best": at_least(1),
+        "max_answer_length": at_least(1), "beam_size": at_least(1), "max_train_questions": at_least(1).optional(),
+        "max_dev_questions": at_least(1).optional(), "eval_batch_size": at_least(1),
+        "train": Rule("an existing file", lambda v: Path(v).is_file()),
+        "dev": Rule("an existing file (or none: split the training file)", lambda v: v is None or Path(v).is_file()),
+    }
+
+    def __post_init__(self) -> None:
+        validate(self)
+
 
 def _read(path: str | Path) -> dict:
     data = load_json(path, "data set")
@@ -384,8 +398,9 @@ def _read(path: str | Path) -> dict:
     return data
 
 
-def finetune_qa(params: QAParams, config: FinetuneConfig | None = None) -> dict[str, Any]:
-    """Fine-tune a pre-trained checkpoint on a QA task; the best dev model goes to ``out/best``."""
+def finetune_qa(params: QAParams, config: FinetuneConfig | None = None, resume: bool = False) -> dict[str, Any]:
+    """Fine-tune a pre-trained checkpoint on a QA task; the best dev model goes to ``out/best``; ``resume``
+    continues the run in ``out`` from its last checkpoint."""
     task = get_task(params.task)
     encoder = load_encoder(params.model, params.random_init)
     if config is None:
@@ -421,6 +436,7 @@ def finetune_qa(params: QAParams, config: FinetuneConfig | None = None) -> dict[
     if task.version == 2 and params.joint and not answerable:
         raise ElectraError("squad2 with the joint head needs the answerability classifier (drop --no-answerable "
                            "or use --independent)")
+    torch.manual_seed(config.seed)  # the new head's weights: reproducible whatever ran before in this process
     head = SpanQAHead(encoder.config, joint=params.joint, answerable=answerable, beam_size=params.beam_size)
     spec = {"task": task.name, "window": asdict(window), "n_best": params.n_best,
             "max_answer_length": params.max_answer_length, "lowercase": True}
@@ -443,10 +459,10 @@ def finetune_qa(params: QAParams, config: FinetuneConfig | None = None) -> dict[
           f"{len(dev_ex)} dev questions -> {len(dev_feats)} windows, max length {max_len}", file=sys.stderr)
     results = finetune(model, lambda epoch: batches(train_feats, config.batch_size, True, config.seed + epoch),
                        steps_per_epoch, evaluate, task.main_metric, params.out, config, tokenizer=tok_dir,
-                       greater_is_better=True)
+                       greater_is_better=True, resume=resume)
     results["data"] = {"train_questions": len(train_ex), "dev_questions": len(dev_ex),
                        "train_windows": len(train_feats), "dev_windows": len(dev_feats)}
-    (Path(params.out) / "results.json").write_text(json.dumps(results, indent=2) + "\n")
+    write_text_atomic(Path(params.out) / "results.json", json.dumps(results, indent=2) + "\n", "results")
     return results
 
 
@@ -564,19 +580,21 @@ def resolve_qa_data(data: str | Path) -> tuple[str, str | None]:
 
 def finetune_from_args(args: Any) -> dict[str, Any]:
     """``electra finetune --task squad1|squad2|cmrc2018 --model CKPT --data FILE|DIR --out RUN [...]``."""
-    from electra.tasks.options import finetune_config_from_args
+    from electra.tasks.options import arg, finetune_config_from_args
 
-    get = lambda name, default=None: getattr(args, name, default)  # noqa: E731
+    def get(name: str, default: Any = None) -> Any:
+        return arg(args, name, default)
+
     train, dev = resolve_qa_data(args.data)
     params = QAParams(args.task, args.model, args.out, train, get("dev_file") or dev,
-                      dev_fraction=get("dev_fraction") or 0.1, max_seq_length=get("max_seq_len"),
-                      doc_stride=get("doc_stride") or 128, max_query_length=get("max_query_length") or 64,
-                      n_best=get("n_best") or 20, max_answer_length=get("max_answer_length") or 30,
+                      dev_fraction=get("dev_fraction", 0.1), max_seq_length=get("max_seq_len"),
+                      doc_stride=get("doc_stride", 128), max_query_length=get("max_query_length", 64),
+                      n_best=get("n_best", 20), max_answer_length=get("max_answer_length", 30),
                       joint=not get("independent", False),
                       answerable=False if get("no_answerable", False) else None,
                       max_train_questions=get("train_limit"), max_dev_questions=get("dev_limit"),
                       random_init=bool(get("random_init", False)), tokenizer=get("tokenizer"))
-    return finetune_qa(params, finetune_config_from_args(args, default_epochs=2.0))
+    return finetune_qa(params, finetune_config_from_args(args, default_epochs=2.0), resume=bool(get("resume", False)))
 
 
 def evaluate_from_args(args: Any) -> dict[str, float]:

@@ -20,11 +20,12 @@ import json
 import math
 import random
 import shutil
+import sys
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, ClassVar, Protocol
 
 import numpy as np
 import torch
@@ -32,8 +33,15 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import Tensor, nn
 
-from electra.checkpoint import atomic_directory, load_encoder_for_finetuning, resolve_checkpoint, tokenizer_dir
-from electra.config import EncoderConfig
+from electra.checkpoint import (
+    atomic_directory,
+    load_encoder_for_finetuning,
+    recover_swap,
+    resolve_checkpoint,
+    tokenizer_dir,
+    write_text_atomic,
+)
+from electra.config import DEVICE, EncoderConfig, Rule, at_least, interval, one_of, positive, read_json, validate
 from electra.errors import ElectraError
 from electra.modeling import Electra, Encoder
 from electra.training.optim import AdamW, param_groups
@@ -45,6 +53,7 @@ WEIGHTS_FILE = "model.safetensors"
 TOKENIZER_DIR = "tokenizer"
 BEST_DIR = "best"
 FORMAT = "electra-task"
+_HEAD_MODULES = ("electra.tasks.heads", "electra.tasks.qa", "electra.tasks.tagging")  # where task heads live
 
 
 # ---- the task model -----------------------------------------------------------------------------------
@@ -110,7 +119,7 @@ def save_task_model(model: TaskModel, path: str | Path, tokenizer: str | Path | 
             "head": {"module": type(head).__module__, "class": type(head).__name__, "args": head.args},
             "model": dataclasses.asdict(model.encoder.config)}
     tensors = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
-    with atomic_directory(path) as tmp:
+    with atomic_directory(path, "fine-tuned model") as tmp:
         save_file(tensors, str(tmp / WEIGHTS_FILE), metadata={"format": FORMAT})
         (tmp / TASK_FILE).write_text(json.dumps(meta, indent=2) + "\n")
         if tokenizer is not None:
@@ -121,6 +130,7 @@ def save_task_model(model: TaskModel, path: str | Path, tokenizer: str | Path | 
 def resolve_run(path: str | Path) -> Path:
     """The directory holding ``task.json``: ``path`` itself or its ``best/`` (a run directory)."""
     path = Path(path)
+    recover_swap(path / BEST_DIR)  # a save of best/ killed half-way: its previous version is complete
     for d in (path, path / BEST_DIR):
         if (d / TASK_FILE).is_file():
             return d
@@ -132,10 +142,7 @@ def resolve_run(path: str | Path) -> Path:
 
 def read_task_meta(path: str | Path) -> dict[str, Any]:
     file = resolve_run(path) / TASK_FILE
-    try:
-        meta = json.loads(file.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as e:
-        raise ElectraError(f"{file}:{e.lineno}:{e.colno}: malformed JSON: {e.msg}") from None
+    meta = read_json(file, "run description")
     if not isinstance(meta, dict) or meta.get("format") != FORMAT:
         raise ElectraError(f"{file}: not a fine-tuned run description (expected \"format\": \"{FORMAT}\")")
     return meta
@@ -158,17 +165,35 @@ def load_task_model(path: str | Path, map_location: str | torch.device = "cpu") 
     """Rebuild a :class:`TaskModel` saved by :func:`save_task_model` (a run directory or its ``best/``)."""
     run = resolve_run(path)
     meta = read_task_meta(run)
-    head_info = meta["head"]
-    if not str(head_info.get("module", "")).startswith("electra."):
-        raise ElectraError(f"{run / TASK_FILE}: head module {head_info.get('module')!r} is not electra's")
-    cls = getattr(importlib.import_module(head_info["module"]), head_info["class"])
-    config = EncoderConfig(**meta["model"])
-    model = TaskModel(Encoder(config), cls(config, **head_info["args"]), meta.get("spec", {}))
+    where = run / TASK_FILE
+    head_info = meta.get("head")
+    if not isinstance(head_info, dict) or not isinstance(head_info.get("args", {}), dict):
+        raise ElectraError(f"{where}: \"head\" must be an object with \"module\", \"class\" and \"args\"")
+    module, name = head_info.get("module"), head_info.get("class")
+    if not isinstance(module, str) or not module.startswith("electra.") or module not in _HEAD_MODULES:
+        raise ElectraError(f"{where}: head module {module!r} is not one of electra's ({', '.join(_HEAD_MODULES)})")
+    cls = getattr(importlib.import_module(module), name, None) if isinstance(name, str) else None
+    if not (isinstance(cls, type) and issubclass(cls, Head)):
+        raise ElectraError(f"{where}: {module} has no task head class {name!r}")
+    config = EncoderConfig.from_dict(meta.get("model"), source=f"{where}: model")
+    spec = meta.get("spec", {})
+    if not isinstance(spec, dict):
+        raise ElectraError(f"{where}: \"spec\" must be an object, got {type(spec).__name__}")
+    try:
+        head = cls(config, **head_info.get("args", {}))
+    except (TypeError, ValueError) as e:
+        raise ElectraError(f"{where}: head arguments do not fit {name} ({e})") from None
+    model = TaskModel(Encoder(config), head, spec)
     file = run / WEIGHTS_FILE
     try:
         tensors = load_file(str(file))
     except (SafetensorError, OSError, ValueError) as e:
         raise ElectraError(f"{file}: unreadable weights file ({e})") from None
+    expected = model.state_dict()
+    for k, v in tensors.items():
+        if k in expected and tuple(v.shape) != tuple(expected[k].shape):
+            raise ElectraError(f"{file}: tensor {k!r} has shape {tuple(v.shape)} but {TASK_FILE} expects "
+                               f"{tuple(expected[k].shape)}")
     missing, unexpected = model.load_state_dict(tensors, strict=False)
     if missing or unexpected:
         raise ElectraError(f"{file}: weights do not match {TASK_FILE} (missing {missing[:1]}, "
@@ -281,28 +306,82 @@ class FinetuneConfig:
     precision: str = "fp32"  # "bf16": autocast forward passes to bfloat16 (weights and optimizer stay fp32)
     tensorboard: bool = True  # TensorBoard events in out_dir/tb besides metrics.csv
     progress: bool = True
+    save_every: int | None = None  # steps between resumable checkpoints in out_dir/checkpoints (None: at the end)
+    keep_last: int = 2  # resumable checkpoints kept (0: all)
+
+    # Fields that may differ when a run is resumed (they do not change what is computed).
+    RESUMABLE_CHANGES: ClassVar[tuple[str, ...]] = ("device", "tensorboard", "progress", "save_every", "keep_last",
+                                                    "log_every")
+    KIND: ClassVar[str] = "finetune option"
+    RULES: ClassVar[dict[str, Rule]] = {
+        "lr": positive(), "epochs": positive(), "max_steps": at_least(1).optional(), "batch_size": at_least(1),
+        "warmup_fraction": interval(0, 1, "[)"), "weight_decay": at_least(0),
+        "layerwise_decay": interval(0, 1, "(]").optional(), "grad_clip": at_least(0).optional(),
+        "eval_every": at_least(1).optional(), "log_every": at_least(1), "seed": at_least(0), "device": DEVICE,
+        "precision": one_of("fp32", "bf16"), "save_every": at_least(1).optional(),
+        "keep_last": Rule("a number >= 0 (0: keep every checkpoint)", lambda v: v >= 0),
+    }
+
+    def __post_init__(self) -> None:
+        validate(self)
+
+
+def _resume_identity(model: TaskModel, config: FinetuneConfig, total: int, steps_per_epoch: int,
+                     main_metric: str) -> dict[str, Any]:
+    """What a resumed run must share with the run it continues (everything that changes what is computed)."""
+    options = {k: v for k, v in dataclasses.asdict(config).items() if k not in FinetuneConfig.RESUMABLE_CHANGES}
+    spec = {k: v for k, v in model.spec.items() if k != "na_threshold"}  # (tuned on dev as the run goes)
+    return json.loads(json.dumps({"config": options, "total_steps": total, "steps_per_epoch": steps_per_epoch,
+                                  "main_metric": main_metric, "spec": spec}, default=str))
+
+
+def _check_resume(checkpoint: Path, saved: dict[str, Any], now: dict[str, Any]) -> None:
+    diffs = []
+    for section in ("config", "spec"):
+        old, new = saved.get(section, {}), now[section]
+        diffs += [f"{k} {old.get(k)!r} -> {new.get(k)!r}" for k in sorted(set(old) | set(new))
+                  if old.get(k) != new.get(k)]
+    diffs += [f"{k} {saved.get(k)!r} -> {now[k]!r}" for k in ("total_steps", "steps_per_epoch", "main_metric")
+              if saved.get(k) != now[k]]
+    if diffs:
+        raise ElectraError(f"{checkpoint}: --resume with different options or data ({'; '.join(diffs[:3])}); "
+                           "use the same ones, or a new --out")
 
 
 def finetune(model: TaskModel, train_batches: Callable[[int], Iterable[Batch]], steps_per_epoch: int,
              evaluate: Callable[[TaskModel], dict[str, float]] | None, main_metric: str,
              out_dir: str | Path, config: FinetuneConfig, *, tokenizer: str | Path | None = None,
-             greater_is_better: bool = True, logger: Logger | None = None) -> dict[str, Any]:
+             greater_is_better: bool = True, logger: Logger | None = None, resume: bool = False) -> dict[str, Any]:
     """Train ``model`` and keep the best dev checkpoint in ``out_dir/best``; returns the results summary.
 
-    ``train_batches(epoch)`` yields that epoch's batches (the task shuffles, seeded by epoch);
-    ``steps_per_epoch`` is their number. ``evaluate(model)`` returns dev metrics including ``main_metric``
-    (called in eval mode without gradients); with ``evaluate=None`` the final model is kept. Returns
-    ``{"best": metrics, "best_step", "final": metrics, "steps", "train_seconds", "config"}``, also written
-    to ``out_dir/results.json``; the best weights are loaded into ``model`` on return.
+    ``train_batches(epoch)`` yields that epoch's batches (the task shuffles, seeded by epoch, and draws no
+    global random numbers); ``steps_per_epoch`` is their number. ``evaluate(model)`` returns dev metrics
+    including ``main_metric`` (called in eval mode without gradients); with ``evaluate=None`` the final model
+    is kept. Returns ``{"best": metrics, "best_step", "final": metrics, "steps", "train_seconds", "config"}``,
+    also written to ``out_dir/results.json``; the best weights are loaded into ``model`` on return.
+
+    Resumable checkpoints (``electra.training.checkpointing``: model, optimizer, RNG, data position, best so
+    far) go to ``out_dir/checkpoints`` every ``config.save_every`` steps (default: after each evaluation) and
+    at the end; ``resume=True`` continues from the newest valid one and gives the same final model as a run
+    never interrupted. Without ``resume`` a previous run's checkpoints in ``out_dir`` are removed first.
     """
     from tqdm.auto import tqdm
 
+    from electra.training.checkpointing import (
+        CHECKPOINTS_DIR,
+        find_latest_checkpoint,
+        load_training_checkpoint,
+        save_training_checkpoint,
+    )
+
     if steps_per_epoch <= 0:
         raise ElectraError("finetune: the training split yields no batches")
-    if config.precision not in ("fp32", "bf16"):
-        raise ElectraError(f"precision {config.precision!r}: expected fp32 or bf16")
     out_dir = Path(out_dir)
+    if out_dir.is_file():
+        raise ElectraError(f"--out {out_dir}: exists and is a file; expected a run folder")
     out_dir.mkdir(parents=True, exist_ok=True)
+    if not resume:
+        shutil.rmtree(out_dir / CHECKPOINTS_DIR, ignore_errors=True)
     device = pick_device(config.device)
     set_seed(config.seed)
     model.to(device).train()
@@ -312,14 +391,29 @@ def finetune(model: TaskModel, train_batches: Callable[[int], Iterable[Batch]], 
                           model.encoder.config.num_layers, config.official_depths)
     optimizer = AdamW(groups, lr=config.lr, eps=1e-6, weight_decay=config.weight_decay,
                       bias_correction=config.bias_correction)
-    logger = logger if logger is not None else default_logger(out_dir, config.tensorboard)
+    identity = _resume_identity(model, config, total, steps_per_epoch, main_metric)
+    # The loop's position: steps done, epoch and batches of it consumed, best so far, loss being averaged.
+    loop: dict[str, Any] = {"step": 0, "epoch": 0, "position": 0, "best": None, "best_step": -1, "last": {},
+                            "loss_sum": 0.0, "loss_n": 0}
+    latest = find_latest_checkpoint(out_dir) if resume else None
+    if latest is not None:
+        state = load_training_checkpoint(latest, model, optimizer)
+        _check_resume(latest, state.get("run", {}), identity)
+        loop.update(state["loop"])
+        model.spec = dict(state["spec"])
+        recover_swap(out_dir / BEST_DIR)
+        if loop["best_step"] >= 0 and evaluate is not None and not (out_dir / BEST_DIR / WEIGHTS_FILE).is_file():
+            raise ElectraError(f"{out_dir / BEST_DIR}: missing, but {latest} records a best model at step "
+                               f"{loop['best_step']}; start again without --resume")
+        print(f"resuming from {latest} at step {loop['step']}", file=sys.stderr)
+    if logger is None:
+        from electra.training.metrics_log import MetricsLogger
+
+        logger = (MetricsLogger(out_dir, resume_step=loop["step"], tensorboard=config.tensorboard)
+                  if latest is not None else default_logger(out_dir, config.tensorboard))
     sign = 1.0 if greater_is_better else -1.0
-    best: dict[str, float] | None = None
-    best_step = -1
-    last: dict[str, float] = {}
 
     def run_eval(step: int) -> None:
-        nonlocal best, best_step, last
         if evaluate is None:
             return
         with torch.inference_mode():
@@ -328,21 +422,33 @@ def finetune(model: TaskModel, train_batches: Callable[[int], Iterable[Batch]], 
             model.train()
         if main_metric not in metrics:
             raise ValueError(f"evaluate() returned {sorted(metrics)}, not the main metric {main_metric!r}")
-        last = metrics
+        loop["last"] = metrics
         logger.log(step, {f"dev/{k}": v for k, v in metrics.items()})
+        best = loop["best"]
         score = metrics[main_metric]
         if best is None or sign * score > sign * best[main_metric] or math.isnan(best[main_metric]):
-            best, best_step = metrics, step
+            loop["best"], loop["best_step"] = metrics, step
             save_task_model(model, out_dir / BEST_DIR, tokenizer)
 
+    def save(step: int, epoch: int, position: int) -> None:
+        loop.update(step=step, epoch=epoch, position=position)
+        save_training_checkpoint(out_dir, step, model, optimizer, {"loop": loop, "run": identity, "spec": model.spec},
+                                 keep_last=config.keep_last)
+
     start = time.perf_counter()
-    step, loss_sum, loss_n = 0, 0.0, 0
-    bar = tqdm(total=total, desc=f"finetune {model.spec.get('task', '')}".strip(),
+    step, epoch, skip = loop["step"], loop["epoch"], loop["position"]
+    pending = False  # a checkpoint is due: written before the next step (or after the epoch's evaluation)
+    bar = tqdm(total=total, initial=step, desc=f"finetune {model.spec.get('task', '')}".strip(),
                disable=not config.progress, dynamic_ncols=True)
-    epoch = 0
     while step < total:
-        seen = step
+        seen, position = step, 0
         for batch in train_batches(epoch):
+            if position < skip:  # resumed: this epoch's batches before the checkpoint
+                position += 1
+                continue
+            if pending:
+                save(step, epoch, position)
+                pending = False
             scale = lr_multiplier(step, total, warmup)
             for g in optimizer.param_groups:
                 g["lr"] = g["base_lr"] * scale
@@ -353,26 +459,36 @@ def finetune(model: TaskModel, train_batches: Callable[[int], Iterable[Batch]], 
             if config.grad_clip:
                 torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
             optimizer.step()
-            step += 1
-            loss_sum, loss_n = loss_sum + loss.item(), loss_n + 1
+            step, position = step + 1, position + 1
+            loop["loss_sum"], loop["loss_n"] = loop["loss_sum"] + loss.item(), loop["loss_n"] + 1
             if step % config.log_every == 0 or step == total:
-                logger.log(step, {"train/loss": loss_sum / loss_n, "train/lr": config.lr * scale})
-                postfix = {"loss": f"{loss_sum / loss_n:.4f}"}
-                if best:
-                    postfix[f"best {main_metric}"] = f"{best[main_metric]:.4f}"
+                mean = loop["loss_sum"] / loop["loss_n"]
+                logger.log(step, {"train/loss": mean, "train/lr": config.lr * scale})
+                postfix = {"loss": f"{mean:.4f}"}
+                if loop["best"]:
+                    postfix[f"best {main_metric}"] = f"{loop['best'][main_metric]:.4f}"
                 bar.set_postfix(postfix)
-                loss_sum, loss_n = 0.0, 0
+                loop["loss_sum"], loop["loss_n"] = 0.0, 0
             bar.update(1)
             if config.eval_every and step % config.eval_every == 0 and step < total:
                 run_eval(step)
+                pending = pending or not config.save_every
+            if config.save_every and step % config.save_every == 0:
+                pending = True
             if step >= total:
                 break
         if step == seen:
             raise ElectraError(f"finetune: epoch {epoch} yielded no training batches")
-        epoch += 1
+        epoch, skip = epoch + 1, 0
         if not config.eval_every or step >= total:
             run_eval(step)
+            pending = pending or not config.save_every
+        if pending and step < total:
+            save(step, epoch, 0)
+            pending = False
     bar.close()
+    if latest is None or loop["step"] < total:  # the finished run's state: --resume then only writes the results
+        save(step, epoch, 0)
     logger.close()
     seconds = time.perf_counter() - start
     if evaluate is None:
@@ -381,9 +497,10 @@ def finetune(model: TaskModel, train_batches: Callable[[int], Iterable[Batch]], 
         state = load_file(str(out_dir / BEST_DIR / WEIGHTS_FILE))
         model.load_state_dict(state)
     model.eval()
+    best, best_step, last = loop["best"], loop["best_step"], loop["last"]
     results = {"task": model.spec.get("task"), "main_metric": main_metric, "best": best or {},
                "best_step": best_step if evaluate is not None else step, "final": last, "steps": step,
                "epochs": step / steps_per_epoch, "train_seconds": round(seconds, 2),
                "config": dataclasses.asdict(config)}
-    (out_dir / "results.json").write_text(json.dumps(results, indent=2) + "\n")
+    write_text_atomic(out_dir / "results.json", json.dumps(results, indent=2) + "\n", "results")
     return results

@@ -14,12 +14,14 @@ import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
+import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from electra.config import EncoderConfig
+from electra.checkpoint import write_text_atomic
+from electra.config import EncoderConfig, Rule, at_least, one_of, validate
 from electra.data.conll import IGNORE, Sentence, TagFeature, label_list, make_tag_features, read_conll, to_iob2
 from electra.dropout import Dropout
 from electra.errors import ElectraError
@@ -138,6 +140,17 @@ class TagParams:
     random_init: bool = False
     tokenizer: str | None = None  # default: the checkpoint's tokenizer/
 
+    KIND: ClassVar[str] = "tagging option"
+    RULES: ClassVar[dict[str, Rule]] = {
+        "task": one_of(*TASKS), "max_seq_length": at_least(3), "max_train_sentences": at_least(1).optional(),
+        "max_dev_sentences": at_least(1).optional(),
+        "train": Rule("an existing file", lambda v: Path(v).is_file()),
+        "dev": Rule("an existing file", lambda v: Path(v).is_file()),
+    }
+
+    def __post_init__(self) -> None:
+        validate(self)
+
 
 def resolve_files(task: TagTask, data: str | Path, split: str = "train") -> Path:
     """A task's file in a data directory (``split``: train, dev or test), or ``data`` itself if a file."""
@@ -152,8 +165,10 @@ def resolve_files(task: TagTask, data: str | Path, split: str = "train") -> Path
     return data / name
 
 
-def finetune_tagging(params: TagParams, config: FinetuneConfig | None = None) -> dict[str, Any]:
-    """Fine-tune on a tagging task; the best dev model (entity F1) goes to ``out/best``."""
+def finetune_tagging(params: TagParams, config: FinetuneConfig | None = None, resume: bool = False
+                     ) -> dict[str, Any]:
+    """Fine-tune on a tagging task; the best dev model (entity F1) goes to ``out/best``; ``resume`` continues
+    the run in ``out`` from its last checkpoint."""
     task = get_task(params.task)
     encoder = load_encoder(params.model, params.random_init)
     if config is None:
@@ -173,6 +188,7 @@ def finetune_tagging(params: TagParams, config: FinetuneConfig | None = None) ->
     label_ids = {label: i for i, label in enumerate(labels)}
     feats = make_tag_features(train, tokenizer, label_ids, max_len)
     spec = {"task": task.name, "labels": labels, "max_seq_length": max_len, "iob2": task.iob2}
+    torch.manual_seed(config.seed)  # the new head's weights: reproducible whatever ran before in this process
     model = TaskModel(encoder, TokenClassificationHead(encoder.config, num_labels=len(labels)), spec)
 
     def evaluate(m: TaskModel) -> dict[str, float]:
@@ -183,9 +199,9 @@ def finetune_tagging(params: TagParams, config: FinetuneConfig | None = None) ->
           f"{len(labels)} labels", file=sys.stderr)
     results = finetune(model, lambda epoch: batches(feats, config.batch_size, True, config.seed + epoch),
                        math.ceil(len(feats) / config.batch_size), evaluate, "f1", params.out, config,
-                       tokenizer=tok_dir)
+                       tokenizer=tok_dir, resume=resume)
     results["best_types"] = score(model, dev, tokenizer)["types"]
-    (Path(params.out) / "results.json").write_text(json.dumps(results, indent=2) + "\n")
+    write_text_atomic(Path(params.out) / "results.json", json.dumps(results, indent=2) + "\n", "results")
     return results
 
 
@@ -215,18 +231,21 @@ def predict_file(run: str | Path, data: str | Path, out: str | Path) -> int:
 def finetune_from_args(args: Any) -> dict[str, Any]:
     """``electra finetune --task conll2003 --data DIR`` (train.txt/valid.txt) or ``--task tags --data TRAIN
     --dev-file DEV``."""
-    from electra.tasks.options import finetune_config_from_args
+    from electra.tasks.options import arg, finetune_config_from_args
 
     task = get_task(args.task)
-    get = lambda name, default=None: getattr(args, name, default)  # noqa: E731
+    def get(name: str, default: Any = None) -> Any:
+        return arg(args, name, default)
+
     train = resolve_files(task, args.data, "train")
     dev = get("dev_file") or (resolve_files(task, args.data, "dev") if Path(args.data).is_dir() else None)
     if dev is None:
         raise ElectraError(f"--task {task.name}: give the dev file with --dev-file")
-    params = TagParams(task.name, args.model, args.out, str(train), str(dev), max_seq_length=get("max_seq_len") or 128,
+    params = TagParams(task.name, args.model, args.out, str(train), str(dev), max_seq_length=get("max_seq_len", 128),
                        max_train_sentences=get("train_limit"), max_dev_sentences=get("dev_limit"),
                        random_init=bool(get("random_init", False)), tokenizer=get("tokenizer"))
-    return finetune_tagging(params, finetune_config_from_args(args, default_epochs=3.0))
+    return finetune_tagging(params, finetune_config_from_args(args, default_epochs=3.0),
+                            resume=bool(get("resume", False)))
 
 
 def evaluate_from_args(args: Any) -> dict[str, Any]:

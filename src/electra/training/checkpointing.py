@@ -240,7 +240,9 @@ def save_training_checkpoint(run_dir: str | Path, step: int, model: nn.Module, o
     root = Path(run_dir) / CHECKPOINTS_DIR
     path = root / f"step-{step:08d}"
     module = _unwrap(model)
-    with atomic_directory(path) as tmp:
+    previous = [d for d in _step_dirs(root) if d != path]
+    intact = (f"the previous checkpoint {previous[0].name} is intact" if previous else "no checkpoint was written")
+    with atomic_directory(path, f"checkpoint of step {step}", intact) as tmp:
         if write_fn is not None:
             write_fn(module, tmp)
         elif isinstance(module, Electra):
@@ -255,10 +257,12 @@ def save_training_checkpoint(run_dir: str | Path, step: int, model: nn.Module, o
         if tokenizer_dir is not None:
             shutil.copytree(tokenizer_dir, tmp / "tokenizer")
         _write_manifest(tmp, step)
+    if (reason := verify_checkpoint(path)) is not None:  # never prune older checkpoints for a bad new one
+        raise ElectraError(f"{path}: the checkpoint just written does not verify ({reason}); {intact}")
     for d in root.iterdir():  # interrupted saves and deletions are never valid checkpoints
         if d.name.startswith(".") and (".tmp-" in d.name or ".del-" in d.name):
             shutil.rmtree(d, ignore_errors=True)
-    if keep_last > 0:
+    if keep_last > 0:  # the newest keep_last, counting the new one (verified above)
         for old in [d for d in _step_dirs(root) if d != path][keep_last - 1:]:
             gone = old.with_name(f".{old.name}.del-{os.getpid()}")
             os.replace(old, gone)
@@ -308,11 +312,17 @@ def load_training_checkpoint(path: str | Path, model: nn.Module, optimizer: Opti
     if optimizer is not None:
         try:
             optimizer.load_state_dict(_read_tree(path, "optimizer"))
-        except (ValueError, KeyError) as e:
+        except (ValueError, KeyError, TypeError, IndexError, RuntimeError) as e:
             raise ElectraError(f"{path / 'optimizer.json'}: does not fit this optimizer ({e})") from None
     if restore_rng:
-        ranks = _read_tree(path, "rng")["ranks"]
-        if rank >= len(ranks):
-            log.warning("%s has RNG states of %d rank(s); rank %d takes rank 0's", path, len(ranks), rank)
-        _set_rng_state(ranks[rank if rank < len(ranks) else 0])
-    return read_training_state(path)
+        try:
+            ranks = _read_tree(path, "rng")["ranks"]
+            if rank >= len(ranks):
+                log.warning("%s has RNG states of %d rank(s); rank %d takes rank 0's", path, len(ranks), rank)
+            _set_rng_state(ranks[rank if rank < len(ranks) else 0])
+        except (ValueError, KeyError, TypeError, IndexError, RuntimeError) as e:
+            raise ElectraError(f"{path / 'rng.json'}: malformed RNG states ({e})") from None
+    state = read_training_state(path)
+    if not isinstance(state, dict):
+        raise ElectraError(f"{path / 'state.json'}: expected an object, got {type(state).__name__}")
+    return state

@@ -80,6 +80,9 @@ def plot_curves(run_dir: str | Path, smoothing: float = 0.6) -> Path:
 
     Curves of 20+ points get an EMA of weight ``smoothing`` over the faint raw line (not the learning rate).
     """
+    from electra.config import check_values, interval
+
+    check_values("plot option", {"smoothing": smoothing}, {"smoothing": interval(0, 1, "[)")})
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 

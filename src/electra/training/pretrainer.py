@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import json
 import math
+import random
 import shutil
 import time
 from collections.abc import Iterator
@@ -18,13 +19,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from torch import Tensor
 
 from electra import objectives
 from electra.config import PRESETS, ModelConfig, PretrainConfig
 from electra.detection_eval import DetectionReport, evaluate_on_data
-from electra.errors import ElectraError
+from electra.errors import ElectraError, os_reason
 from electra.modeling import Electra
 from electra.pretraining import SpecialIds
 from electra.training.optim import AdamW, param_groups
@@ -169,7 +171,7 @@ def pretrain(cfg: PretrainConfig, config_file: str | None = None,
     """Run (or resume) pre-training; returns the run folder."""
     from tqdm.auto import tqdm
 
-    from electra.checkpoint import write_model
+    from electra.checkpoint import write_model, write_text_atomic
     from electra.data.pretraining_data import PretrainingData
     from electra.training.allocator import tune_malloc
     from electra.training.checkpointing import (
@@ -184,6 +186,7 @@ def pretrain(cfg: PretrainConfig, config_file: str | None = None,
 
     tune_malloc()  # keep step-sized buffers in the heap: no page faults on every step (see allocator.py)
     objectives.check_options(cfg)
+    cfg.check_paths()
     dist = init_distributed(None if cfg.device == "auto" else cfg.device)
     device = dist.device
     run_dir = Path(cfg.out)
@@ -203,9 +206,14 @@ def pretrain(cfg: PretrainConfig, config_file: str | None = None,
               "world_size": world, "precision": precision}
     if dist.is_main:
         check_run_folder(run_dir, record, resume, overwrite)
-        run_dir.mkdir(parents=True, exist_ok=True)
-        (run_dir / RUN_FILE).write_text(json.dumps(record, indent=2, default=str) + "\n")
+        try:
+            run_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise ElectraError(f"--out {run_dir}: cannot create the run folder ({os_reason(e)})") from None
+        write_text_atomic(run_dir / RUN_FILE, json.dumps(record, indent=2, default=str) + "\n", "run record")
 
+    random.seed(cfg.seed)  # unused by the loop, but seeded: a checkpoint's RNG states are then reproducible too
+    np.random.seed(cfg.seed % 2**32)
     torch.manual_seed(cfg.seed)
     model = Electra(model_cfg).to(device)
     special = SpecialIds(pad=data.pad_id, cls=data.cls_id, sep=data.sep_id, mask=data.mask_id)
