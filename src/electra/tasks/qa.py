@@ -291,10 +291,16 @@ def model_outputs(model: TaskModel, features: list[QAFeature], batch_size: int =
 
 def predict_examples(model: TaskModel, tokenizer: Any, examples: list[QAExample], batch_size: int = 32,
                      na_threshold: float | None = None) -> dict[str, Prediction]:
+    features = make_features(examples, tokenizer, WindowConfig(**model.spec["window"]))
+    return predict_features(model, examples, features, batch_size, na_threshold)
+
+
+def predict_features(model: TaskModel, examples: list[QAExample], features: list[QAFeature], batch_size: int = 32,
+                     na_threshold: float | None = None) -> dict[str, Prediction]:
+    """Answers from windows already made (``make_features``); ``model`` is a :class:`TaskModel` or any module
+    with its face (``electra.inference.as_task_model``)."""
     spec = model.spec
     task = get_task(spec["task"])
-    window = WindowConfig(**spec["window"])
-    features = make_features(examples, tokenizer, window)
     outputs = model_outputs(model, features, batch_size)
     thresh = spec.get("na_threshold", NA_THRESHOLD) if na_threshold is None else na_threshold
     return decode(examples, features, outputs, task.version, model.head.joint, spec.get("n_best", 20),
