@@ -327,3 +327,12 @@ def as_task_model(loaded: LoadedModel) -> RunnerTaskModel:
     if "task" not in loaded.runners:
         raise ElectraError(f"{loaded.source}: a pre-trained checkpoint, not a fine-tuned task run")
     return RunnerTaskModel(loaded)
+
+
+def load_task_runner(run: str | Path, backend: str, precision: str, kind: str) -> tuple[RunnerTaskModel, Any]:
+    """A fine-tuned run of ``kind`` (classification, qa, tagging) as a task model on ``backend``, and its
+    tokenizer."""
+    loaded = load_model(run, backend, precision)
+    if loaded.kind != kind:
+        raise ElectraError(f"{run}: not a {kind} run (it is {loaded.kind})")
+    return as_task_model(loaded), loaded.tokenizer
