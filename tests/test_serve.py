@@ -102,6 +102,7 @@ def test_answer_takes_a_list_of_inputs(client):
 ERRORS = [
     ("malformed json", dict(content=b'{"text": '), 400, "malformed_json"),
     ("not utf-8", dict(content=b'{"text": "\xff"}'), 400, "malformed_json"),
+    ("nested too deeply", dict(content=b"[" * 1500 + b"]" * 1500), 400, "malformed_json"),
     ("not an object", dict(json=["paris"]), 422, "validation"),
     ("wrong type", dict(json={"text": 5}), 422, "validation"),
     ("unknown field", dict(json={"text": "a", "txt": "b"}), 422, "validation"),

@@ -174,6 +174,8 @@ async def read_json(request: Request, limit: int) -> Any:
         raise malformed(f"body is not UTF-8 (byte {e.start})") from None
     except json.JSONDecodeError as e:
         raise malformed(f"body is not JSON: {e.msg} at line {e.lineno} column {e.colno}") from None
+    except RecursionError:
+        raise malformed("body is nested too deeply") from None
 
 
 def validation_message(e: ValidationError) -> str:

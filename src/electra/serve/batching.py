@@ -59,7 +59,7 @@ class Batcher:
         if self.closed:
             raise unavailable()
         if len(self.queue) + len(items) > self.limits.max_queue:
-            raise overloaded(len(self.queue))
+            raise overloaded(len(self.queue), len(items), self.limits.max_queue)
         loop = asyncio.get_running_loop()
         now = time.perf_counter()
         entries = [_Entry(it, loop.create_future(), now) for it in items]

@@ -65,8 +65,9 @@ def too_large(size: int, limit: int) -> ApiError:
     return ApiError(413, "payload_too_large", f"request body is {size} bytes; at most {limit}")
 
 
-def overloaded(queued: int) -> ApiError:
-    return ApiError(429, "overloaded", f"the model's queue is full ({queued} inputs waiting); retry later")
+def overloaded(queued: int, adding: int, limit: int) -> ApiError:
+    return ApiError(429, "overloaded", f"the model's queue holds at most {limit} inputs: {queued} are waiting "
+                                       f"and this request brings {adding}; retry later")
 
 
 def unavailable() -> ApiError:
