@@ -10,7 +10,7 @@ transformers`` so ``ElectraForSequenceClassification`` can hold them too, or ran
   ort_optimized       the same graph after ``onnxruntime.transformers.optimizer`` (bert fusions)
   ort_int8            the optimised graph after ``quant_pre_process`` + ``quantize_dynamic`` (int8 MatMul/Attention)
   ours_torch_*        ``electra.inference`` torch runners: fp32, bf16 (where the CPU has native bf16), int8
-  ours_onnx_*         ``electra export --format onnx`` graphs (fused; int8 keeps the head fp32; the last layer
+  ours_onnx_*         ``electra export --format onnx`` graphs (fused; int8 per-channel, head and first FFN output fp32; the last layer
                       computes the [CLS] row only) on onnxruntime
 
 Timed alternately in one process, round after round (each round runs every implementation once at batch 32 and

@@ -8,7 +8,8 @@ torch  fp32       our modules as trained (SDPA, no mask for unpadded batches, a 
                   the ``[CLS]`` row for classifiers)
 torch  bf16       Linear and Embedding weights cast to bf16 once, LayerNorm and the head in fp32; only
                   where :func:`electra.training.precision.cpu_has_fast_bf16` (emulated bf16 is ~100x slower)
-torch  int8       ``torch.ao`` dynamic quantization of the encoder's Linear layers
+torch  int8       ``torch.ao`` dynamic quantization of the encoder's Linear layers (per-channel weights; the
+                  first block's FFN output in fp32, as the ONNX int8 export: see :mod:`electra.export.onnx`)
 onnx   fp32       onnxruntime on the fused graph of :mod:`electra.export.onnx`
 onnx   int8       the same graph, int8 dynamic quantization (the head in fp32)
 =====  =========  ====================================================================================
@@ -155,9 +156,13 @@ def cast_encoder(encoder: nn.Module, precision: str) -> nn.Module:
         return enc
     import warnings
 
+    from torch.ao.quantization import per_channel_dynamic_qconfig
+
+    spec = {name: per_channel_dynamic_qconfig for name, m in enc.named_modules()
+            if isinstance(m, nn.Linear) and name != "layers.0.ffn_out"}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # torch.ao's deprecation notice
-        return torch.ao.quantization.quantize_dynamic(enc, {nn.Linear}, dtype=torch.qint8)
+        return torch.ao.quantization.quantize_dynamic(enc, spec, dtype=torch.qint8)
 
 
 def _encode_fn(encoder: nn.Module, precision: str, cls_only: bool = False) -> Callable[[dict[str, Tensor]], Tensor]:
