@@ -10,8 +10,8 @@ transformers`` so ``ElectraForSequenceClassification`` can hold them too, or ran
   ort_optimized       the same graph after ``onnxruntime.transformers.optimizer`` (bert fusions)
   ort_int8            the optimised graph after ``quant_pre_process`` + ``quantize_dynamic`` (int8 MatMul/Attention)
   ours_torch_*        ``electra.inference`` torch runners: fp32, bf16 (where the CPU has native bf16), int8
-  ours_onnx_*         ``electra export --format onnx`` graphs (fused; int8 per-channel, head and first FFN output fp32; the last layer
-                      computes the [CLS] row only) on onnxruntime
+  ours_onnx_*         ``electra export --format onnx`` graphs on onnxruntime (fused; int8 with per-channel weights,
+                      the head and the first FFN output in fp32; the last layer computes the [CLS] row only)
 
 Timed alternately in one process, round after round (each round runs every implementation once at batch 32 and
 ``--b1-reps`` times at batch 1), sequence length 128, the same threads (``--threads``) and wait policy for all:
