@@ -7,7 +7,8 @@ the same fine-tuned classification run (``--model``, trained with ``--head trans
   naive   FastAPI with a plain ``def`` endpoint calling a ``transformers`` text-classification pipeline on the
           same weights: one forward pass per request, as most first servers are written
 
-Each of ``--clients`` (default 100) asyncio clients posts one SST-2 dev sentence at a time to
+Each of ``--clients`` (default 100) asyncio clients (one keep-alive connection each, a minimal HTTP/1.1
+client so the load generator stays cheap) posts one SST-2 dev sentence at a time to
 ``/v1/classify`` for ``--seconds`` per server; the servers take turns (``--turns`` each, alternating, so a noisy
 machine slows both alike). Requests are bounded by time and count (``--max-requests``). Reported per server:
 requests/s, p50/p95/p99 latency, errors (non-200 answers and failed connections); then the throughput ratio and
@@ -127,41 +128,77 @@ def stop(proc: subprocess.Popen) -> None:
 
 
 # ---- the load --------------------------------------------------------------------------------------------------
+class Connection:
+    """A minimal HTTP/1.1 keep-alive client over asyncio streams: a load generator must cost the machine much
+    less than the server it measures (``httpx`` spends milliseconds of CPU per request, which on a 2-core
+    machine made the clients, not the servers, the bottleneck)."""
+
+    def __init__(self, port: int):
+        self.port = port
+        self.reader: asyncio.StreamReader | None = None
+        self.writer: asyncio.StreamWriter | None = None
+
+    async def post(self, path: str, body: bytes) -> tuple[int, bytes]:
+        if self.writer is None:
+            self.reader, self.writer = await asyncio.open_connection(HOST, self.port)
+        head = (f"POST {path} HTTP/1.1\r\nHost: {HOST}\r\nContent-Type: application/json\r\n"
+                f"Content-Length: {len(body)}\r\n\r\n").encode()
+        self.writer.write(head + body)
+        status_line = await self.reader.readline()
+        if not status_line:
+            raise ConnectionError("connection closed by the server")
+        length, close = 0, False
+        while (line := await self.reader.readline()) not in (b"\r\n", b""):
+            name, _, value = line.decode("latin-1").partition(":")
+            if name.lower() == "content-length":
+                length = int(value)
+            elif name.lower() == "connection" and "close" in value.lower():
+                close = True
+        data = await self.reader.readexactly(length)
+        if close:
+            await self.close()
+        return int(status_line.split()[1]), data
+
+    async def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+            self.writer = None
+
+
 async def load(url: str, texts: list[str], clients: int, seconds: float, max_requests: int) -> dict:
     """``clients`` loops posting one text each until ``seconds`` pass or ``max_requests`` were sent."""
-    import httpx
-
     if not url.startswith(f"http://{HOST}:"):
         raise SystemExit(f"{url}: this load test only targets {HOST}")
+    port = int(url.rsplit(":", 1)[1].split("/")[0])
     latencies: list[float] = []
     errors: list[str] = []
     sent = 0
     deadline = time.perf_counter() + seconds
-    limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
-    async with httpx.AsyncClient(base_url=url, limits=limits, timeout=120) as client:
+    bodies = [json.dumps({"text": t}).encode() for t in texts]
 
-        async def one_client(k: int) -> None:
-            nonlocal sent
-            i = k
-            while time.perf_counter() < deadline and sent < max_requests:
-                sent += 1
-                text = texts[i % len(texts)]
-                i += clients
-                t = time.perf_counter()
-                try:
-                    r = await client.post("/v1/classify", json={"text": text})
-                    if r.status_code != 200:
-                        errors.append(f"HTTP {r.status_code}: {r.text[:200]}")
-                        continue
-                except httpx.HTTPError as e:
-                    errors.append(f"{type(e).__name__}: {e}")
-                    continue
-                latencies.append(time.perf_counter() - t)
+    async def one_client(k: int) -> None:
+        nonlocal sent
+        conn, i = Connection(port), k
+        while time.perf_counter() < deadline and sent < max_requests:
+            sent += 1
+            body = bodies[i % len(bodies)]
+            i += clients
+            t = time.perf_counter()
+            try:
+                status, data = await asyncio.wait_for(conn.post("/v1/classify", body), 120)
+            except (OSError, asyncio.TimeoutError, asyncio.IncompleteReadError, ValueError, IndexError) as e:
+                errors.append(f"{type(e).__name__}: {e}")
+                await conn.close()
+                continue
+            if status != 200:
+                errors.append(f"HTTP {status}: {data[:200].decode(errors='replace')}")
+                continue
+            latencies.append(time.perf_counter() - t)
+        await conn.close()
 
-        start = time.perf_counter()
-        await asyncio.gather(*(one_client(k) for k in range(clients)))
-        elapsed = time.perf_counter() - start
-    return {"latencies": latencies, "errors": errors, "elapsed": elapsed}
+    start = time.perf_counter()
+    await asyncio.gather(*(one_client(k) for k in range(clients)))
+    return {"latencies": latencies, "errors": errors, "elapsed": time.perf_counter() - start}
 
 
 def _pct(xs: list[float], q: float) -> float:

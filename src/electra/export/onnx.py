@@ -28,6 +28,7 @@ logits over the vocabulary); a fine-tuned run exports ``OUT`` itself. Each folde
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import shutil
@@ -287,13 +288,12 @@ def compare(path: Path, target: Target, seq: int = 24) -> dict[str, float]:
         ref = want[name].float().numpy()
         keep = _valid(name, batch, ref.shape)
         res[f"{name}_max_abs_diff"] = float(np.abs(value - ref)[keep].max()) if keep.any() else 0.0
-    main = target.graph.outputs[0]
-    ref = want[main].float().numpy()
-    if ref.ndim >= 2 and not main.endswith("top_log_probs"):
-        keep = _valid(main, batch, ref.shape[:-1]) if target.meta["kind"] not in ("discriminator", "qa") else None
-        agree = (got[0].argmax(-1) == ref.argmax(-1)) if ref.ndim > 1 else None
-        if agree is not None and target.meta["kind"] in ("generator", "tagging", "classification"):
-            res["argmax_agreement"] = float(agree[keep].mean() if keep is not None else agree.mean())
+    kind = target.meta["kind"]
+    if kind in ("generator", "tagging", "classification") and target.meta.get("task_type") != "regression":
+        agree = got[0].argmax(-1) == want["logits"].float().numpy().argmax(-1)
+        if agree.ndim == 2:  # per token: real positions only
+            agree = agree[batch["attention_mask"].numpy().astype(bool)]
+        res["argmax_agreement"] = float(agree.mean())
     return res
 
 
@@ -355,7 +355,7 @@ def export_network(target: Target, out: Path, *, quantize: str | None = None, op
                                         for n in target.graph.outputs],
                             "min_sequence_length": target.min_sequence,
                             "max_sequence_length": target.graph.encoder.config.max_position_embeddings,
-                            "model": _config_dict(target.graph.encoder.config)}
+                            "model": dataclasses.asdict(target.graph.encoder.config)}
     with tempfile.TemporaryDirectory(prefix="electra-onnx-") as tmp:
         work = Path(tmp)
         current = work / "raw.onnx"
@@ -390,12 +390,6 @@ def export_network(target: Target, out: Path, *, quantize: str | None = None, op
                 shutil.copyfile(f, out / f.name)
     (out / META_FILE).write_text(json.dumps(meta, indent=2, ensure_ascii=False) + "\n")
     return meta
-
-
-def _config_dict(cfg: Any) -> dict[str, Any]:
-    import dataclasses
-
-    return dataclasses.asdict(cfg)
 
 
 def export_onnx(source: str | Path, out: str | Path, *, quantize: str | None = None, opset: int = DEFAULT_OPSET,
