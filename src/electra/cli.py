@@ -108,8 +108,17 @@ def add_detect(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--data", help="a folder written by `electra prepare` (text the model has not trained on)")
     p.add_argument("--batches", type=int, default=32, help="--data: batches of 32 examples to score")
     p.add_argument("--seed", type=int, default=1, help="--data: masking and sampling seed")
+    add_backend_args(p)
     p.add_argument("text", nargs="?")
     p.set_defaults(handler=run_detect)
+
+
+def add_backend_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--backend", choices=["torch", "onnx"], default="torch",
+                   help="torch (default) or onnxruntime (a checkpoint/run is exported on the fly; or give a "
+                        "folder written by `electra export --format onnx`)")
+    p.add_argument("--precision", choices=["fp32", "bf16", "int8"], default="fp32",
+                   help="fp32 (default); bf16 (torch, CPUs with native bf16 only); int8 (dynamic quantization)")
 
 
 def _load_model_and_tokenizer(path: str):  # noqa: ANN202
@@ -133,14 +142,29 @@ def run_detect(args: argparse.Namespace) -> None:
     if args.data is not None:
         _detect_on_data(args)
         return
-    model, tokenizer = _load_model_and_tokenizer(args.model)
-    result = detect(model, tokenizer, args.text)
+    if (args.backend, args.precision) == ("torch", "fp32"):
+        model, tokenizer = _load_model_and_tokenizer(args.model)
+        result = detect(model, tokenizer, args.text)
+    else:
+        from electra.generation import Detection
+
+        result = Detection(**_pipeline(args, "detect")([args.text])[0])
     if args.json:
         print(json.dumps(result.to_dict(), ensure_ascii=False))
         return
     for tok, p in zip(result.tokens, result.replaced_prob):
         print(f"{tok:>16}  {p:.3f}  {'#' * round(p * 30)}")
     print(f"sequence score (probability the text is unaltered, geometric mean): {result.sequence_score:.3f}")
+
+
+def _pipeline(args: argparse.Namespace, task: str):  # noqa: ANN202
+    from electra.inference import load_model
+    from electra.pipelines import pipelines_for
+
+    pipelines = pipelines_for(load_model(args.model, args.backend, args.precision))
+    if task not in pipelines:
+        raise ElectraError(f"{args.model}: this model does not {task} (it does: {', '.join(pipelines)})")
+    return pipelines[task]
 
 
 def _detect_on_data(args: argparse.Namespace) -> None:
@@ -166,6 +190,7 @@ def add_fill(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--model", required=True, help="checkpoint or run folder")
     p.add_argument("--top-k", type=int, default=5)
     p.add_argument("--json", action="store_true")
+    add_backend_args(p)
     p.add_argument("text")
     p.set_defaults(handler=run_fill)
 
@@ -175,8 +200,14 @@ def run_fill(args: argparse.Namespace) -> None:
 
     from electra.generation import fill_mask
 
-    model, tokenizer = _load_model_and_tokenizer(args.model)
-    result = fill_mask(model, tokenizer, args.text, args.top_k)
+    if (args.backend, args.precision) == ("torch", "fp32"):
+        model, tokenizer = _load_model_and_tokenizer(args.model)
+        result = fill_mask(model, tokenizer, args.text, args.top_k)
+    else:
+        pipe = _pipeline(args, "fill")
+        found = pipe.run([pipe.prepare(args.text, args.top_k)])[0]
+        per_mask = found if found and isinstance(found[0], list) else [found]
+        result = [[(c["token_str"], c["score"]) for c in cands] for cands in per_mask]
     if args.json:
         print(json.dumps(result, ensure_ascii=False))
         return
@@ -202,16 +233,34 @@ def run_demo(args: argparse.Namespace) -> None:
 
 # ---- export / import ----------------------------------------------------------------------------------
 def add_export(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("export", help="export a checkpoint to Hugging Face transformers format")
-    p.add_argument("--checkpoint", required=True, help="our checkpoint directory")
-    p.add_argument("--format", choices=["hf"], default="hf")
-    p.add_argument("--out", required=True, help="output directory (gets discriminator/ and generator/)")
+    p = sub.add_parser("export", help="export a checkpoint to Hugging Face transformers format, or a checkpoint "
+                                      "or fine-tuned run to ONNX")
+    p.add_argument("--checkpoint", required=True, help="our checkpoint or run folder, or (onnx) a fine-tuned run")
+    p.add_argument("--format", choices=["hf", "onnx"], default="hf")
+    p.add_argument("--out", required=True, help="output directory (a checkpoint gets discriminator/ and generator/)")
+    p.add_argument("--quantize", choices=["int8"], help="onnx: int8 dynamic quantization of the encoder")
+    p.add_argument("--opset", type=int, default=17, help="onnx: opset version (default 17)")
+    p.add_argument("--no-optimize", action="store_true", help="onnx: skip onnxruntime's transformer fusions")
     p.set_defaults(handler=run_export)
 
 
 def run_export(args: argparse.Namespace) -> None:
     from electra.hf import export_hf
 
+    if args.format == "onnx":
+        import json
+
+        from electra.export.onnx import export_onnx, read_meta
+
+        for folder in export_onnx(args.checkpoint, args.out, quantize=args.quantize, opset=args.opset,
+                                  optimize=not args.no_optimize):
+            meta = read_meta(folder)
+            fused = ", ".join(f"{k} {v}" for k, v in meta["fused_operators"].items()) or "none"
+            print(f"wrote {folder / 'model.onnx'} ({meta['kind']}; fused: {fused}; "
+                  f"{meta['quantization'] or 'fp32'}; parity {json.dumps(meta['parity'])})")
+        return
+    if args.quantize or args.no_optimize:
+        raise ElectraError("--quantize/--no-optimize apply to --format onnx only")
     out = export_hf(args.checkpoint, args.out)
     written = [f"{out / kind} ({cls})" for kind, cls in (("discriminator", "ElectraForPreTraining"),
                                                         ("generator", "ElectraForMaskedLM")) if (out / kind).is_dir()]
@@ -525,6 +574,7 @@ def add_predict(sub: argparse._SubParsersAction) -> None:
     _add_run_args(p)
     p.add_argument("--input", required=True, help="a file in the task's layout (e.g. GLUE test.tsv)")
     p.add_argument("--out", required=True, help="where to write index<TAB>prediction")
+    add_backend_args(p)
     p.set_defaults(handler=run_predict)
 
 
@@ -533,7 +583,7 @@ def run_predict(args: argparse.Namespace) -> None:
         return run_span_predict(args)
     from electra.tasks.classification import predict_file
 
-    n = predict_file(_runs(args), args.input, args.out, args.task, args.device)
+    n = predict_file(_runs(args), args.input, args.out, args.task, args.device, args.backend, args.precision)
     print(f"wrote {n} predictions to {args.out}")
 
 
@@ -681,9 +731,45 @@ def run_answer(args: argparse.Namespace) -> None:
         print(f"{res.text}\nscore {res.score:.4f}{null}, characters [{res.start}:{res.end}]")
 
 
+# ---- serve ---------------------------------------------------------------------------------------------
+def add_serve(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("serve", help="HTTP service + web page: detect, fill, classify, answer, tag")
+    p.add_argument("--model", required=True, nargs="+", action="extend", metavar="[NAME=]RUN",
+                   help="checkpoint/run folder (detect + fill), fine-tuned run (classify/answer/tag) or ONNX "
+                        "export folder; repeat for several")
+    p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
+    p.add_argument("--port", type=int, default=8000)
+    add_backend_args(p)
+    p.add_argument("--threads", type=int, help="inference threads (default: torch's, one per core)")
+    p.add_argument("--max-body-bytes", type=int, default=1 << 20, help="larger bodies get 413 (default 1 MiB)")
+    p.add_argument("--max-inputs", type=int, default=64, help="inputs per request, else 422 (default 64)")
+    p.add_argument("--max-input-tokens", type=int, help="tokens per input, else 422 (default: the model's "
+                                                        "maximum length); inputs are never truncated or split")
+    p.add_argument("--max-batch-tokens", type=int, default=16384, help="padded tokens per forward pass")
+    p.add_argument("--max-batch-size", type=int, default=64, help="inputs per forward pass")
+    p.add_argument("--max-wait-ms", type=float, default=5.0, help="how long an input waits for batch mates")
+    p.add_argument("--max-queue", type=int, default=1024, help="queued inputs per model and task, else 429")
+    p.add_argument("--graceful-seconds", type=float, default=30.0, help="on SIGTERM/SIGINT: time for requests "
+                                                                       "in flight to finish")
+    p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    p.set_defaults(handler=run_serve)
+
+
+def run_serve(args: argparse.Namespace) -> None:
+    from electra.serve.limits import Limits
+    from electra.serve.server import serve
+
+    limits = Limits(max_body_bytes=args.max_body_bytes, max_inputs=args.max_inputs,
+                    max_input_tokens=args.max_input_tokens, max_batch_tokens=args.max_batch_tokens,
+                    max_batch_size=args.max_batch_size, max_wait_ms=args.max_wait_ms,
+                    max_queue=args.max_queue).check()
+    serve(args.model, args.host, args.port, args.backend, args.precision, limits, args.threads,
+          args.graceful_seconds, args.log_level)
+
+
 COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [
     add_tokenizer, add_prepare, add_wordvectors, add_pretrain, add_finetune, add_evaluate, add_predict, add_score,
-    add_answer, add_detect, add_fill, add_demo, add_plot, add_export, add_import_hf,
+    add_answer, add_detect, add_fill, add_demo, add_plot, add_export, add_import_hf, add_serve,
 ]
 
 

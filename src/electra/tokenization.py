@@ -33,6 +33,8 @@ def new_tokenizer(vocab: dict[str, int] | None = None, lowercase: bool = True) -
     tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
     tok.decoder = decoders.WordPiece(prefix="##")
     if vocab:
+        # as BERT's tokenizers: "[MASK]" typed in a text is the mask token, not "[", "mask", "]"
+        tok.add_special_tokens([t for t in SPECIAL_TOKENS if t in vocab])
         _add_post_processor(tok)
     return tok
 

@@ -317,9 +317,10 @@ def single_run(path: str | Path) -> Path:
     return path
 
 
-def ensemble_scores(runs: Sequence[str | Path], examples: Sequence[Example], device: str = "auto"
-                    ) -> tuple[np.ndarray, dict[str, Any], TaskDef]:
-    """Average of the runs' probabilities (or values) on ``examples``; all runs must share labels."""
+def ensemble_scores(runs: Sequence[str | Path], examples: Sequence[Example], device: str = "auto",
+                    backend: str = "torch", precision: str = "fp32") -> tuple[np.ndarray, dict[str, Any], TaskDef]:
+    """Average of the runs' probabilities (or values) on ``examples``; all runs must share labels. Another
+    ``backend``/``precision`` than torch fp32 runs on the CPU (see :mod:`electra.inference`)."""
     total, first_spec = None, None
     dev = pick_device(device)
     for run in runs:
@@ -329,7 +330,8 @@ def ensemble_scores(runs: Sequence[str | Path], examples: Sequence[Example], dev
         elif (spec["labels"], spec["regression"]) != (first_spec["labels"], first_spec["regression"]):
             raise ElectraError(f"{run}: its labels {spec['labels']} differ from {runs[0]}'s "
                                f"{first_spec['labels']}: cannot ensemble")
-        model = load_task_model(run, dev)
+        model = load_task_model(run, dev) if (backend, precision) == ("torch", "fp32") else _runner_model(
+            run, backend, precision)
         tok = prepare_tokenizer(None, run, model.encoder.config.vocab_size, spec["max_seq_len"],
                                 model.encoder.config.max_position_embeddings)
         feats = encode(tok, [dataclasses.replace(e, label=None) for e in examples], None)
@@ -337,6 +339,12 @@ def ensemble_scores(runs: Sequence[str | Path], examples: Sequence[Example], dev
         total = s if total is None else total + s
     assert total is not None and first_spec is not None
     return total / len(runs), first_spec, task_from_spec(first_spec)
+
+
+def _runner_model(run: str | Path, backend: str, precision: str) -> torch.nn.Module:
+    from electra.inference import as_task_model, load_model
+
+    return as_task_model(load_model(run, backend, precision))
 
 
 def _check_task(requested: str | None, spec: dict[str, Any], run: Path) -> None:
@@ -375,14 +383,15 @@ def evaluate_runs(runs: Sequence[str | Path], data_dir: str | Path, split: str =
 
 
 def predict_file(runs: Sequence[str | Path], input_file: str | Path, out_file: str | Path,
-                 task: str | None = None, device: str = "auto") -> int:
+                 task: str | None = None, device: str = "auto", backend: str = "torch",
+                 precision: str = "fp32") -> int:
     """Write ``index<TAB>prediction`` (GLUE submission format), one row per input row, in order."""
     runs = expand_runs(runs)
     spec = read_task_meta(runs[0])["spec"]
     _check_task(task, spec, runs[0])
     taskdef = task_from_spec(spec)
     examples = read_examples(taskdef, input_file)
-    avg, spec, taskdef = ensemble_scores(runs, examples, device)
+    avg, spec, taskdef = ensemble_scores(runs, examples, device, backend, precision)
     out_file = Path(out_file)
     out_file.parent.mkdir(parents=True, exist_ok=True)
     with open(out_file, "w", encoding="utf-8") as f:

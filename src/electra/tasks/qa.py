@@ -292,10 +292,16 @@ def model_outputs(model: TaskModel, features: list[QAFeature], batch_size: int =
 
 def predict_examples(model: TaskModel, tokenizer: Any, examples: list[QAExample], batch_size: int = 32,
                      na_threshold: float | None = None) -> dict[str, Prediction]:
+    features = make_features(examples, tokenizer, WindowConfig(**model.spec["window"]))
+    return predict_features(model, examples, features, batch_size, na_threshold)
+
+
+def predict_features(model: TaskModel, examples: list[QAExample], features: list[QAFeature], batch_size: int = 32,
+                     na_threshold: float | None = None) -> dict[str, Prediction]:
+    """Answers from windows already made (``make_features``); ``model`` is a :class:`TaskModel` or any module
+    with its face (``electra.inference.as_task_model``)."""
     spec = model.spec
     task = get_task(spec["task"])
-    window = WindowConfig(**spec["window"])
-    features = make_features(examples, tokenizer, window)
     outputs = model_outputs(model, features, batch_size)
     thresh = spec.get("na_threshold", NA_THRESHOLD) if na_threshold is None else na_threshold
     return decode(examples, features, outputs, task.version, model.head.joint, spec.get("n_best", 20),
@@ -471,10 +477,17 @@ def load_qa_run(run: str | Path) -> tuple[TaskModel, Any]:
 
 
 def predict_file(run: str | Path, data: str | Path, out: str | Path | None = None, batch_size: int = 32,
-                 na_threshold: float | None = None) -> dict[str, Prediction]:
+                 na_threshold: float | None = None, backend: str = "torch", precision: str = "fp32"
+                 ) -> dict[str, Prediction]:
     """Predict every question of a SQuAD-format file; ``out`` gets predictions.json (official format),
-    nbest.json and, for SQuAD 2.0, na_probs.json (the no-answer scores the official script takes)."""
-    model, tokenizer = load_qa_run(run)
+    nbest.json and, for SQuAD 2.0, na_probs.json (the no-answer scores the official script takes).
+    ``backend``/``precision``: see :mod:`electra.inference`."""
+    if (backend, precision) == ("torch", "fp32"):
+        model, tokenizer = load_qa_run(run)
+    else:
+        from electra.inference import load_task_runner
+
+        model, tokenizer = load_task_runner(run, backend, precision, "qa")
     preds = predict_examples(model, tokenizer, read_squad(data), batch_size, na_threshold)
     if out is not None:
         out = Path(out)
@@ -612,7 +625,8 @@ def predict_from_args(args: Any) -> int:
     """``electra predict --model RUN --input FILE --out OUT``: OUT.json gets the official predictions
     (with OUT.nbest.json and, for SQuAD 2.0, OUT.na_probs.json beside it); any other OUT is a directory."""
     out = Path(args.out)
-    preds = predict_file(args.model, args.input, out if out.suffix != ".json" else None)
+    preds = predict_file(args.model, args.input, out if out.suffix != ".json" else None,
+                         backend=getattr(args, "backend", "torch"), precision=getattr(args, "precision", "fp32"))
     if out.suffix == ".json":
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(json.dumps({q: p.text for q, p in preds.items()}, ensure_ascii=False, indent=1) + "\n")

@@ -245,7 +245,9 @@ def run_inference(model: nn.Module, batches: Iterable[Batch], device: torch.devi
     """Yield ``(batch, outputs)`` for each batch, outputs on the CPU, the model in eval mode."""
     was_training = model.training
     model.eval()
-    device = torch.device(device) if device is not None else next(model.parameters()).device
+    if device is None:  # a module without parameters (an onnxruntime runner) runs where it runs: the CPU
+        device = next((p.device for p in model.parameters()), torch.device("cpu"))
+    device = torch.device(device)
     try:
         for batch in batches:
             out = model(to_device(batch, device))

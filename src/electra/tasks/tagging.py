@@ -215,9 +215,16 @@ def evaluate_file(run: str | Path, data: str | Path) -> dict[str, Any]:
     return score(model, sentences, tokenizer)
 
 
-def predict_file(run: str | Path, data: str | Path, out: str | Path) -> int:
-    """Write ``word<TAB>predicted label`` lines (blank line between sentences); returns the sentence count."""
-    model, tokenizer = load_tagging_run(run)
+def predict_file(run: str | Path, data: str | Path, out: str | Path, backend: str = "torch",
+                 precision: str = "fp32") -> int:
+    """Write ``word<TAB>predicted label`` lines (blank line between sentences); returns the sentence count.
+    ``backend``/``precision``: see :mod:`electra.inference`."""
+    if (backend, precision) == ("torch", "fp32"):
+        model, tokenizer = load_tagging_run(run)
+    else:
+        from electra.inference import load_task_runner
+
+        model, tokenizer = load_task_runner(run, backend, precision, "tagging")
     sentences = read_conll(data, unlabelled=True)
     pred = predict_labels(model, sentences, tokenizer)
     with open(out, "w", encoding="utf-8") as f:
@@ -256,4 +263,5 @@ def evaluate_from_args(args: Any) -> dict[str, Any]:
 
 
 def predict_from_args(args: Any) -> int:
-    return predict_file(args.model, args.input, args.out)
+    return predict_file(args.model, args.input, args.out, getattr(args, "backend", "torch"),
+                        getattr(args, "precision", "fp32"))

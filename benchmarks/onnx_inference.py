@@ -1,0 +1,299 @@
+"""CPU inference of a sequence classifier: our backends against `transformers`, `torch.ao` int8 and onnxruntime.
+
+Every implementation holds the same weights (a fine-tuned run from ``--model``, trained with ``--head
+transformers`` so ``ElectraForSequenceClassification`` can hold them too, or random weights of ``--preset``):
+
+  transformers_fp32   ElectraForSequenceClassification, eval mode (SDPA attention)
+  torch_ao_int8       the same after ``torch.ao.quantization.quantize_dynamic`` of every Linear
+  ort_fp32            transformers' model exported with ``torch.onnx.export(dynamo=False)``, eager attention,
+                      run by onnxruntime (its own graph optimisations on)
+  ort_optimized       the same graph after ``onnxruntime.transformers.optimizer`` (bert fusions)
+  ort_int8            the optimised graph after ``quant_pre_process`` + ``quantize_dynamic`` (int8 MatMul/Attention)
+  ours_torch_*        ``electra.inference`` torch runners: fp32, bf16 (where the CPU has native bf16), int8
+  ours_onnx_*         ``electra export --format onnx`` graphs on onnxruntime (fused; int8 with per-channel weights,
+                      the head and the first FFN output in fp32; the last layer computes the [CLS] row only)
+
+Timed alternately in one process, round after round (each round runs every implementation once at batch 32 and
+``--b1-reps`` times at batch 1), sequence length 128, the same threads (``--threads``) and wait policy for all:
+``OMP_WAIT_POLICY`` (default PASSIVE; the script re-execs itself to set it, with the same glibc malloc settings as
+the other benchmarks) and onnxruntime sessions without spinning. Reports batch-1 latency p50/p99 and batch-32
+throughput, ratios to transformers fp32 and to onnxruntime int8 (also per round, paired), and — on SST-2 dev
+(``--tsv``) with ``--model`` — each implementation's accuracy and its argmax agreement with transformers fp32.
+Final line: JSON.
+
+  python benchmarks/onnx_inference.py --model runs/sst2-small            # fine-tuned Small (--head transformers)
+  python benchmarks/onnx_inference.py --preset base --rounds 3           # random weights
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import csv
+import json
+import os
+import statistics
+import sys
+import tempfile
+import time
+import warnings
+from pathlib import Path
+
+ENV = {"OMP_WAIT_POLICY": "PASSIVE", "MALLOC_MMAP_THRESHOLD_": str(1 << 30), "MALLOC_TRIM_THRESHOLD_": str(1 << 31)}
+SST2_DEV = Path(__file__).resolve().parents[2] / "shared" / "data" / "glue" / "SST-2" / "dev.tsv"
+INPUTS = ("input_ids", "attention_mask", "token_type_ids")
+
+
+def ensure_env(wait_policy: str) -> None:
+    """Re-exec once so that every implementation runs under the same OpenMP wait policy and malloc settings
+    (both are read when the process starts)."""
+    env = {**ENV, "OMP_WAIT_POLICY": wait_policy}
+    if all(os.environ.get(k) == v for k, v in env.items()):
+        return
+    os.environ.update(env)
+    os.execv(sys.executable, [sys.executable, *sys.argv])
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--model", help="fine-tuned classification run trained with --head transformers")
+    ap.add_argument("--preset", default="small", help="random weights of this preset when no --model")
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--wait-policy", default="PASSIVE", choices=["PASSIVE", "ACTIVE"])
+    ap.add_argument("--seq", type=int, default=128)
+    ap.add_argument("--batch", type=int, default=32)
+    ap.add_argument("--rounds", type=int, default=5)
+    ap.add_argument("--b1-reps", type=int, default=10, help="batch-1 runs per implementation and round")
+    ap.add_argument("--tsv", type=Path, default=SST2_DEV, help="SST-2 dev.tsv for accuracy and agreement")
+    ap.add_argument("--agreement-limit", type=int, default=872)
+    ap.add_argument("--skip", default="", help="comma-separated implementations to leave out")
+    return ap.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    ensure_env(args.wait_policy)
+    import numpy as np
+    import torch
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    torch.set_num_threads(args.threads)
+    from electra.training.precision import cpu_has_fast_bf16
+    from inference_throughput import ours_random, random_batch
+
+    if args.model:
+        from electra.tasks.runner import load_task_model
+
+        model = load_task_model(args.model).eval()
+        if model.head.dense is None:
+            raise SystemExit("--model: the transformers comparison needs a run fine-tuned with --head transformers")
+    else:
+        from electra.config import ModelConfig
+
+        model = ours_random(ModelConfig.preset(args.preset).discriminator, num_labels=2).eval()
+    cfg = model.encoder.config
+    skip = set(filter(None, args.skip.split(",")))
+    with tempfile.TemporaryDirectory(prefix="onnx-bench-") as tmp:
+        impls = build(model, Path(tmp), args, skip, cpu_has_fast_bf16())
+        big = {k: v.numpy() for k, v in random_batch(args.batch, args.seq, cfg.vocab_size).items()}
+        one = {k: v[:1] for k, v in big.items()}
+        report = {"model": args.model or f"random {args.preset}", "threads": args.threads, "seq": args.seq,
+                  "batch": args.batch, "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY"),
+                  "rounds": args.rounds, "b1_reps": args.b1_reps}
+        ref = impls["transformers_fp32"](big)
+        report["max_abs_logit_diff_vs_transformers"] = {n: float(np.abs(f(big) - ref).max()) for n, f in impls.items()}
+        times = measure(impls, big, one, args)
+        report |= summarise(times, args)
+        if args.model and args.tsv.is_file():
+            report |= agreement(impls, args)
+        elif args.model:
+            print(f"agreement skipped: {args.tsv} not found")
+    print(json.dumps(report))
+
+
+# ---- the implementations ---------------------------------------------------------------------------------
+def build(model, tmp: Path, args: argparse.Namespace, skip: set[str], bf16: bool) -> dict:
+    """name -> fn(numpy batch) -> numpy logits."""
+    import torch
+
+    from electra.export.onnx import export_onnx
+    from electra.inference import OnnxRunner, torch_task_runner
+    from electra.tasks.runner import save_task_model
+    from inference_throughput import to_reference
+
+    ref = to_reference(model)
+    eager = copy.deepcopy(ref)
+    eager.config._attn_implementation = "eager"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ao = torch.ao.quantization.quantize_dynamic(copy.deepcopy(ref), {torch.nn.Linear}, dtype=torch.qint8)
+    hf_raw = tmp / "hf.onnx"
+    export_transformers(eager, hf_raw, model.encoder.config.vocab_size)
+    hf_fused, hf_int8 = tmp / "hf-fused.onnx", tmp / "hf-int8.onnx"
+    optimize(hf_raw, hf_fused, model.encoder.config)
+    quantize(hf_fused, hf_int8, tmp)
+    run_dir = save_task_model(model, tmp / "run" / "best")
+    ours_fp32 = export_onnx(run_dir, tmp / "ours-fp32")[0]
+    ours_int8 = export_onnx(run_dir, tmp / "ours-int8", quantize="int8")[0]
+
+    def hf(m):
+        def run(b):
+            with torch.inference_mode():
+                return m(**{k: torch.from_numpy(v) for k, v in b.items()}).logits.float().numpy()
+        return run
+
+    def ours_torch(precision):
+        r = torch_task_runner(model, precision)
+        return lambda b: r(b)["logits"]
+
+    def ort(path):
+        s = session(path, args.threads)
+        return lambda b: s.run(["logits"], {k: b[k] for k in INPUTS})[0]
+
+    def ours_onnx(folder):
+        r = OnnxRunner(folder, args.threads)
+        return lambda b: r(b)["logits"]
+
+    impls = {"transformers_fp32": hf(ref), "torch_ao_int8": hf(ao), "ort_fp32": ort(hf_raw),
+             "ort_optimized": ort(hf_fused), "ort_int8": ort(hf_int8), "ours_torch_fp32": ours_torch("fp32"),
+             "ours_torch_bf16": ours_torch("bf16") if bf16 else None, "ours_torch_int8": ours_torch("int8"),
+             "ours_onnx_fp32": ours_onnx(ours_fp32), "ours_onnx_int8": ours_onnx(ours_int8)}
+    if not bf16:
+        print("ours_torch_bf16 left out: this CPU has no native bf16")
+    return {k: v for k, v in impls.items() if v is not None and k not in skip or k == "transformers_fp32"}
+
+
+def session(path: Path, threads: int):
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads, opts.inter_op_num_threads = threads, 1
+    opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+
+
+def export_transformers(model, path: Path, vocab: int) -> None:
+    import torch
+
+    from inference_throughput import random_batch
+
+    b = random_batch(2, 16, vocab)
+    with warnings.catch_warnings(), torch.no_grad():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(model, tuple(b[k] for k in INPUTS), str(path), dynamo=False, input_names=list(INPUTS),
+                          output_names=["logits"], opset_version=17,
+                          dynamic_axes={**{k: {0: "batch", 1: "sequence"} for k in INPUTS}, "logits": {0: "batch"}})
+
+
+def optimize(src: Path, dst: Path, cfg) -> None:
+    from onnxruntime.transformers.optimizer import optimize_model
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        optimize_model(str(src), model_type="bert", num_heads=cfg.num_heads, hidden_size=cfg.hidden_size,
+                       opt_level=0).save_model_to_file(str(dst))
+
+
+def quantize(src: Path, dst: Path, tmp: Path) -> None:
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    pre = tmp / "hf-pre.onnx"
+    quant_pre_process(str(src), str(pre), skip_optimization=True)
+    quantize_dynamic(str(pre), str(dst), weight_type=QuantType.QInt8, op_types_to_quantize=["MatMul", "Attention"])
+
+
+# ---- timing ------------------------------------------------------------------------------------------------
+def measure(impls: dict, big: dict, one: dict, args: argparse.Namespace) -> dict[str, dict[str, list[float]]]:
+    for f in impls.values():  # warm-up
+        f(big)
+        for _ in range(3):
+            f(one)
+    times = {n: {"b32": [], "b1": []} for n in impls}
+    for r in range(args.rounds):
+        for name, f in impls.items():
+            t = time.perf_counter()
+            f(big)
+            times[name]["b32"].append(time.perf_counter() - t)
+            for _ in range(args.b1_reps):
+                t = time.perf_counter()
+                f(one)
+                times[name]["b1"].append(time.perf_counter() - t)
+        print(f"round {r + 1}/{args.rounds} done", file=sys.stderr)
+    return times
+
+
+def _pct(xs: list[float], q: float) -> float:
+    xs = sorted(xs)
+    return xs[min(len(xs) - 1, round(q * (len(xs) - 1)))]
+
+
+def summarise(times: dict, args: argparse.Namespace) -> dict:
+    out: dict = {"implementations": {}}
+    base = "transformers_fp32"
+    int8 = "ort_int8" if "ort_int8" in times else base
+    print(f"\n{'implementation':<20}{'b1 p50 ms':>10}{'b1 p99 ms':>10}{'b32 ms':>9}{'seq/s':>8}"
+          f"{'vs transformers':>16}{'vs ort_int8 b32':>16}{'vs ort_int8 b1':>15}")
+    for name, t in times.items():
+        b32 = statistics.median(t["b32"])
+        row = {"b1_p50_ms": 1e3 * _pct(t["b1"], 0.5), "b1_p99_ms": 1e3 * _pct(t["b1"], 0.99), "b32_ms": 1e3 * b32,
+               "seq_per_s": args.batch / b32,
+               # paired: the median over rounds of each round's ratio (same load for both in a round)
+               "b32_speedup_vs_transformers": _paired(times[base]["b32"], t["b32"]),
+               "b32_speedup_vs_ort_int8": _paired(times[int8]["b32"], t["b32"]),
+               "b1_p50_ratio_vs_ort_int8": _pct(t["b1"], 0.5) / _pct(times[int8]["b1"], 0.5)}
+        out["implementations"][name] = row
+        print(f"{name:<20}{row['b1_p50_ms']:>10.1f}{row['b1_p99_ms']:>10.1f}{row['b32_ms']:>9.0f}"
+              f"{row['seq_per_s']:>8.1f}{row['b32_speedup_vs_transformers']:>15.2f}x"
+              f"{row['b32_speedup_vs_ort_int8']:>15.2f}x{row['b1_p50_ratio_vs_ort_int8']:>14.2f}x")
+    ours = {n: r for n, r in out["implementations"].items() if n.startswith("ours_")}
+    best32 = max(ours, key=lambda n: ours[n]["seq_per_s"])
+    best1 = min(ours, key=lambda n: ours[n]["b1_p50_ms"])
+    out |= {"best_ours_b32": best32, "best_ours_b32_speedup_vs_ort_int8": ours[best32]["b32_speedup_vs_ort_int8"],
+            "best_ours_b32_speedup_vs_transformers": ours[best32]["b32_speedup_vs_transformers"],
+            "best_ours_b1": best1, "best_ours_b1_p50_ratio_vs_ort_int8": ours[best1]["b1_p50_ratio_vs_ort_int8"]}
+    print(f"\nbest of ours at batch {args.batch}: {best32} ({out['best_ours_b32_speedup_vs_ort_int8']:.2f}x ort_int8, "
+          f"{out['best_ours_b32_speedup_vs_transformers']:.2f}x transformers fp32, paired); at batch 1: {best1} "
+          f"(p50 {out['best_ours_b1_p50_ratio_vs_ort_int8']:.2f}x ort_int8's)")
+    return out
+
+
+def _paired(base: list[float], other: list[float]) -> float:
+    return statistics.median(b / o for b, o in zip(base, other))
+
+
+# ---- accuracy and agreement on SST-2 dev ------------------------------------------------------------------
+def agreement(impls: dict, args: argparse.Namespace) -> dict:
+    import numpy as np
+
+    from electra.inference import pad_batch
+    from electra.tasks.runner import load_task_model, run_tokenizer_dir
+    from electra.tokenization import load_tokenizer
+
+    spec = load_task_model(args.model).spec
+    with args.tsv.open(newline="", encoding="utf-8") as f:
+        rows = list(csv.reader(f, delimiter="\t", quoting=csv.QUOTE_NONE))[1:args.agreement_limit + 1]
+    tok = load_tokenizer(run_tokenizer_dir(args.model))
+    tok.enable_truncation(spec.get("max_seq_len", 128))
+    encs = tok.encode_batch([r[0] for r in rows])
+    gold = np.array([spec["labels"].index(r[1]) for r in rows])
+    preds = {n: [] for n in impls}
+    for i in range(0, len(encs), 32):
+        chunk = encs[i:i + 32]
+        b = pad_batch([e.ids for e in chunk], [e.type_ids for e in chunk])
+        for n, f in impls.items():
+            preds[n].append(f(b).argmax(-1))
+    preds = {n: np.concatenate(p) for n, p in preds.items()}
+    ref = preds["transformers_fp32"]
+    out = {"sst2_sentences": len(gold), "accuracy": {}, "agreement_with_transformers_fp32": {}}
+    print(f"\nSST-2 dev ({len(gold)} sentences): accuracy / argmax agreement with transformers fp32")
+    for n, p in preds.items():
+        out["accuracy"][n] = float((p == gold).mean())
+        out["agreement_with_transformers_fp32"][n] = float((p == ref).mean())
+        print(f"  {n:<20}{out['accuracy'][n]:.4f}  {out['agreement_with_transformers_fp32'][n]:.2%}")
+    return out
+
+
+if __name__ == "__main__":
+    main()

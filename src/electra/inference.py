@@ -1,0 +1,343 @@
+"""The CPU inference path of ``detect``, ``fill``, ``predict`` and ``serve``: one interface over two backends.
+
+A :class:`Runner` maps a padded batch of int64 arrays (``input_ids``, ``attention_mask``, ``token_type_ids``)
+to named outputs. Backends and precisions (``--backend``, ``--precision``):
+
+=====  =========  ====================================================================================
+torch  fp32       our modules as trained (SDPA, no mask for unpadded batches, a last layer computing only
+                  the ``[CLS]`` row for classifiers)
+torch  bf16       Linear and Embedding weights cast to bf16 once, LayerNorm and the head in fp32; only
+                  where :func:`electra.training.precision.cpu_has_fast_bf16` (emulated bf16 is ~100x slower)
+torch  int8       ``torch.ao`` dynamic quantization of the encoder's Linear layers (per-channel weights; the
+                  first block's FFN output in fp32, as the ONNX int8 export: see :mod:`electra.export.onnx`)
+onnx   fp32       onnxruntime on the fused graph of :mod:`electra.export.onnx`
+onnx   int8       the same graph, int8 dynamic quantization (the head in fp32)
+=====  =========  ====================================================================================
+
+:func:`load_model` reads a pre-trained checkpoint or run folder (a ``discriminator`` and a ``generator``
+runner), a fine-tuned task run (a ``task`` runner), or a folder written by ``electra export --format onnx``.
+With ``--backend onnx`` a checkpoint or run is exported on the fly (into a temporary folder, removed once the
+session has loaded it). :func:`as_task_model` makes a task runner look like a :class:`TaskModel`, so the
+task code (QA decoding, tagging, classification scores) runs unchanged on any backend.
+
+Threads: every runner uses ``torch.get_num_threads()`` threads; onnxruntime's pool is created without
+spinning (``session.intra_op.allow_spinning=0``), so one busy-waiting pool never starves the other on a small
+machine (two spinning pools on 2 cores were measured 10-25x slower; ``OMP_WAIT_POLICY=PASSIVE`` does the same
+for torch's OpenMP pool and must be set before the process starts).
+"""
+
+from __future__ import annotations
+
+import copy
+import shutil
+import tempfile
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from electra.errors import ElectraError
+
+BACKENDS = ("torch", "onnx")
+PRECISIONS = ("fp32", "bf16", "int8")
+Arrays = dict[str, np.ndarray]
+
+
+# ---- runners -------------------------------------------------------------------------------------------
+class Runner:
+    """A network: padded int64 inputs -> named numpy outputs. ``min_sequence``: pad shorter inputs to it."""
+
+    outputs: tuple[str, ...] = ()
+    min_sequence: int = 1
+    backend: str = ""
+    precision: str = ""
+
+    def __call__(self, batch: Arrays) -> Arrays:  # pragma: no cover - interface
+        raise NotImplementedError
+
+
+class TorchRunner(Runner):
+    """``fn(batch of tensors) -> dict of tensors`` under ``torch.inference_mode``; outputs as fp32 numpy."""
+
+    backend = "torch"
+
+    def __init__(self, fn: Callable[[dict[str, Tensor]], dict[str, Tensor]], precision: str,
+                 outputs: tuple[str, ...]):
+        self.fn, self.precision, self.outputs = fn, precision, outputs
+
+    def __call__(self, batch: Arrays) -> Arrays:
+        with torch.inference_mode():
+            out = self.fn({k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in batch.items()})
+        return {k: (v.float() if v.is_floating_point() else v).numpy() for k, v in out.items()}
+
+
+class OnnxRunner(Runner):
+    """An onnxruntime session on one exported ``model.onnx`` (see :mod:`electra.export.onnx`)."""
+
+    backend = "onnx"
+
+    def __init__(self, folder: str | Path, threads: int | None = None):
+        from electra.export.onnx import MODEL_FILE, read_meta
+
+        try:
+            import onnxruntime as ort
+        except ImportError:
+            raise ElectraError("--backend onnx needs onnxruntime (pip install onnxruntime)") from None
+        self.meta = read_meta(folder)
+        opts = ort.SessionOptions()
+        opts.intra_op_num_threads = threads or torch.get_num_threads()
+        opts.inter_op_num_threads = 1
+        opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        self.session = ort.InferenceSession(str(Path(folder) / MODEL_FILE), opts,
+                                            providers=["CPUExecutionProvider"])
+        self.outputs = tuple(o["name"] for o in self.meta["outputs"])
+        self.min_sequence = int(self.meta.get("min_sequence_length", 1))
+        self.precision = "int8" if self.meta.get("quantization") else "fp32"
+
+    def __call__(self, batch: Arrays) -> Arrays:
+        batch = pad_to(batch, self.min_sequence)
+        feeds = {k: np.ascontiguousarray(batch[k], dtype=np.int64) for k in
+                 ("input_ids", "attention_mask", "token_type_ids")}
+        return dict(zip(self.outputs, self.session.run(list(self.outputs), feeds)))
+
+
+def pad_to(batch: Arrays, length: int) -> Arrays:
+    """Right-pad every input to at least ``length`` positions (padding: id 0, mask 0, segment 0)."""
+    seq = batch["input_ids"].shape[1]
+    if seq >= length:
+        return batch
+    return {k: np.pad(v, ((0, 0), (0, length - seq))) for k, v in batch.items()}
+
+
+def pad_batch(rows: Sequence[Sequence[int]], types: Sequence[Sequence[int]] | None = None,
+              pad_id: int = 0) -> Arrays:
+    """Pad token id lists (and their segment ids) to the longest; the attention mask marks real tokens."""
+    width = max(len(r) for r in rows)
+    ids = np.full((len(rows), width), pad_id, dtype=np.int64)
+    mask = np.zeros_like(ids)
+    tt = np.zeros_like(ids)
+    for i, r in enumerate(rows):
+        ids[i, :len(r)] = r
+        mask[i, :len(r)] = 1
+        if types is not None:
+            tt[i, :len(r)] = types[i]
+    return {"input_ids": ids, "attention_mask": mask, "token_type_ids": tt}
+
+
+# ---- torch precisions ----------------------------------------------------------------------------------
+def check_precision(backend: str, precision: str) -> None:
+    from electra.training.precision import EMULATED_BF16_MESSAGE, cpu_has_fast_bf16
+
+    if backend not in BACKENDS:
+        raise ElectraError(f"--backend {backend!r}: expected one of {', '.join(BACKENDS)}")
+    if precision not in PRECISIONS:
+        raise ElectraError(f"--precision {precision!r}: expected one of {', '.join(PRECISIONS)}")
+    if precision == "bf16" and backend == "onnx":
+        raise ElectraError("--precision bf16: only with --backend torch (onnxruntime's CPU kernels have no bf16)")
+    if precision == "bf16" and not cpu_has_fast_bf16():
+        raise ElectraError(f"--precision bf16: {EMULATED_BF16_MESSAGE}; use fp32 or int8")
+
+
+def cast_encoder(encoder: nn.Module, precision: str) -> nn.Module:
+    """A copy of ``encoder`` for inference: bf16 Linear/Embedding weights (LayerNorm fp32) or int8 Linears."""
+    if precision == "fp32":
+        return encoder
+    enc = copy.deepcopy(encoder).eval()
+    if precision == "bf16":
+        for module in enc.modules():
+            if isinstance(module, (nn.Linear, nn.Embedding)):
+                module.to(torch.bfloat16)
+        return enc
+    import warnings
+
+    from torch.ao.quantization import per_channel_dynamic_qconfig
+
+    spec = {name: per_channel_dynamic_qconfig for name, m in enc.named_modules()
+            if isinstance(m, nn.Linear) and name != "layers.0.ffn_out"}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # torch.ao's deprecation notice
+        return torch.ao.quantization.quantize_dynamic(enc, spec, dtype=torch.qint8)
+
+
+def _encode_fn(encoder: nn.Module, precision: str, cls_only: bool = False) -> Callable[[dict[str, Tensor]], Tensor]:
+    """hidden states in fp32; int8 never takes the CLS-only path (it slices the fused QKV weight)."""
+    enc = cast_encoder(encoder, precision)
+    only = cls_only and precision != "int8"
+
+    def run(b: dict[str, Tensor]) -> Tensor:
+        hidden = enc(b["input_ids"], b.get("attention_mask"), b.get("token_type_ids"), cls_only=only)
+        return hidden[:, :1].float() if cls_only and not only else hidden.float()
+
+    return run
+
+
+def torch_pretrained_runners(model: nn.Module, precision: str) -> dict[str, Runner]:
+    """Discriminator and generator runners of an :class:`electra.modeling.Electra`."""
+    model = model.eval()
+    disc, gen = model.discriminator, model.generator
+    d_enc, g_enc = _encode_fn(disc.encoder, precision), _encode_fn(gen.encoder, precision)
+    word = gen.encoder.embeddings.word_embeddings.weight
+
+    def detect(b: dict[str, Tensor]) -> dict[str, Tensor]:
+        return {"logits": disc.head(d_enc(b))}
+
+    def fill(b: dict[str, Tensor]) -> dict[str, Tensor]:
+        hidden = g_enc(b)
+        if "positions" in b:  # the cheap path: the vocabulary projection at the asked positions only
+            hidden = hidden.gather(1, b["positions"][..., None].expand(-1, -1, hidden.shape[-1]))
+        return {"logits": gen.head(hidden, word)}
+
+    return {"discriminator": TorchRunner(detect, precision, ("logits",)),
+            "generator": TorchRunner(fill, precision, ("logits",))}
+
+
+def torch_task_runner(model: nn.Module, precision: str) -> Runner:
+    """A fine-tuned :class:`TaskModel`'s runner: encoder at ``precision``, head in fp32."""
+    model = model.eval()
+    enc = _encode_fn(model.encoder, precision, model.head.reads_cls_only)
+
+    def run(b: dict[str, Tensor]) -> dict[str, Tensor]:
+        return {k: v for k, v in model.head(enc(b), b).items() if k != "loss"}
+
+    return TorchRunner(run, precision, ("logits",))
+
+
+# ---- loading -------------------------------------------------------------------------------------------
+@dataclass
+class LoadedModel:
+    """What a served or predicting model is: its runners, tokenizer and task description."""
+
+    kind: str  # "pretrained" | "classification" | "qa" | "tagging"
+    runners: dict[str, Runner]  # "discriminator" + "generator", or "task"
+    tokenizer: Any
+    spec: dict[str, Any] = field(default_factory=dict)  # the task run's spec (labels, window, ...)
+    head: dict[str, Any] = field(default_factory=dict)  # head class and args
+    config: Any = None  # EncoderConfig of the (task or discriminator) encoder
+    source: str = ""
+    backend: str = "torch"
+    precision: str = "fp32"
+
+    @property
+    def labels(self) -> list[str]:
+        return list(self.spec.get("labels") or [])
+
+    @property
+    def max_sequence(self) -> int:
+        return int(self.config.max_position_embeddings)
+
+
+def _kind_of_head(head_class: str) -> str:
+    return {"ClassificationHead": "classification", "SpanQAHead": "qa",
+            "TokenClassificationHead": "tagging"}.get(head_class, "")
+
+
+def load_model(path: str | Path, backend: str = "torch", precision: str = "fp32",
+               threads: int | None = None) -> LoadedModel:
+    """A checkpoint/run folder, a fine-tuned run, or an ONNX export folder, ready to run on ``backend``."""
+    check_precision(backend, precision)
+    path = Path(path)
+    if (path / "onnx.json").is_file() or (path / "discriminator" / "onnx.json").is_file():
+        if backend != "onnx":
+            raise ElectraError(f"{path}: an ONNX export; run it with --backend onnx")
+        return _load_onnx_folder(path, precision, threads)
+    if backend == "onnx":
+        from electra.export.onnx import export_onnx
+
+        tmp = Path(tempfile.mkdtemp(prefix="electra-onnx-"))
+        try:
+            export_onnx(path, tmp, quantize="int8" if precision == "int8" else None)
+            loaded = _load_onnx_folder(tmp, precision, threads)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+        loaded.source = str(path)
+        return loaded
+    return _load_torch(path, precision)
+
+
+def _load_torch(path: Path, precision: str) -> LoadedModel:
+    from electra.tasks.runner import BEST_DIR, TASK_FILE
+    from electra.tokenization import load_tokenizer
+
+    if (path / TASK_FILE).is_file() or (path / BEST_DIR / TASK_FILE).is_file():
+        from electra.tasks.runner import load_task_model, read_task_meta, run_tokenizer_dir
+
+        model = load_task_model(path)
+        meta = read_task_meta(path)
+        tok = run_tokenizer_dir(path)
+        if tok is None:
+            raise ElectraError(f"{path}: run has no tokenizer/ folder")
+        kind = _kind_of_head(type(model.head).__name__)
+        return LoadedModel(kind, {"task": torch_task_runner(model, precision)}, load_tokenizer(tok), model.spec,
+                           meta["head"], model.encoder.config, str(path), "torch", precision)
+    from electra.checkpoint import load_checkpoint, resolve_checkpoint, tokenizer_dir
+
+    ckpt = resolve_checkpoint(path)
+    tok = tokenizer_dir(ckpt)
+    if tok is None:
+        raise ElectraError(f"{ckpt}: checkpoint has no tokenizer/ folder")
+    model = load_checkpoint(ckpt)
+    return LoadedModel("pretrained", torch_pretrained_runners(model, precision), load_tokenizer(tok), {}, {},
+                       model.config.discriminator, str(path), "torch", precision)
+
+
+def _load_onnx_folder(path: Path, precision: str, threads: int | None) -> LoadedModel:
+    from electra.config import EncoderConfig
+    from electra.tokenization import load_tokenizer
+
+    folders = {"task": path} if (path / "onnx.json").is_file() else {
+        n: path / n for n in ("discriminator", "generator") if (path / n / "onnx.json").is_file()}
+    runners = {n: OnnxRunner(f, threads) for n, f in folders.items()}
+    got = {r.precision for r in runners.values()}
+    if got != {precision}:
+        raise ElectraError(f"{path}: exported as {'/'.join(sorted(got))}, not --precision {precision} "
+                           f"(export again{' with --quantize int8' if precision == 'int8' else ''})")
+    first = next(iter(runners.values())).meta
+    kind = first["kind"] if "task" in runners else "pretrained"
+    return LoadedModel(kind, runners, load_tokenizer(next(iter(folders.values()))), first.get("spec", {}),
+                       first.get("head", {}), EncoderConfig(**first["model"]), str(path), "onnx", precision)
+
+
+# ---- a runner as a task model ----------------------------------------------------------------------------
+class RunnerTaskModel(nn.Module):
+    """A task runner with the face of a :class:`electra.tasks.runner.TaskModel` (``forward(batch)`` ->
+    tensors, ``spec``, ``encoder.config``, ``head``), for the task code's decoding and scoring."""
+
+    def __init__(self, loaded: LoadedModel):
+        super().__init__()
+        self.runner = loaded.runners["task"]
+        self.spec = loaded.spec
+        self.encoder = _ConfigHolder(loaded.config)
+        self.head = SimpleNamespace(**loaded.head.get("args", {}))  # joint, answerable, num_labels, ...
+
+    def forward(self, batch: dict[str, Tensor]) -> dict[str, Tensor]:
+        arrays = {k: batch[k].numpy() for k in ("input_ids", "attention_mask") if k in batch}
+        tt = batch.get("token_type_ids")
+        arrays["token_type_ids"] = tt.numpy() if tt is not None else np.zeros_like(arrays["input_ids"])
+        return {k: torch.from_numpy(v) for k, v in self.runner(arrays).items()}
+
+
+class _ConfigHolder(nn.Module):
+    def __init__(self, config: Any):
+        super().__init__()
+        self.config = config
+
+
+def as_task_model(loaded: LoadedModel) -> RunnerTaskModel:
+    if "task" not in loaded.runners:
+        raise ElectraError(f"{loaded.source}: a pre-trained checkpoint, not a fine-tuned task run")
+    return RunnerTaskModel(loaded)
+
+
+def load_task_runner(run: str | Path, backend: str, precision: str, kind: str) -> tuple[RunnerTaskModel, Any]:
+    """A fine-tuned run of ``kind`` (classification, qa, tagging) as a task model on ``backend``, and its
+    tokenizer."""
+    loaded = load_model(run, backend, precision)
+    if loaded.kind != kind:
+        raise ElectraError(f"{run}: not a {kind} run (it is {loaded.kind})")
+    return as_task_model(loaded), loaded.tokenizer

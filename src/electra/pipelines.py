@@ -1,0 +1,249 @@
+"""Text in, JSON-ready results out, for every kind of model: detect, fill, classify, answer, tag.
+
+Each pipeline has two halves so that a server can batch across requests (``electra.serve.batching``):
+``prepare(value)`` tokenizes and validates one input (a user error raises :class:`ElectraError`, an HTTP 422)
+and says how many tokens it costs; ``run(items)`` puts any number of prepared inputs through the model in one
+padded batch and decodes each. ``prepare`` runs on the caller's thread and ``run`` on the inference thread;
+they use two copies of the tokenizer (a ``tokenizers.Tokenizer`` must not be changed while another thread
+reads it, and QA windowing changes its truncation settings).
+
+Result shapes follow ``transformers``' pipelines where it has one: fill-mask (``sequence, score, token,
+token_str``), text-classification (``label, score``, best first), question-answering (``answer, score, start,
+end``; no answer: ``""`` with start = end = 0), token-classification with simple aggregation (``entity_group,
+score, word, start, end``); detect returns what ``electra detect --json`` prints.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from tokenizers import Tokenizer
+
+from electra.errors import ElectraError
+from electra.inference import LoadedModel, as_task_model, pad_batch
+
+
+@dataclass
+class Item:
+    """One prepared input: what ``run`` needs, and its cost in tokens (for batching by tokens)."""
+
+    data: Any
+    tokens: int
+
+
+class Pipeline:
+    task = ""
+
+    def __init__(self, model: LoadedModel, max_input_tokens: int | None = None):
+        self.model = model
+        self.tokenizer = model.tokenizer
+        self.run_tokenizer = Tokenizer.from_str(model.tokenizer.to_str())
+        self.tokenizer.no_padding()
+        self.tokenizer.no_truncation()
+        limit = model.max_sequence
+        self.max_tokens = min(limit, max_input_tokens) if max_input_tokens else limit
+
+    def _encode(self, text: Any, pair: Any = None):  # noqa: ANN202
+        if not isinstance(text, str) or (pair is not None and not isinstance(pair, str)):
+            raise ElectraError("each input must be a string")
+        enc = self.tokenizer.encode(text, pair) if pair is not None else self.tokenizer.encode(text)
+        if len(enc.ids) > self.max_tokens:
+            raise ElectraError(f"input is {len(enc.ids)} tokens long; this model takes at most {self.max_tokens} "
+                               "(inputs are not truncated or split: shorten it)")
+        return enc
+
+    def prepare(self, value: Any) -> Item:  # pragma: no cover - interface
+        raise NotImplementedError
+
+    def run(self, items: list[Item]) -> list[Any]:  # pragma: no cover - interface
+        raise NotImplementedError
+
+    def __call__(self, values: list[Any]) -> list[Any]:
+        """prepare + run, for callers without a batching queue (the CLI, tests)."""
+        return self.run([self.prepare(v) for v in values])
+
+
+class DetectPipeline(Pipeline):
+    task = "detect"
+
+    def prepare(self, value: Any) -> Item:
+        enc = self._encode(value)
+        return Item(enc, len(enc.ids))
+
+    def run(self, items: list[Item]) -> list[dict[str, Any]]:
+        from electra.generation import detect_encoded
+
+        return [d.to_dict() for d in detect_encoded(self.model.runners["discriminator"], [i.data for i in items])]
+
+
+class FillPipeline(Pipeline):
+    task = "fill"
+    max_top_k = 50
+
+    def prepare(self, value: Any, top_k: int = 5) -> Item:
+        if not isinstance(top_k, int) or not 1 <= top_k <= self.max_top_k:
+            raise ElectraError(f"top_k {top_k!r}: expected an integer from 1 to {self.max_top_k}")
+        enc = self._encode(value)
+        if self.tokenizer.token_to_id("[MASK]") not in enc.ids:
+            raise ElectraError("no [MASK] token in the text; write [MASK] where a word should be filled")
+        return Item((enc, top_k), len(enc.ids))
+
+    def run(self, items: list[Item]) -> list[Any]:
+        from electra.generation import fill_encoded
+
+        k = max(i.data[1] for i in items)
+        res = fill_encoded(self.model.runners["generator"], self.run_tokenizer, [i.data[0] for i in items], k)
+        out = []
+        for item, per_mask in zip(items, res):
+            per_mask = [c[:item.data[1]] for c in per_mask]
+            out.append(per_mask[0] if len(per_mask) == 1 else per_mask)  # as transformers: one mask, one list
+        return out
+
+
+class ClassifyPipeline(Pipeline):
+    """A text, or a pair ``[a, b]`` for sentence-pair tasks: every label with its probability, best first
+    (regression: one entry, the predicted value as ``score``)."""
+
+    task = "classify"
+
+    def prepare(self, value: Any) -> Item:
+        if isinstance(value, list) and len(value) == 2:
+            enc = self._encode(value[0], value[1])
+        elif isinstance(value, list):
+            raise ElectraError(f"a pair must have 2 texts, not {len(value)}")
+        else:
+            enc = self._encode(value)
+        return Item(enc, len(enc.ids))
+
+    def run(self, items: list[Item]) -> list[list[dict[str, Any]]]:
+        batch = pad_batch([i.data.ids for i in items], [i.data.type_ids for i in items])
+        logits = self.model.runners["task"](batch)["logits"].astype(np.float64)
+        labels = self.model.labels
+        if logits.ndim == 1 or not labels:
+            name = self.model.spec.get("task", "value")
+            return [[{"label": name, "score": round(float(v), 4)}] for v in logits.reshape(len(items), -1)[:, 0]]
+        probs = np.exp(logits - logits.max(-1, keepdims=True))
+        probs /= probs.sum(-1, keepdims=True)
+        return [[{"label": labels[j], "score": round(float(row[j]), 4)} for j in np.argsort(-row, kind="stable")]
+                for row in probs]
+
+
+class AnswerPipeline(Pipeline):
+    """``{"question", "context"}``: the answer span in the context (character offsets), as the QA task decodes
+    it; the context is split into windows as in evaluation (``max_context_tokens`` bounds the work)."""
+
+    task = "answer"
+    max_context_tokens = 4096
+
+    def prepare(self, value: Any) -> Item:
+        from electra.data.squad import QAExample, WindowConfig, make_features
+
+        if not isinstance(value, dict) or not isinstance(value.get("question"), str) or not isinstance(
+                value.get("context"), str):
+            raise ElectraError("each input must be an object with string fields \"question\" and \"context\"")
+        question, context = value["question"], value["context"]
+        if not context.strip() or not question.strip():
+            raise ElectraError("question and context must not be empty")
+        n = len(self.tokenizer.encode(context, add_special_tokens=False).ids)
+        if n > self.max_context_tokens:
+            raise ElectraError(f"context is {n} tokens long; at most {self.max_context_tokens}")
+        ex = QAExample("q", question, context)
+        feats = make_features([ex], self.tokenizer, WindowConfig(**self.model.spec["window"]))
+        return Item((ex, feats), sum(len(f.input_ids) for f in feats))
+
+    def run(self, items: list[Item]) -> list[dict[str, Any]]:
+        from electra.tasks.qa import get_task, predict_features
+
+        examples, feats = [], []
+        for i, item in enumerate(items):
+            ex, fs = item.data
+            examples.append(dataclasses.replace(ex, qid=str(i)))
+            feats += [dataclasses.replace(f, example_index=i) for f in fs]
+        preds = predict_features(as_task_model(self.model), examples, feats)
+        version = get_task(self.model.spec["task"]).version
+        out = []
+        for i in range(len(items)):
+            p = preds[str(i)]
+            if p.start < 0:
+                null = p.null_score if p.null_score is not None and version == 2 else 0.0
+                out.append({"answer": "", "score": round(_sigmoid(null), 4), "start": 0, "end": 0})
+            else:
+                prob = p.nbest[0].get("probability", 1.0) if p.nbest else 1.0
+                out.append({"answer": p.text, "score": round(float(prob), 4), "start": p.start, "end": p.end})
+        return out
+
+
+def _sigmoid(x: float) -> float:
+    return 1.0 / (1.0 + math.exp(-max(-60.0, min(60.0, x))))
+
+
+class TagPipeline(Pipeline):
+    """Entities: each word labelled at its first sub-token, B-/I-/E-/S- runs of one type grouped; ``score``
+    is the mean probability of the group's word labels, ``start``/``end`` character offsets in the text."""
+
+    task = "tag"
+
+    def prepare(self, value: Any) -> Item:
+        enc = self._encode(value)
+        return Item((value, enc), len(enc.ids))
+
+    def run(self, items: list[Item]) -> list[list[dict[str, Any]]]:
+        batch = pad_batch([i.data[1].ids for i in items])
+        logits = self.model.runners["task"](batch)["logits"].astype(np.float64)
+        probs = np.exp(logits - logits.max(-1, keepdims=True))
+        probs /= probs.sum(-1, keepdims=True)
+        labels = self.model.labels
+        out = []
+        for row, item in zip(probs, items):
+            text, enc = item.data
+            words: list[tuple[str, float, int, int]] = []  # label, score, start, end per word
+            seen: set[int] = set()
+            for t, w in enumerate(enc.word_ids):
+                if w is None:
+                    continue
+                s, e = enc.offsets[t]
+                if w in seen:
+                    words[-1] = (words[-1][0], words[-1][1], words[-1][2], e)
+                    continue
+                seen.add(w)
+                j = int(row[t].argmax())
+                words.append((labels[j], float(row[t, j]), s, e))
+            out.append(group_entities(text, words))
+        return out
+
+
+def group_entities(text: str, words: list[tuple[str, float, int, int]]) -> list[dict[str, Any]]:
+    """Runs of B-/I-/E-/S- word labels of one type -> entities (``O`` and a change of type end a run)."""
+    groups: list[dict[str, Any]] = []
+    current: dict[str, Any] | None = None
+    for label, score, start, end in words:
+        prefix, _, kind = label.partition("-")
+        if label == "O" or not kind:
+            current = None
+            continue
+        if current is None or prefix in ("B", "S") or current["entity_group"] != kind:
+            current = {"entity_group": kind, "scores": [], "start": start, "end": end}
+            groups.append(current)
+        current["scores"].append(score)
+        current["end"] = end
+        if prefix in ("E", "S"):
+            current = None
+    return [{"entity_group": g["entity_group"], "score": round(float(np.mean(g["scores"])), 4),
+             "word": text[g["start"]:g["end"]], "start": g["start"], "end": g["end"]} for g in groups]
+
+
+PIPELINES: dict[str, type[Pipeline]] = {p.task: p for p in (DetectPipeline, FillPipeline, ClassifyPipeline,
+                                                            AnswerPipeline, TagPipeline)}
+
+
+def pipelines_for(model: LoadedModel, max_input_tokens: int | None = None) -> dict[str, Pipeline]:
+    """The pipelines a model serves: detect + fill (pre-trained), classify, answer or tag (fine-tuned)."""
+    if model.kind == "pretrained":
+        tasks = [t for t, r in (("detect", "discriminator"), ("fill", "generator")) if r in model.runners]
+    else:
+        tasks = [{"classification": "classify", "qa": "answer", "tagging": "tag"}[model.kind]]
+    return {t: PIPELINES[t](model, max_input_tokens) for t in tasks}

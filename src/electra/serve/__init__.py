@@ -1,0 +1,6 @@
+"""``electra serve``: the HTTP service (FastAPI + uvicorn) and its web page.
+
+``app.py`` declares the routes and request types, ``batching.py`` the queue that batches inputs across requests
+by tokens, ``limits.py`` the limits and every error class the API answers, ``metrics.py`` the Prometheus
+metrics, ``server.py`` loading models and running uvicorn, ``static/index.html`` the page at ``/``.
+"""

@@ -1,0 +1,115 @@
+"""The CPU inference path: every backend/precision answers like PyTorch fp32, through the CLI too."""
+
+import json
+
+import pytest
+
+pytest.importorskip("onnxruntime")
+
+from deploy_fixtures import ZH, tiny_models  # noqa: E402
+from electra.cli import main  # noqa: E402
+from electra.errors import ElectraError  # noqa: E402
+from electra.export.onnx import export_onnx  # noqa: E402
+from electra.inference import load_model  # noqa: E402
+from electra.pipelines import group_entities, pipelines_for  # noqa: E402
+from electra.training.precision import cpu_has_fast_bf16  # noqa: E402
+
+INPUTS = {"detect": ["paris is the capital of france", ZH], "fill": ["the capital of [MASK] is paris"],
+          "classify": ["paris", ["paris", "london"]], "tag": ["paris and london are old towns"],
+          "answer": [{"question": "what is the capital of france?",
+                      "context": "the capital of france is paris. the river runs through old towns."}]}
+BACKENDS = [("onnx", "fp32"), ("onnx", "int8"), ("torch", "int8")] + ([("torch", "bf16")] if cpu_has_fast_bf16()
+                                                                      else [])
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory):
+    return tiny_models(tmp_path_factory.mktemp("models"))
+
+
+def _results(path, backend, precision):
+    return {t: p(INPUTS[t]) for t, p in pipelines_for(load_model(path, backend, precision)).items()}
+
+
+def _close(a, b, tol):
+    """Equal structure and strings; numbers within ``tol``."""
+    if isinstance(a, dict):
+        return a.keys() == b.keys() and all(_close(a[k], b[k], tol) for k in a)
+    if isinstance(a, list):
+        return len(a) == len(b) and all(_close(x, y, tol) for x, y in zip(a, b))
+    if isinstance(a, float):
+        return abs(a - b) <= tol
+    return a == b
+
+
+@pytest.mark.parametrize("kind", ["pretrained", "classification", "qa", "tagging"])
+def test_onnx_fp32_answers_as_torch_fp32(models, kind):
+    assert _close(_results(models[kind], "onnx", "fp32"), _results(models[kind], "torch", "fp32"), 1e-4)
+
+
+@pytest.mark.parametrize("backend,precision", BACKENDS)
+def test_every_backend_finds_the_same_answer_span_and_entities(models, backend, precision):
+    for kind in ("qa", "tagging"):
+        ref = _results(models[kind], "torch", "fp32")
+        got = _results(models[kind], backend, precision)
+        assert _close(got, ref, 0.05), kind
+
+
+def test_short_qa_inputs_are_padded_to_the_onnx_beam(models):
+    pipe = pipelines_for(load_model(models["qa"], "onnx", "fp32"))["answer"]
+    ref = pipelines_for(load_model(models["qa"], "torch", "fp32"))["answer"]
+    short = [{"question": "capital?", "context": "paris"}]  # 5 tokens < the beam of 5 + question
+    assert pipe(short) == ref(short)
+
+
+def test_an_export_folder_loads_with_the_onnx_backend(models, tmp_path):
+    export_onnx(models["pretrained"], tmp_path / "x", quantize="int8")
+    loaded = load_model(tmp_path / "x", "onnx", "int8")
+    assert loaded.kind == "pretrained" and set(loaded.runners) == {"discriminator", "generator"}
+    with pytest.raises(ElectraError, match="exported as int8"):
+        load_model(tmp_path / "x", "onnx", "fp32")
+    with pytest.raises(ElectraError, match="--backend onnx"):
+        load_model(tmp_path / "x", "torch", "fp32")
+
+
+def test_bf16_is_refused_where_the_cpu_would_emulate_it(models, monkeypatch):
+    monkeypatch.setenv("ELECTRA_CPU_BF16", "emulated")
+    with pytest.raises(ElectraError, match="no native bf16"):
+        load_model(models["pretrained"], "torch", "bf16")
+
+
+def test_inputs_over_the_token_limit_are_refused_not_truncated(models):
+    pipe = pipelines_for(load_model(models["pretrained"]), max_input_tokens=8)["detect"]
+    with pytest.raises(ElectraError, match="at most 8"):
+        pipe.prepare("paris " * 20)
+
+
+def test_cli_detect_on_onnx_prints_what_torch_prints(models, capsys):
+    outs = []
+    for backend in ("torch", "onnx"):
+        with pytest.raises(SystemExit):
+            main(["detect", "--model", str(models["pretrained"]), "--json", "--backend", backend, "paris is old"])
+        outs.append(json.loads(capsys.readouterr().out))
+    assert _close(outs[0], outs[1], 1e-4)
+
+
+def test_cli_predict_with_onnx_int8_writes_the_same_labels(models, tmp_path):
+    tsv = tmp_path / "test.tsv"
+    tsv.write_text("index\tsentence1\tsentence2\n" + "".join(f"{i}\tparis is old\tlondon {i}\n" for i in range(4)))
+    files = []
+    for backend, precision in (("torch", "fp32"), ("onnx", "int8")):
+        out = tmp_path / f"{backend}.tsv"
+        with pytest.raises(SystemExit):
+            main(["predict", "--model", str(models["classification"]), "--input", str(tsv), "--out", str(out),
+                  "--backend", backend, "--precision", precision])
+        files.append(out.read_text())
+    assert files[0] == files[1] and files[0].count("\n") == 5
+
+
+def test_entities_group_runs_of_one_type():
+    words = [("B-LOC", 0.9, 0, 3), ("I-LOC", 0.7, 4, 8), ("O", 0.99, 9, 12), ("B-PER", 0.8, 13, 16),
+             ("I-LOC", 0.6, 17, 21)]
+    got = group_entities("new york and bob rome", words)
+    assert [(g["entity_group"], g["word"], g["start"], g["end"]) for g in got] == [
+        ("LOC", "new york", 0, 8), ("PER", "bob", 13, 16), ("LOC", "rome", 17, 21)]
+    assert got[0]["score"] == 0.8
