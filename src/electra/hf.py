@@ -240,13 +240,15 @@ def electra_from_hf(disc_dir: str | Path, gen_dir: str | Path | None = None) -> 
     tie = gen_sd is not None and all(
         torch.equal(gen_sd[k], disc_sd[k]) for k in disc_sd if k.startswith("encoder.embeddings."))
     model = Electra(combine_configs(disc_cfg, gen_cfg, tie))
-    _load_network(model.discriminator, disc_sd, str(disc_dir))
+    load_network(model.discriminator, disc_sd, str(disc_dir))
     if gen_sd is not None:
-        _load_network(model.generator, gen_sd, str(gen_dir))
+        load_network(model.generator, gen_sd, str(gen_dir))
     return model, gen_sd is not None
 
 
-def _load_network(network: torch.nn.Module, sd: dict[str, Tensor], source: str) -> None:
+def load_network(network: torch.nn.Module, sd: dict[str, Tensor], source: str, partial: bool = False) -> None:
+    """Copy ``sd`` into ``network``, checking every name and shape; ``partial``: ``sd`` may cover only some keys
+    (the rest keep their initialisation)."""
     expected = network.state_dict()
     for k, v in sd.items():
         if k not in expected:
@@ -255,9 +257,9 @@ def _load_network(network: torch.nn.Module, sd: dict[str, Tensor], source: str) 
             raise ElectraError(f"{source}: tensor {k!r} has shape {tuple(v.shape)}, config expects "
                                f"{tuple(expected[k].shape)}")
     missing = set(expected) - set(sd)
-    if missing:
+    if missing and not partial:
         raise ElectraError(f"{source}: missing tensor {sorted(missing)[0]!r}")
-    network.load_state_dict(sd)
+    network.load_state_dict(sd, strict=not partial)
 
 
 def import_hf(disc_dir: str | Path, out: str | Path, gen_dir: str | Path | None = None) -> Path:

@@ -33,7 +33,7 @@ from torch import Tensor
 from electra.checkpoint import save_checkpoint
 from electra.config import EncoderConfig, ModelConfig, read_json
 from electra.errors import ElectraError
-from electra.hf import encoder_from_hf, from_hf_config, read_hf_dir
+from electra.hf import encoder_from_hf, from_hf_config, load_network, read_hf_dir
 from electra.modeling import Electra
 
 GENERATOR_INITS = ("new", "truncate")
@@ -138,7 +138,7 @@ def import_bert(bert_dir: str | Path, out: str | Path, *, generator_size: float 
     report = BertImportReport(str(bert_dir), config, generator_init)
 
     body = encoder_from_hf(weights, disc_cfg.num_layers, str(bert_dir))
-    _load_part(model.discriminator, body, str(bert_dir))
+    load_network(model.discriminator, body, str(bert_dir), partial=True)
     used = {k for k in weights if k.startswith(("embeddings.", "encoder."))}
     if generator_init == "truncate":
         layers = config.generator.num_layers
@@ -153,7 +153,7 @@ def import_bert(bert_dir: str | Path, out: str | Path, *, generator_size: float 
             gen["head.bias"] = weights.get("cls.predictions.bias", weights.get("cls.predictions.decoder.bias"))
             report.mlm_head = "copied"
             used |= {k for k in weights if k.startswith("cls.predictions.")}
-        _load_part(model.generator, gen, str(bert_dir))
+        load_network(model.generator, gen, str(bert_dir), partial=True)
     elif any(k.startswith("cls.predictions.") for k in weights):
         report.mlm_head = "unused"
     for k in sorted(set(weights) - used):
@@ -171,18 +171,6 @@ def import_bert(bert_dir: str | Path, out: str | Path, *, generator_size: float 
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return path, report
-
-
-def _load_part(network: torch.nn.Module, tensors: dict[str, Tensor], source: str) -> None:
-    """Copy ``tensors`` into ``network`` (a subset of its keys), checking every name and shape."""
-    expected = network.state_dict()
-    for k, v in tensors.items():
-        if k not in expected:
-            raise ElectraError(f"{source}: tensor {k!r} has no place in this model")
-        if v.shape != expected[k].shape:
-            raise ElectraError(f"{source}: tensor {k!r} has shape {tuple(v.shape)}, the model expects "
-                               f"{tuple(expected[k].shape)}")
-    network.load_state_dict(tensors, strict=False)
 
 
 def write_bert_tokenizer(bert_dir: Path, out: Path) -> str:

@@ -13,7 +13,6 @@
 from __future__ import annotations
 
 import collections
-import json
 import re
 import string
 import sys
@@ -275,18 +274,10 @@ def cmrc2018(dataset: list[dict], predictions: Mapping[str, str]) -> dict[str, A
 
 # ---- files ----------------------------------------------------------------------------------------------
 def load_json(path: str | Path, what: str) -> Any:
-    """Parse a JSON file; errors name the file, line and column."""
-    path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ElectraError(f"{path}: {what} file not found") from None
-    except UnicodeDecodeError as e:
-        raise ElectraError(f"{path}: not UTF-8 text (byte {e.start})") from None
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError as e:
-        raise ElectraError(f"{path}:{e.lineno}:{e.colno}: malformed JSON in {what} file: {e.msg}") from None
+    """Parse a JSON file; errors name the file, line and column (``electra.config.read_json``)."""
+    from electra.config import read_json
+
+    return read_json(path, f"{what} file")
 
 
 def _check_map(obj: Any, path: str | Path, what: str, value_type: type | tuple) -> dict:

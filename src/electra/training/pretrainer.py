@@ -217,7 +217,8 @@ def pretrain(cfg: PretrainConfig, config_file: str | None = None,
     torch.manual_seed(cfg.seed)
     model = Electra(model_cfg).to(device)
     special = SpecialIds(pad=data.pad_id, cls=data.cls_id, sep=data.sep_id, mask=data.mask_id)
-    if cfg.init_from and not (resume and find_latest_checkpoint(run_dir) is not None):  # resume: the run's own
+    latest = find_latest_checkpoint(run_dir) if resume else None
+    if cfg.init_from and latest is None:  # a resumed run starts from its own checkpoint instead
         summary = load_init_weights(model, cfg.init_from, data.tokenizer_dir)
         if dist.is_main:
             print(summary)
@@ -233,17 +234,15 @@ def pretrain(cfg: PretrainConfig, config_file: str | None = None,
     optimizer = AdamW(groups, lr=cfg.lr, betas=(cfg.adam_beta1, cfg.adam_beta2), eps=cfg.adam_eps,
                       weight_decay=cfg.weight_decay, bias_correction=cfg.bias_correction)
     start = 0
-    if resume:
-        latest = find_latest_checkpoint(run_dir)
-        if latest is not None:
-            state = load_training_checkpoint(latest, model, optimizer, rank=dist.rank)
-            objectives.load_objective_state(objective, latest)
-            start = int(state["step"])
-            if state.get("shards") != world * accum:
-                raise ElectraError(f"{latest}: saved with {state.get('shards')} data shards (world size x "
-                                   f"grad-accum); now {world * accum}. Resume with the same product.")
-            if dist.is_main:
-                print(f"resuming from {latest} at step {start}")
+    if latest is not None:
+        state = load_training_checkpoint(latest, model, optimizer, rank=dist.rank)
+        objectives.load_objective_state(objective, latest)
+        start = int(state["step"])
+        if state.get("shards") != world * accum:
+            raise ElectraError(f"{latest}: saved with {state.get('shards')} data shards (world size x "
+                               f"grad-accum); now {world * accum}. Resume with the same product.")
+        if dist.is_main:
+            print(f"resuming from {latest} at step {start}")
     forward: torch.nn.Module = objective
     if world > 1:
         forward = torch.nn.parallel.DistributedDataParallel(
@@ -290,8 +289,8 @@ def pretrain(cfg: PretrainConfig, config_file: str | None = None,
             bar.set_postfix(loss=f"{values['loss']:.3f}", tok_s=f"{values['tokens_per_s']:.0f}")
             sums, n_sum, t_last = {}, 0, now
         bar.update(1)
-        out_of_time = time.perf_counter() >= deadline or done == cfg.stop_step
-        if world > 1:  # every rank stops at the same step
+        out_of_time = done == cfg.stop_step or time.perf_counter() >= deadline
+        if world > 1 and cfg.max_minutes > 0:  # clocks differ between ranks: every rank stops at the same step
             flag = torch.tensor([float(out_of_time)], device=device)
             torch.distributed.all_reduce(flag, op=torch.distributed.ReduceOp.MAX)
             out_of_time = bool(flag.item())
