@@ -21,6 +21,8 @@ def add_pretrain(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--init-from", help="checkpoint or run folder to start from (ours, an imported ELECTRA pair or "
                                        "BERT): its weights and shape; optimizer and step start fresh")
     p.add_argument("--config", help="TOML/JSON with a [model] table and/or a [pretrain] table")
+    p.add_argument("--held-out", help="folder written by `electra prepare` from text kept out of --data: the "
+                                      "end-of-run detection report (detection.json) is measured there")
     p.add_argument("--objective", choices=["electra", "mlm", "electra-15", "replace-mlm", "all-tokens-mlm"],
                    help="replaced-token detection, BERT MLM, or the paper's §3.2 ablations")
     _add_variant_options(p)
@@ -63,7 +65,7 @@ def pretrain_config_from_args(args: argparse.Namespace):  # noqa: ANN201
              "weight_decay", "mask_prob", "generator_weight", "discriminator_weight", "temperature", "save_every",
              "keep_last",
              "log_every", "seed", "grad_clip", "precision", "device", "compile", "bias_correction", "init_from",
-             *VARIANT_OPTIONS]
+             "held_out", *VARIANT_OPTIONS]
     overrides = {**file_values, **{n: getattr(args, n) for n in names if getattr(args, n) is not None}}
     cfg = PretrainConfig.for_preset(preset, data=args.data, out=args.out, **overrides)
     if model_values and cfg.preset in PRESETS and not cfg.init_from:  # errors in the file name the file
@@ -216,9 +218,11 @@ def run_fill(args: argparse.Namespace) -> None:
 
 
 def add_demo(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("demo", help="tokenizer -> prepare -> pre-train tiny on the bundled text -> detect/fill")
+    p = sub.add_parser("demo", help="tokenizer -> prepare -> pre-train tiny on the bundled text for a wall-clock "
+                                    "budget -> held-out detection report, detect/fill, an honest verdict")
     p.add_argument("--out", default="runs/demo")
-    p.add_argument("--steps", type=int, default=1500)
+    p.add_argument("--minutes", type=float, default=3.0, help="pre-training budget (default 3)")
+    p.add_argument("--steps", type=int, help="train exactly this many steps instead of --minutes")
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--no-progress", action="store_true")
@@ -228,7 +232,8 @@ def add_demo(sub: argparse._SubParsersAction) -> None:
 def run_demo(args: argparse.Namespace) -> None:
     from electra.demo import run_demo as demo
 
-    demo(args.out, steps=args.steps, batch_size=args.batch_size, seed=args.seed, progress=not args.no_progress)
+    demo(args.out, minutes=args.minutes, steps=args.steps, batch_size=args.batch_size, seed=args.seed,
+         progress=not args.no_progress)
 
 
 # ---- export / import ----------------------------------------------------------------------------------

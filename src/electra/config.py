@@ -404,11 +404,12 @@ class PretrainConfig:
     adversarial_entropy: float = 0.0  # adversarial: entropy bonus coefficient
     init_embeddings: str = ""  # word2vec/GloVe file to initialise the word embeddings from (electra.embeddings_init)
     init_from: str = ""  # checkpoint or run folder whose weights start the run (shape from it; optimizer/step fresh)
+    held_out: str = ""  # prepared folder of text not trained on: the end-of-run detection report is measured there
 
     # Fields that may change when a run is resumed (they don't change the optimisation so far).
     RESUMABLE_CHANGES: ClassVar[tuple[str, ...]] = (
         "max_steps", "max_minutes", "stop_step", "log_every", "save_every", "keep_last", "device", "compile", "out",
-        "data")
+        "data", "held_out")
 
     KIND: ClassVar[str] = "pretrain option"
     # Checked by check_paths() when the run starts (a config may be written before its data exists).
@@ -416,6 +417,7 @@ class PretrainConfig:
         "data": existing_folder(), "out": Rule("a run folder path (not an existing file)",
                                                lambda v: bool(v) and not Path(v).is_file()),
         "init_embeddings": existing_file(), "init_from": existing_path(),
+        "held_out": Rule("a folder written by `electra prepare` (or empty: none)", lambda v: not v or Path(v).is_dir()),
     }
     RULES: ClassVar[dict[str, Rule]] = {
         "preset": one_of(*TRAINING_PRESETS), "objective": one_of(*OBJECTIVES),

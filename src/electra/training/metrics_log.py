@@ -48,8 +48,11 @@ class MetricsLogger:
                     rows = [r for r in rows if _step(r) is not None and _step(r) <= resume_step]
                 self._rewrite(rows)
         if tensorboard:
-            from torch.utils.tensorboard import SummaryWriter
-
+            try:
+                from torch.utils.tensorboard import SummaryWriter
+            except ImportError:  # e.g. a GPU machine's bare Python: metrics.csv is still written
+                print("tensorboard is not installed: no TensorBoard logs (metrics.csv is written)")
+                return
             purge = None if resume_step is None else resume_step + 1
             self._writer = SummaryWriter(str(Path(run_dir) / TB_DIR), purge_step=purge)
 

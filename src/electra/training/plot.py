@@ -83,8 +83,11 @@ def plot_curves(run_dir: str | Path, smoothing: float = 0.6) -> Path:
     from electra.config import check_values, interval
 
     check_values("plot option", {"smoothing": smoothing}, {"smoothing": interval(0, 1, "[)")})
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
+    try:
+        from matplotlib.backends.backend_agg import FigureCanvasAgg
+        from matplotlib.figure import Figure
+    except ImportError:
+        raise ElectraError("matplotlib is not installed: no curves.png (draw it later: `electra plot RUN`)") from None
 
     run_dir = Path(run_dir)
     steps, cols = _columns(run_dir)

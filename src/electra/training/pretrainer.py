@@ -199,6 +199,9 @@ def pretrain(cfg: PretrainConfig, config_file: str | None = None,
     datasets = [PretrainingData(cfg.data, seed=cfg.seed, rank=s, world_size=world * accum) for s in shards]
     data = datasets[0]
     model_cfg = resolve_model_config(cfg, data.vocab_size, config_file, model_overrides)
+    if cfg.held_out and (held_vocab := PretrainingData(cfg.held_out).vocab_size) != data.vocab_size:
+        raise ElectraError(f"--held-out {cfg.held_out}: prepared with a {held_vocab:,}-entry vocabulary, --data "
+                           f"with {data.vocab_size:,}; prepare both with the same tokenizer")
     precision = default_precision(device) if cfg.precision == "auto" else cfg.precision
     if precision == "bf16" and emulated_bf16(device) and dist.is_main:
         print(f"warning: --precision bf16: {EMULATED_BF16_MESSAGE}; --precision auto picks fp32 here")
@@ -310,28 +313,34 @@ def pretrain(cfg: PretrainConfig, config_file: str | None = None,
     bar.close()
     logger.close()
     if dist.is_main and cfg.objective in ("electra", "electra-15"):
-        report = held_out_detection(model, PretrainingData(cfg.data, seed=cfg.seed), cfg)
+        if cfg.held_out:
+            report = held_out_detection(model, PretrainingData(cfg.held_out, seed=cfg.seed), cfg, separate=True)
+        else:
+            report = held_out_detection(model, PretrainingData(cfg.data, seed=cfg.seed), cfg)
         (run_dir / DETECTION_FILE).write_text(json.dumps(report.to_dict(), indent=2) + "\n")
         print(report.format())
     if dist.is_main:
         from electra.training.plot import plot_curves
 
-        with contextlib.suppress(ElectraError):
+        try:
             plot_curves(run_dir)
+        except ElectraError as e:
+            print(f"no curves.png: {e}")
     cleanup()
     return run_dir
 
 
 def held_out_detection(model: Electra, data: Any, cfg: PretrainConfig, batches: int = 16,
-                       batch_size: int = 32) -> DetectionReport:
+                       batch_size: int = 32, separate: bool = False) -> DetectionReport:
     """Detection quality (AUC, recall, ...) on the last ``batches`` batches of the data's first epoch: examples
-    the run has not trained on unless it went that far (then the report says so)."""
+    the run has not trained on unless it went that far (then the report says so). ``separate``: ``data`` is a
+    held-out set (``--held-out``), never trained on."""
     total = data.num_examples(0)
     n = max(1, min(batches, total // batch_size))
     first = max(0, total // batch_size - n)
     report = evaluate_on_data(model, data, n, start=first, batch_size=batch_size, mask_prob=cfg.mask_prob,
                               seed=cfg.seed + 1, temperature=cfg.temperature)
-    report.held_out = cfg.max_steps * cfg.batch_size <= first * batch_size
+    report.held_out = separate or cfg.max_steps * cfg.batch_size <= first * batch_size
     return report
 
 
