@@ -9,11 +9,18 @@ viewed as ``int16`` with the sign bit cleared) compared with a threshold: elemen
 unbiased; the bool mask is kept for the backward pass, as ``native_dropout`` does. Randomness comes from the
 default generator, so ``torch.manual_seed`` makes it reproducible. Accelerators and compiled graphs keep
 ``F.dropout`` (fused there).
+
+:func:`accelerator_path` (or ``ELECTRA_ACCELERATOR_PATH=1``) sends CPU tensors down the code accelerators run
+(``F.dropout``, SDPA attention, no host-side padding check, no GELU recomputation), so that tests on a CPU
+exercise what a first GPU run executes.
 """
 
 from __future__ import annotations
 
+import contextlib
 import math
+import os
+from collections.abc import Iterator
 
 import torch
 import torch.nn.functional as F
@@ -72,7 +79,22 @@ class Dropout(nn.Dropout):
         return dropout(x, self.p, self.training)
 
 
+_accelerator_path = os.environ.get("ELECTRA_ACCELERATOR_PATH", "") == "1"
+
+
+@contextlib.contextmanager
+def accelerator_path(enabled: bool = True) -> Iterator[None]:
+    """Within the block, treat CPU tensors as accelerator tensors (see the module docstring)."""
+    global _accelerator_path
+    previous, _accelerator_path = _accelerator_path, enabled
+    try:
+        yield
+    finally:
+        _accelerator_path = previous
+
+
 def eager_cpu(x: Tensor) -> bool:
-    """Whether ``x`` is a CPU tensor outside compilation: where :func:`dropout` uses its own masks (and where
-    :mod:`electra.modeling` writes out attention and recomputes GELU)."""
-    return x.device.type == "cpu" and not torch.compiler.is_compiling()
+    """Whether ``x`` is a CPU tensor outside compilation (and outside :func:`accelerator_path`): where
+    :func:`dropout` uses its own masks (and where :mod:`electra.modeling` writes out attention, recomputes GELU
+    and checks the attention mask for padding on the host)."""
+    return x.device.type == "cpu" and not _accelerator_path and not torch.compiler.is_compiling()

@@ -220,7 +220,7 @@ def no_padding(attention_mask: Tensor | None) -> bool:
     runs without a mask (same result, no masking work). Never inspects accelerator tensors (no host sync)."""
     if attention_mask is None:
         return True
-    if attention_mask.device.type != "cpu" or torch.compiler.is_compiling():
+    if not eager_cpu(attention_mask):
         return False
     return bool(attention_mask.all())
 
