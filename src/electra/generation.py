@@ -327,7 +327,7 @@ def _parse_markers(text: str) -> list[tuple[int, int, bool]]:
     return [(s, e, n if not star else -1) for s, e, n, star in runs]  # n -1: unknown length
 
 
-def _decode_span(tokenizer: Tokenizer, ids: list[int]) -> str:
+def decode_span(tokenizer: Tokenizer, ids: list[int]) -> str:
     return tokenizer.decode(ids, skip_special_tokens=False).replace(" ##", "").removeprefix("##")
 
 
@@ -377,7 +377,7 @@ def fill_text(pair: Pair, text: str, iterations: int = 4, confidence: str = "gen
             out, spans, cursor = [], [], 0
             for s, e, first, k in where:
                 out.append(text[cursor:s])
-                fill = _decode_span(pair.tokenizer, [row[positions[j]] for j in range(first, first + k)])
+                fill = decode_span(pair.tokenizer, [row[positions[j]] for j in range(first, first + k)])
                 start = sum(len(x) for x in out)
                 out.append(fill)
                 spans.append({"start": start, "end": start + len(fill), "text": fill, "tokens": k})
@@ -632,7 +632,7 @@ class Corrector:
             for local, (pieces, pr) in sorted(done.items()):
                 w = words[win[local]]
                 original = text[w.start:w.end]
-                repl = _match_case(original, _decode_span(self.pair.tokenizer, pieces))
+                repl = _match_case(original, decode_span(self.pair.tokenizer, pieces))
                 edits.append(Edit(w.start, w.end, original, repl, pr))
         return Correction(apply_edits(text, edits), edits, len(windows))
 
@@ -708,7 +708,7 @@ def augment_text(pair: Pair, text: str, copies: int, rng: np.random.Generator, m
             row[at] = t
             w = words[i]
             orig = text[w.start:w.end]
-            edits.append(Edit(w.start, w.end, orig, _match_case(orig, _decode_span(pair.tokenizer, [t])), 0.0))
+            edits.append(Edit(w.start, w.end, orig, _match_case(orig, decode_span(pair.tokenizer, [t])), 0.0))
         texts.append(apply_edits(text, edits))
     scores = [sentence_score(p) for p in replaced_probs(pair, rows)]
     kept: list[str] = []
