@@ -32,6 +32,9 @@ TEXTS = ["paris is the capital of france", f"{ZH}, paris  and   london", "café 
          "  the river\truns through green hills  ", "Oslo and ROME, ПРИВЕТ where people walk"]
 
 
+LOOSE = dict(threshold=0.0, min_gain=-1e9, max_new_p=1.0, min_generator_prob=0.0)  # edit wherever possible
+
+
 @pytest.fixture(scope="module")
 def ckpt(tmp_path_factory):
     return tiny_checkpoint(tmp_path_factory.mktemp("gen"), extra_text=[ZH, "cafe naive resume"])
@@ -130,7 +133,7 @@ def test_text_without_flagged_words_is_returned_byte_identical(pair, text):
 
 @pytest.mark.parametrize("text", TEXTS)
 def test_edits_applied_to_the_input_give_the_output(pair, text):
-    res = Corrector(pair, threshold=0.0, top_k=5, rounds=2, min_gain=-1e9).correct(text)  # edits everywhere
+    res = Corrector(pair, **LOOSE, top_k=5, rounds=2).correct(text)  # edits everywhere
     assert res.edits, "the test needs edits"
     assert apply_edits(text, res.edits) == res.text
     for e in res.edits:
@@ -139,14 +142,21 @@ def test_edits_applied_to_the_input_give_the_output(pair, text):
     assert all(k in res.text for k in kept)
 
 
+def test_a_fix_the_discriminator_still_finds_replaced_is_not_kept(pair):
+    loose = Corrector(pair, **LOOSE)
+    strict = Corrector(pair, threshold=0.0, min_gain=-1e9, max_new_p=0.0, min_generator_prob=0.0)
+    text = "paris is the capital of france"
+    assert loose.correct(text).edits and strict.correct(text).edits == []
+
+
 def test_corrections_only_use_the_given_vocabulary(pair):
     vocab = ["rome", "oslo", "green river"]
-    res = Corrector(pair, threshold=0.0, min_gain=-1e9, vocabulary=vocab).correct("paris is the capital of france")
+    res = Corrector(pair, **LOOSE, vocabulary=vocab).correct("paris is the capital of france")
     assert res.edits and {e.replacement for e in res.edits} <= set(vocab)
 
 
 def test_nbest_correction_takes_words_from_the_other_hypotheses_only(pair):
-    res = Corrector(pair, threshold=0.0, min_gain=-1e9).correct("paris is the capital of france",
+    res = Corrector(pair, **LOOSE).correct("paris is the capital of france",
                                                               ["paris is the capital of spain",
                                                                "rome is a capital of france"])
     assert res.edits and {(e.original, e.replacement) for e in res.edits} <= {("france", "spain"),
@@ -156,7 +166,7 @@ def test_nbest_correction_takes_words_from_the_other_hypotheses_only(pair):
 def test_text_longer_than_the_positions_is_corrected_in_windows(pair):
     short = dataclasses.replace(pair, max_len=8)
     text = "the river runs through green hills and old towns where people walk every day"
-    res = Corrector(short, threshold=0.0, min_gain=-1e9, top_k=3).correct(text)
+    res = Corrector(short, **LOOSE, top_k=3).correct(text)
     assert res.windows == 3 and apply_edits(text, res.edits) == res.text
 
 
