@@ -197,9 +197,37 @@ def nbest(pair, n: int, threshold: float) -> dict:
             "s_per_utterance": (time.perf_counter() - t0) / len(data)}
 
 
+def plot(results: dict, path: str) -> None:
+    """Correction precision (where there were edits) and recall against the threshold, per model and language."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for name, res in results.items():
+        for lang in ("en", "zh"):
+            rows = res.get(lang, {}).get("rows", [])
+            if not any(r["edits"] for r in rows):
+                continue  # a model that never edits has no curve
+            ts = [r["threshold"] for r in rows]
+            ax.plot(ts, [r["corr_p"] if r["edits"] else float("nan") for r in rows], "o-",
+                    label=f"{name} {lang} precision")
+            ax.plot(ts, [r["corr_r"] for r in rows], "s--", label=f"{name} {lang} recall")
+            ax.plot(ts, [r["det_p"] for r in rows], "^:", label=f"{name} {lang} detection precision")
+    ax.axhline(0.9, color="grey", lw=0.8, ls=":")
+    ax.set_ylim(0, 1.02)
+    ax.set_xlabel("threshold on p(replaced)")
+    ax.set_ylabel("precision / recall")
+    ax.set_title("electra correct: planted errors in held-out text")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--model", action="append", required=True, help="NAME=PATH or PATH; repeat")
+    ap.add_argument("--model", action="append", default=[], help="NAME=PATH or PATH; repeat")
     ap.add_argument("--sentences", type=int, default=200)
     ap.add_argument("--rate", type=float, default=0.1)
     ap.add_argument("--thresholds", default="0.5,0.7,0.8,0.9,0.95")
@@ -208,7 +236,11 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--plot", help="PNG of correction precision/recall against the threshold")
     ap.add_argument("--out", help="also write the JSON here")
+    ap.add_argument("--replot", help="only redraw --plot from a JSON written with --out")
     args = ap.parse_args()
+    if args.replot:
+        plot(json.loads(Path(args.replot).read_text()), args.plot)
+        return
     thresholds = [float(x) for x in args.thresholds.split(",")]
     results = {}
     for spec in args.model:
@@ -235,8 +267,9 @@ def main() -> None:
             print(f"{'tau':>5} {'det P':>6} {'det R':>6} {'F0.5':>6} {'edits':>6} {'corr P':>7} {'corr R':>7} "
                   f"{'F0.5':>6} {err + ' before':>11} {err + ' after':>10} {'s/sent':>7}")
             for r in rows:
+                cp = f"{r['corr_p']:7.3f}" if r["edits"] else f"{'-':>7}"
                 print(f"{r['threshold']:5.2f} {r['det_p']:6.3f} {r['det_r']:6.3f} {r['det_f05']:6.3f} {r['edits']:6d} "
-                      f"{r['corr_p']:7.3f} {r['corr_r']:7.3f} {r['corr_f05']:6.3f} {r['err_before']:11.4f} "
+                      f"{cp} {r['corr_r']:7.3f} {r['corr_f05']:6.3f} {r['err_before']:11.4f} "
                       f"{r['err_after']:10.4f} {r['s_per_sentence']:7.3f}")
         if args.nbest:
             nb = nbest(pair, args.nbest, 0.5)
@@ -246,26 +279,7 @@ def main() -> None:
                   f"n-best oracle {nb['wer_nbest_oracle']:.4f}; {nb['s_per_utterance']:.3f} s/utterance")
         results[name] = res
     if args.plot:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-
-        fig, ax = plt.subplots(figsize=(6, 4))
-        for name, res in results.items():
-            for lang in ("en", "zh"):
-                if lang in res:
-                    rows = res[lang]["rows"]
-                    ts = [r["threshold"] for r in rows]
-                    ax.plot(ts, [r["corr_p"] for r in rows], "o-", label=f"{name} {lang} precision")
-                    ax.plot(ts, [r["corr_r"] for r in rows], "s--", label=f"{name} {lang} recall")
-        ax.axhline(0.9, color="grey", lw=0.8, ls=":")
-        ax.set_xlabel("threshold on p(replaced)")
-        ax.set_ylabel("correction precision / recall")
-        ax.set_title("electra correct: planted errors in held-out text")
-        ax.legend(fontsize=7)
-        fig.tight_layout()
-        fig.savefig(args.plot, dpi=120)
+        plot(results, args.plot)
     line = json.dumps(results)
     if args.out:
         Path(args.out).write_text(line + "\n")
