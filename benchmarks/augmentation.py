@@ -70,7 +70,8 @@ def main() -> None:
                                      batch_size=32, seed=seed, device="cpu", progress=False, tensorboard=False)
                 res = finetune_task(task, path, FOLDERS[args.task], out, cfg,
                                     TaskOptions(train_limit=args.train, augment=copies))
-                shutil.rmtree(out / "best", ignore_errors=True)  # keep the numbers, not the weights
+                for heavy in ("best", "checkpoints"):  # keep the numbers, not the weights
+                    shutil.rmtree(out / heavy, ignore_errors=True)
                 done.write_text(json.dumps({"acc": res["best"]["acc"], "train_examples": res["train_examples"],
                                             "steps": res["steps"], "seconds": time.time() - t0}) + "\n")
             results[arm].append(json.loads(done.read_text()))
