@@ -258,3 +258,12 @@ def test_finetune_search_with_augment_writes_trials_and_the_best_run_is_evaluate
     ev = json.loads(capsys.readouterr().out)
     assert ev["runs"] == 2 and ev["examples"] == 8
     assert json.loads((out / "results.json").read_text())["runs"] == [str(out / "seed-42"), str(out / "seed-43")]
+
+
+def test_mask_predict_and_correct_give_the_same_on_the_onnx_backend(ckpt, pair):
+    pytest.importorskip("onnxruntime")
+    onnx = load_pair(ckpt, backend="onnx")
+    text = "the river [MASK] [MASK] green hills"
+    assert fill_text(onnx, text, iterations=3)[0].text == fill_text(pair, text, iterations=3)[0].text
+    got = Corrector(onnx, **LOOSE).correct("paris is the capital of france")
+    assert got.to_dict()["text"] == Corrector(pair, **LOOSE).correct("paris is the capital of france").text
