@@ -188,20 +188,53 @@ def _detect_on_data(args: argparse.Namespace) -> None:
 
 
 def add_fill(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("fill", help="fill [MASK] tokens with the generator's top-k")
+    p = sub.add_parser("fill", help="fill [MASK] tokens with the generator: top-k per [MASK], or (adjacent "
+                                    "[MASK]s, [MASK*], or --iterations) whole spans by mask-predict")
     p.add_argument("--model", required=True, help="checkpoint or run folder")
-    p.add_argument("--top-k", type=int, default=5)
+    p.add_argument("--top-k", type=int, default=5, help="candidates per [MASK] (top-k mode); with --samples: "
+                                                        "sample from the top k")
+    p.add_argument("--iterations", type=int, help="mask-predict iterations T (1: one-shot); default 4 for spans")
+    _add_mask_predict_args(p)
     p.add_argument("--json", action="store_true")
     add_backend_args(p)
-    p.add_argument("text")
+    p.add_argument("text", help="text with [MASK] (one token; adjacent ones form a span) or [MASK*] (a span of "
+                                "unknown length, 1..--max-span tokens tried)")
     p.set_defaults(handler=run_fill)
+
+
+def _add_mask_predict_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--confidence", choices=["generator", "discriminator"], default="generator",
+                   help="what picks the tokens to re-mask: the generator's probability (mask-predict's) or the "
+                        "discriminator's p(original)")
+    p.add_argument("--max-span", type=int, default=5, help="[MASK*]: longest span tried (default 5)")
+    p.add_argument("--samples", type=int, default=1, help="fillings drawn (ranked by the discriminator)")
+    p.add_argument("--temperature", type=float, default=1.0, help="sampling temperature")
+    p.add_argument("--seed", type=int, default=0, help="sampling seed")
+
+
+def _print_filled(results: list, as_json: bool) -> None:
+    import json
+
+    if as_json:
+        print(json.dumps([r.to_dict() for r in results], ensure_ascii=False))
+        return
+    for r in results:
+        print(f"{r.score:8.4f}  {r.text}")
 
 
 def run_fill(args: argparse.Namespace) -> None:
     import json
 
-    from electra.generation import fill_mask
+    from electra.generation import MASK_ANY, _parse_markers, fill_mask, fill_text, load_pair
 
+    spans = args.iterations is not None or MASK_ANY in args.text or args.samples > 1 or any(
+        n != 1 for _, _, n in _parse_markers(args.text))
+    if spans:
+        pair = load_pair(args.model, args.backend, args.precision, "fill")
+        res = fill_text(pair, args.text, args.iterations or 4, args.confidence, args.max_span, args.samples,
+                        args.top_k if args.samples > 1 else 0, args.temperature, args.seed)
+        _print_filled(res, args.json)
+        return
     if (args.backend, args.precision) == ("torch", "fp32"):
         model, tokenizer = _load_model_and_tokenizer(args.model)
         result = fill_mask(model, tokenizer, args.text, args.top_k)
@@ -215,6 +248,100 @@ def run_fill(args: argparse.Namespace) -> None:
         return
     for i, cands in enumerate(result):
         print(f"[MASK] #{i + 1}: " + ", ".join(f"{t} ({p:.2f})" for t, p in cands))
+
+
+def add_generate(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("generate", help="continue a prompt (or fill its [MASK]/[MASK*]) by mask-predict with the "
+                                        "generator; candidates ranked by the discriminator")
+    p.add_argument("--model", required=True, help="checkpoint or run folder (generator + discriminator)")
+    p.add_argument("--prompt", required=True)
+    p.add_argument("--length", type=int, default=8, help="new tokens after the prompt (default 8)")
+    p.add_argument("--iterations", type=int, default=10, help="mask-predict iterations T (default 10)")
+    p.add_argument("--top-k", type=int, default=0, help="sample from the top k (0: argmax; 10 when --samples > 1)")
+    _add_mask_predict_args(p)
+    p.add_argument("--json", action="store_true")
+    add_backend_args(p)
+    p.set_defaults(handler=run_generate)
+
+
+def run_generate(args: argparse.Namespace) -> None:
+    from electra.generation import generate, load_pair
+
+    pair = load_pair(args.model, args.backend, args.precision, "generate")
+    res = generate(pair, args.prompt, args.length, args.iterations, args.samples, args.confidence, args.top_k,
+                   args.temperature, args.seed)
+    _print_filled(res, args.json)
+
+
+def add_correct(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("correct", help="detect replaced/wrong words (discriminator) and correct them (generator "
+                                       "proposals kept when the discriminator's sentence score improves)")
+    p.add_argument("--model", required=True, help="checkpoint or run folder (generator + discriminator)")
+    p.add_argument("--json", action="store_true", help='{"text", "edits": [{"start", "end", "original", '
+                                                       '"replacement", "p_replaced"}]} per text')
+    p.add_argument("--input", help="a file of texts, one per line (streamed: each result as it is done); "
+                                   "empty lines are passed through")
+    p.add_argument("--nbest", action="store_true", help="--input lines are JSON lists of hypotheses: the first is "
+                                                       "corrected with words from the others as the only candidates")
+    p.add_argument("--threshold", type=float, default=0.9, help="flag words with p(replaced) above this "
+                                                              "(default 0.9; lower: more fixes, less precision)")
+    p.add_argument("--top-k", type=int, default=10, help="candidates tried per flagged word (default 10)")
+    p.add_argument("--rounds", type=int, default=3, help="detect-and-correct rounds at most (default 3)")
+    p.add_argument("--vocabulary", help="a file of candidate words, one per line: only these are proposed")
+    p.add_argument("--max-new-p", type=float, default=0.1, help="keep a fix only if the discriminator's "
+                   "p(replaced) of the new word is at most this (default 0.1)")
+    p.add_argument("--min-generator-prob", type=float, default=0.2, help="propose only generator tokens at least "
+                   "this probable (default 0.2)")
+    add_backend_args(p)
+    p.add_argument("text", nargs="?")
+    p.set_defaults(handler=run_correct)
+
+
+def run_correct(args: argparse.Namespace) -> None:
+    import json
+
+    from electra.generation import Corrector, correct_lines, load_pair, read_vocabulary
+
+    if (args.text is None) == (args.input is None):
+        raise ElectraError("correct: give either a TEXT or --input FILE, not both")
+    if args.nbest and args.input is None:
+        raise ElectraError("--nbest goes with --input FILE (JSON lists of hypotheses, one per line)")
+    vocabulary = read_vocabulary(args.vocabulary) if args.vocabulary else None
+    corrector = Corrector(load_pair(args.model, args.backend, args.precision, "correct"), args.threshold,
+                          args.top_k, args.rounds, vocabulary=vocabulary, max_new_p=args.max_new_p,
+                          min_generator_prob=args.min_generator_prob)
+    if args.text is not None:
+        results = [corrector.correct(args.text)]
+    else:
+        results = correct_lines(corrector, args.input, args.nbest)
+    for res in results:
+        print(json.dumps(res.to_dict(), ensure_ascii=False) if args.json else res.text, flush=True)
+
+
+def add_augment(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("augment", help="corrupt-and-reconstruct augmentation (SSMBA) of a training TSV with the "
+                                       "generator, filtered by the discriminator")
+    p.add_argument("--model", required=True, help="checkpoint or run folder (generator + discriminator)")
+    p.add_argument("--input", required=True, help="training file (TSV in the task's layout, e.g. SST-2 train.tsv)")
+    p.add_argument("--out", required=True, help="TSV to write: the input's lines, then the new rows")
+    p.add_argument("--copies", type=int, default=1, help="new rows per example (default 1)")
+    p.add_argument("--task", default="sst2", help="the file's layout (default sst2); or custom with --text-fields")
+    p.add_argument("--text-fields", help="custom: the text field(s), comma-separated")
+    p.add_argument("--label-field", default="label", help="custom: the label field")
+    p.add_argument("--mask-prob", type=float, default=0.15, help="share of words resampled (default 0.15)")
+    p.add_argument("--seed", type=int, default=0)
+    add_backend_args(p)
+    p.set_defaults(handler=run_augment)
+
+
+def run_augment(args: argparse.Namespace) -> None:
+    from electra.generation import augment_file, load_pair
+    from electra.tasks.classification import resolve_task
+
+    task = resolve_task(args.task, args.text_fields.split(",") if args.text_fields else None, args.label_field)
+    pair = load_pair(args.model, args.backend, args.precision, "augment")
+    n, new = augment_file(pair, task, args.input, args.out, args.copies, args.mask_prob, args.seed, progress=True)
+    print(f"wrote {args.out}: {n} examples + {new} augmented rows")
 
 
 def add_demo(sub: argparse._SubParsersAction) -> None:
@@ -472,6 +599,10 @@ def add_finetune(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--no-swap-pairs", action="store_true", help="MRPC/STS-B: don't also train swapped pairs")
     p.add_argument("--token-dropout", type=float, default=0.0, help="augmentation: word drop probability")
     p.add_argument("--word-swap", type=float, default=0.0, help="augmentation: neighbour swap probability")
+    p.add_argument("--augment", type=int, default=0, metavar="N", help="augmentation: N corrupt-and-reconstruct "
+                   "copies of each training example from the checkpoint's generator (SSMBA; default 0: off)")
+    p.add_argument("--search", metavar="GRID", help='hyperparameter grid, e.g. "lr=1e-4,3e-4;epochs=2,3": every '
+                   "point over --seeds seeds, chosen on dev; trials.tsv in --out, the best run becomes --out")
     p.add_argument("--train-limit", type=int, help="train on a fixed random subset of N examples")
     p.add_argument("--dev-limit", type=int, help="evaluate on the first N dev examples")
     p.add_argument("--random-init", action="store_true", help="baseline: same shape, random weights")
@@ -514,7 +645,19 @@ def run_finetune(args: argparse.Namespace) -> None:
     options = TaskOptions(max_seq_len=args.max_seq_len if args.max_seq_len is not None else 128, head=args.head,
                           swap_pairs=False if args.no_swap_pairs else None, token_dropout=args.token_dropout,
                           word_swap=args.word_swap, train_limit=args.train_limit, dev_limit=args.dev_limit,
-                          random_init=args.random_init, tokenizer=args.tokenizer)
+                          random_init=args.random_init, tokenizer=args.tokenizer, augment=args.augment)
+    if args.search:
+        from electra.tasks.search import parse_grid, search
+
+        if args.resume:
+            raise ElectraError("--search cannot --resume (start the search again in a new --out)")
+        found = search(task, args.model, args.data, args.out, config, options, args.seeds, parse_grid(args.search))
+        for t in found["trials"]:
+            print(f"{t['trial']}: {task.metric} median {t['median']:.4f} (min {t['min']:.4f}, max {t['max']:.4f})"
+                  + ("  <- best" if t["trial"] == found["best_trial"] else ""))
+        print(f"wrote {args.out} (the best trial's run) and {args.out}/trials.tsv")
+        print(json.dumps({"task": task.name, "best_trial": found["best_trial"], "best": found["best"]}))
+        return
     res = finetune_seeds(task, args.model, args.data, args.out, config, options, args.seeds, resume=args.resume)
     if args.seeds > 1:
         parts = [f"{m} median {res['best'][m]['median']:.4f} (min {res['best'][m]['min']:.4f}, "
@@ -791,7 +934,8 @@ def run_serve(args: argparse.Namespace) -> None:
 
 COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [
     add_tokenizer, add_prepare, add_wordvectors, add_pretrain, add_finetune, add_evaluate, add_predict, add_score,
-    add_answer, add_detect, add_fill, add_demo, add_plot, add_export, add_import_hf, add_serve,
+    add_answer, add_detect, add_fill, add_generate, add_correct, add_augment, add_demo, add_plot, add_export,
+    add_import_hf, add_serve,
 ]
 
 

@@ -57,12 +57,13 @@ class TaskOptions:
     dev_limit: int | None = None  # the first N dev examples
     random_init: bool = False  # baseline: same shape as the checkpoint, random weights
     tokenizer: str | None = None  # tokenizer folder; default: the checkpoint's tokenizer/
+    augment: int = 0  # SSMBA-style copies per training example from the checkpoint's generator (0: off)
 
     KIND: ClassVar[str] = "task option"
     RULES: ClassVar[dict[str, Rule]] = {
         "max_seq_len": at_least(3), "head": one_of("electra", "transformers"),
         "token_dropout": interval(0, 1, "[)"), "word_swap": interval(0, 1, "[]"),
-        "train_limit": at_least(1).optional(), "dev_limit": at_least(1).optional(),
+        "train_limit": at_least(1).optional(), "dev_limit": at_least(1).optional(), "augment": at_least(0),
         "tokenizer": Rule("an existing tokenizer folder or file", lambda v: v is None or Path(v).exists()),
     }
 
@@ -228,6 +229,8 @@ def finetune_task(task: TaskDef, model_path: str | Path, data_dir: str | Path, o
         train = [train[i] for i in sorted(keep)]
     if options.dev_limit:
         dev = dev[: options.dev_limit]
+    if options.augment:
+        train = train + augment_examples(model_path, train, options.augment, config.seed)
     swap = task.swap_pairs if options.swap_pairs is None else options.swap_pairs
     if swap:
         train = train + [dataclasses.replace(e, texts=e.texts[::-1]) for e in train if len(e.texts) == 2]
@@ -262,6 +265,23 @@ def finetune_task(task: TaskDef, model_path: str | Path, data_dir: str | Path, o
         results["dev_mismatched"] = task_metrics(task, _gold(mm_f, False), mm_scores, num_labels)
     write_text_atomic(Path(out_dir) / "results.json", json.dumps(results, indent=2) + "\n", "results")
     return results
+
+
+def augment_examples(model_path: str | Path, examples: Sequence[Example], copies: int, seed: int
+                     ) -> list[Example]:
+    """``copies`` corrupt-and-reconstruct versions of each example (:func:`electra.generation.augment_text`
+    with the pre-trained checkpoint's generator and discriminator), labels kept; fewer when the discriminator
+    finds no plausible distinct version. Pairs get both texts augmented."""
+    from electra.generation import augment_text, load_pair
+
+    pair = load_pair(model_path, command="finetune --augment")
+    rng = np.random.default_rng(seed)
+    out = []
+    for e in examples:
+        versions = [augment_text(pair, t, copies, rng) for t in e.texts]
+        for k in range(min(len(v) for v in versions)):
+            out.append(dataclasses.replace(e, texts=tuple(v[k] for v in versions), guid=f"{e.guid}-aug{k}"))
+    return out
 
 
 def finetune_seeds(task: TaskDef, model_path: str | Path, data_dir: str | Path, out_dir: str | Path,
