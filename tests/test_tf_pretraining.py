@@ -29,6 +29,8 @@ from electra.tf.training import PretrainingBatches  # noqa: E402
 from electra.tokenization import train_tokenizer  # noqa: E402
 
 keras = keras_module()
+needs_tf_backend = pytest.mark.skipif(keras.backend.backend() != "tensorflow",
+                                      reason="uses TensorFlow itself (GradientTape / SavedModel)")
 FIXTURES = Path(__file__).parent / "fixtures"
 SPECIAL = P.SpecialIds()
 
@@ -120,6 +122,7 @@ def test_masked_positions_are_85_percent_mask_token_15_percent_unchanged():
     assert (m["masked_input_ids"][outside] == ids[outside]).all()
 
 
+@needs_tf_backend
 def test_no_gradient_flows_from_the_discriminator_into_the_generator():
     import tensorflow as tf
 
@@ -212,6 +215,7 @@ def test_cli_detect_framework_tf_refuses_backend_options(checkpoint, capsys):
     assert "--framework tf runs the Keras model in fp32" in capsys.readouterr().err
 
 
+@needs_tf_backend
 def test_savedmodel_export_serves_the_pytorch_logits(checkpoint, tmp_path, capsys):
     import tensorflow as tf
 
