@@ -156,15 +156,36 @@ def test_200_keras_steps_on_the_bundled_sample_lower_the_loss(data_dir, tmp_path
     load_checkpoint(resolve_checkpoint(run))  # our format, strict
 
 
+def tf_pretrain_args(data_dir: Path, out: Path, *extra: str) -> list[str]:
+    return ["pretrain", "--framework", "tf", "--data", str(data_dir), "--out", str(out), "--preset", "tiny",
+            "--max-steps", "4", "--batch-size", "4", "--warmup-steps", "1", "--log-every", "2", "--no-progress",
+            "--no-xla", *extra]
+
+
 def test_cli_pretrain_framework_tf_writes_a_checkpoint_pytorch_reads(data_dir, tmp_path, capsys):
-    cli_args = ["pretrain", "--framework", "tf", "--data", str(data_dir), "--out", str(tmp_path / "run"),
-                "--preset", "tiny", "--max-steps", "4", "--batch-size", "4", "--warmup-steps", "1", "--log-every",
-                "2", "--no-progress", "--no-xla"]
     with pytest.raises(SystemExit) as e:
-        cli(cli_args)
+        cli(tf_pretrain_args(data_dir, tmp_path / "run"))
     assert e.value.code == 0
     assert "run folder:" in capsys.readouterr().out
     assert load_checkpoint(resolve_checkpoint(tmp_path / "run")).config.discriminator.vocab_size == 600
+    with open(tmp_path / "run" / "metrics.csv") as f:
+        assert [r["step"] for r in csv.DictReader(f)] == ["2", "4"]
+
+
+def test_cli_pretrain_framework_tf_starts_from_a_checkpoint_with_init_from(data_dir, tmp_path, capsys):
+    from electra.tf.training import pretrain
+
+    torch.manual_seed(0)
+    start = TorchElectra(ModelConfig.preset("tiny", vocab_size=600, generator_size=0.25))
+    save_checkpoint(start, tmp_path / "start", tokenizer_dir=PretrainingData(data_dir).tokenizer_dir)
+    cfg = PretrainConfig.for_preset("continue", data=str(data_dir), out=str(tmp_path / "run"), max_steps=1,
+                                    batch_size=4, lr=1e-12, init_from=str(tmp_path / "start"))
+    run, _ = pretrain(cfg, jit_compile=False)
+    assert "init-from:" in capsys.readouterr().out
+    after = load_checkpoint(resolve_checkpoint(run))
+    assert after.config == start.config  # the shape comes from the checkpoint
+    w = "discriminator.encoder.layers.0.ffn_in.weight"
+    assert torch.allclose(after.state_dict()[w], start.state_dict()[w], atol=1e-6)  # lr 1e-12: unchanged
 
 
 @pytest.mark.parametrize("extra,message", [

@@ -171,16 +171,13 @@ def pretrain(cfg: PretrainConfig, model_overrides: dict[str, Any] | None = None,
 
     keras.utils.set_random_seed(cfg.seed)
     model = build(Electra(model_cfg))
-    if cfg.init_from:
-        import torch
-
+    if cfg.init_from:  # through the PyTorch loader: the same vocabulary and shape checks
         from electra.modeling import Electra as TorchElectra
 
         torch_model = TorchElectra(model_cfg)
         print(load_init_weights(torch_model, cfg.init_from, data.tokenizer_dir))
         assign(model, {k: v for k, v in torch_model.state_dict().items() if k in model.torch_weights()},
                cfg.init_from)
-        del torch, torch_model
     special = SpecialIds(pad=data.pad_id, cls=data.cls_id, sep=data.sep_id, mask=data.mask_id)
     objective = ReplacedTokenDetection(model, special, data.max_seq_len, cfg.mask_prob, cfg.generator_weight,
                                        cfg.discriminator_weight, cfg.temperature, seed=cfg.seed)
@@ -220,8 +217,6 @@ def finetune_classification(task: Any, model_path: str | Path, data_dir: str | P
     :class:`~electra.data.glue.TaskDef`, read by our GLUE readers) with ``model.fit``; score dev with the task's
     metrics; write ``OUT/best/`` as our task run (``electra evaluate/predict/serve --run OUT`` load it) and
     ``OUT/results.json``. Returns the results."""
-    import torch
-
     from electra.checkpoint import resolve_checkpoint, tokenizer_dir
     from electra.data.glue import load_split
     from electra.tasks.classification import encode, label_index, prepare_tokenizer, task_metrics
@@ -273,5 +268,4 @@ def finetune_classification(task: Any, model_path: str | Path, data_dir: str | P
                "train_examples": len(train), "dev_examples": len(dev), "framework": "tf",
                "keras_backend": keras.backend.backend(), "report": list(task.report)}
     write_text_atomic(Path(out_dir) / "results.json", json.dumps(results, indent=2) + "\n", "results")
-    del torch
     return results

@@ -15,7 +15,6 @@ import numpy as np
 import torch
 
 from electra import checkpoint as ckpt
-from electra.config import ModelConfig
 from electra.errors import ElectraError
 from electra.modeling import Electra as TorchElectra
 from electra.tf.modeling import Classifier, Electra, build
@@ -109,7 +108,3 @@ def classifier_from_checkpoint(path: str | Path, num_labels: int, style: str = "
     model = build(Classifier(encoder.config, num_labels, style, dropout))
     assign(model, {f"encoder.{k}": v for k, v in encoder.state_dict().items()}, str(path), partial=True)
     return model
-
-
-def config_of(model: Electra) -> ModelConfig:
-    return model.config
