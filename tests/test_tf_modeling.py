@@ -19,9 +19,10 @@ from electra.modeling import Electra as TorchElectra  # noqa: E402
 from electra.tasks.heads import ClassificationHead  # noqa: E402
 from electra.tasks.runner import TaskModel  # noqa: E402
 from electra.tf import weights  # noqa: E402
-from electra.tf.modeling import Electra, build  # noqa: E402
+from electra.tf.modeling import Electra, build, ops  # noqa: E402
 
 TOL = 1e-4
+to_np = ops.convert_to_numpy  # any backend's tensor (or a Keras variable) as a numpy array
 # tiny: embedding = hidden (64) with a narrower generator (32, so it projects); small-ish: embedding 64 < hidden 128.
 CONFIGS = {
     "tiny": ModelConfig.preset("tiny", vocab_size=120),
@@ -63,7 +64,7 @@ def torch_logits(model: TorchElectra, b: dict[str, np.ndarray]) -> tuple[np.ndar
 
 def keras_logits(model: Electra, b: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
     out = model(b)
-    return np.asarray(out["discriminator_logits"]), np.asarray(out["generator_logits"])
+    return to_np(out["discriminator_logits"]), to_np(out["generator_logits"])
 
 
 def max_diff_on_real(a: np.ndarray, b: np.ndarray, mask: np.ndarray) -> float:
@@ -93,7 +94,7 @@ def test_generator_logits_at_positions_match_the_full_pass(pair):
     tm, km = pair
     b = batch(tm.config.discriminator.vocab_size)
     positions = np.array([[1, 5], [2, 0], [1, 2]])
-    at = np.asarray(km.generator(b["input_ids"], b["attention_mask"], b["token_type_ids"], positions=positions))
+    at = to_np(km.generator(b["input_ids"], b["attention_mask"], b["token_type_ids"], positions=positions))
     full = torch_logits(tm, b)[1]
     assert np.abs(at - np.take_along_axis(full, positions[..., None], axis=1)).max() < TOL
 
@@ -123,7 +124,7 @@ def test_classifier_logits_match_pytorch_task_model(style):
     b = batch(cfg.vocab_size)
     with torch.no_grad():
         want = task({k: torch.from_numpy(v) for k, v in b.items()})["logits"].numpy()
-    assert np.abs(np.asarray(km(b)) - want).max() < TOL
+    assert np.abs(to_np(km(b)) - want).max() < TOL
 
 
 def test_checkpoint_saved_from_keras_loads_in_pytorch_with_no_missing_key(pair, tmp_path):
@@ -156,9 +157,9 @@ def _train_keras_steps(km: Electra, steps: int = 3) -> None:
 def test_keras_trained_checkpoint_gives_the_same_logits_in_pytorch(tmp_path):
     torch.manual_seed(0)
     km = weights.from_torch(TorchElectra(CONFIGS["tiny"]))
-    before = np.asarray(km.discriminator.head.out.kernel).copy()
+    before = to_np(km.discriminator.head.out.kernel).copy()
     _train_keras_steps(km)
-    assert np.abs(np.asarray(km.discriminator.head.out.kernel) - before).max() > 1e-4  # it did train
+    assert np.abs(to_np(km.discriminator.head.out.kernel) - before).max() > 1e-4  # it did train
     tm = load_checkpoint(weights.save_checkpoint(km, tmp_path / "ckpt"))
     b = batch(120, seed=7)
     for ours, theirs in zip(keras_logits(km, b), torch_logits(tm, b)):

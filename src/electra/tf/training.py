@@ -252,7 +252,7 @@ def finetune_classification(task: Any, model_path: str | Path, data_dir: str | P
     model.compile(optimizer=make_optimizer(o.lr, steps, int(o.warmup_fraction * steps), o.weight_decay), loss=loss)
     history = model.fit(batches, epochs=o.epochs, verbose=verbose)
     logits = model.predict(FeatureBatches(dev_f, 64, pad_id), verbose=0)
-    predicted = logits if task.regression else np.asarray(ops.softmax(logits, -1))
+    predicted = logits if task.regression else ops.convert_to_numpy(ops.softmax(logits, -1))
     gold = np.array([f["labels"] for f in dev_f], np.float64 if task.regression else np.int64)
     metrics = task_metrics(task, gold, predicted, num_labels)
     spec = {"task": task.name, "labels": list(task.labels or []), "regression": task.regression,
