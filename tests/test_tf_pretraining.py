@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import json
 from pathlib import Path
 
 import numpy as np
@@ -144,3 +145,15 @@ def test_200_keras_steps_on_the_bundled_sample_lower_the_loss(data_dir, tmp_path
     with open(run / "metrics.csv") as f:
         assert [int(r["step"]) for r in csv.DictReader(f)] == list(range(20, 201, 20))
     load_checkpoint(resolve_checkpoint(run))  # our format, strict
+
+
+def test_keras_step_benchmark_reports_every_implementation(capsys):
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    import keras_step
+
+    result = keras_step.main(["--preset", "tiny", "--vocab", "200", "--batch", "2", "--seq", "16", "--steps", "1",
+                              "--rounds", "1", "--skip", "keras-xla"])
+    assert set(result["tokens_per_s"]) == {"torch", "keras"} and result["ratio_vs_torch"]["keras"] > 0
+    assert json.loads(capsys.readouterr().out.strip().splitlines()[-1]) == result
