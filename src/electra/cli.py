@@ -44,7 +44,15 @@ def add_pretrain(sub: argparse._SubParsersAction) -> None:
     g.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
     g.add_argument("--overwrite", action="store_true", help="delete an existing run in --out first")
     p.add_argument("--no-progress", action="store_true")
+    add_framework_arg(p)
+    p.add_argument("--xla", action=argparse.BooleanOptionalAction, default=None,
+                   help="--framework tf: XLA-compile the step (default: Keras' choice)")
     p.set_defaults(handler=run_pretrain)
+
+
+def add_framework_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--framework", choices=["torch", "tf"], default="torch",
+                   help="torch (default) or tf: the Keras 3 implementation (electra.tf; pip install \"electra[tf]\")")
 
 
 def pretrain_config_from_args(args: argparse.Namespace):  # noqa: ANN201
@@ -97,6 +105,13 @@ def run_pretrain(args: argparse.Namespace) -> None:
     from electra.training.pretrainer import pretrain
 
     cfg, model_values = pretrain_config_from_args(args)
+    if args.framework == "tf":
+        from electra.tf.cli import pretrain_tf
+
+        pretrain_tf(cfg, model_values, args)
+        return
+    if args.xla is not None:
+        raise ElectraError("--xla applies to --framework tf only")
     run = pretrain(cfg, model_overrides=model_values, resume=args.resume, overwrite=args.overwrite,
                    progress=not args.no_progress)
     print(f"run folder: {run} (metrics.csv, tb/, curves.png, checkpoints/)")
@@ -111,6 +126,7 @@ def add_detect(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--batches", type=int, default=32, help="--data: batches of 32 examples to score")
     p.add_argument("--seed", type=int, default=1, help="--data: masking and sampling seed")
     add_backend_args(p)
+    add_framework_arg(p)
     p.add_argument("text", nargs="?")
     p.set_defaults(handler=run_detect)
 
@@ -141,10 +157,17 @@ def run_detect(args: argparse.Namespace) -> None:
 
     if (args.text is None) == (args.data is None):
         raise ElectraError("detect: give either a TEXT or --data DIR (prepared shards), not both")
-    if args.data is not None:
+    if args.framework == "tf":
+        from electra.tf.cli import check_inference_args
+        from electra.tf.inference import detect as tf_detect
+        from electra.tf.inference import load_pretrained
+
+        check_inference_args(args)
+        result = tf_detect(load_pretrained(args.model), args.text)
+    elif args.data is not None:
         _detect_on_data(args)
         return
-    if (args.backend, args.precision) == ("torch", "fp32"):
+    elif (args.backend, args.precision) == ("torch", "fp32"):
         model, tokenizer = _load_model_and_tokenizer(args.model)
         result = detect(model, tokenizer, args.text)
     else:
@@ -197,6 +220,7 @@ def add_fill(sub: argparse._SubParsersAction) -> None:
     _add_mask_predict_args(p)
     p.add_argument("--json", action="store_true")
     add_backend_args(p)
+    add_framework_arg(p)
     p.add_argument("text", help="text with [MASK] (one token; adjacent ones form a span) or [MASK*] (a span of "
                                 "unknown length, 1..--max-span tokens tried)")
     p.set_defaults(handler=run_fill)
@@ -229,13 +253,23 @@ def run_fill(args: argparse.Namespace) -> None:
 
     spans = args.iterations is not None or MASK_ANY in args.text or args.samples > 1 or any(
         n != 1 for _, _, n in _parse_markers(args.text))
+    if spans and args.framework == "tf":
+        raise ElectraError("fill --framework tf: single [MASK] tokens only (spans, [MASK*], --iterations and "
+                           "--samples run on the PyTorch side)")
     if spans:
         pair = load_pair(args.model, args.backend, args.precision, "fill")
         res = fill_text(pair, args.text, args.iterations or 4, args.confidence, args.max_span, args.samples,
                         args.top_k if args.samples > 1 else 0, args.temperature, args.seed)
         _print_filled(res, args.json)
         return
-    if (args.backend, args.precision) == ("torch", "fp32"):
+    if args.framework == "tf":
+        from electra.tf.cli import check_inference_args
+        from electra.tf.inference import fill_mask as tf_fill
+        from electra.tf.inference import load_pretrained
+
+        check_inference_args(args)
+        result = tf_fill(load_pretrained(args.model), args.text, args.top_k)
+    elif (args.backend, args.precision) == ("torch", "fp32"):
         model, tokenizer = _load_model_and_tokenizer(args.model)
         result = fill_mask(model, tokenizer, args.text, args.top_k)
     else:
@@ -368,7 +402,8 @@ def add_export(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("export", help="export a checkpoint to Hugging Face transformers format, or a checkpoint "
                                       "or fine-tuned run to ONNX")
     p.add_argument("--checkpoint", required=True, help="our checkpoint or run folder, or (onnx) a fine-tuned run")
-    p.add_argument("--format", choices=["hf", "onnx"], default="hf")
+    p.add_argument("--format", choices=["hf", "onnx", "tf-savedmodel"], default="hf",
+                   help="hf (transformers), onnx, or tf-savedmodel (TensorFlow Serving; needs electra[tf])")
     p.add_argument("--out", required=True, help="output directory (a checkpoint gets discriminator/ and generator/)")
     p.add_argument("--quantize", choices=["int8"], help="onnx: int8 dynamic quantization of the encoder")
     p.add_argument("--opset", type=int, default=17, help="onnx: opset version (default 17)")
@@ -379,6 +414,14 @@ def add_export(sub: argparse._SubParsersAction) -> None:
 def run_export(args: argparse.Namespace) -> None:
     from electra.hf import export_hf
 
+    if args.format == "tf-savedmodel":
+        if args.quantize or args.no_optimize:
+            raise ElectraError("--quantize/--no-optimize apply to --format onnx only")
+        from electra.tf.export import export_savedmodel
+
+        for folder in export_savedmodel(args.checkpoint, args.out):
+            print(f"wrote {folder} (SavedModel, signature serving_default)")
+        return
     if args.format == "onnx":
         import json
 

@@ -70,7 +70,7 @@ def fill_encoded(runner: Any, tokenizer: Tokenizer, encodings: list[Encoding], t
             raise ElectraError("no [MASK] token in the text; write [MASK] where a word should be filled")
     batch = _inputs(encodings)
     width = max(len(p) for p in positions)
-    if runner.backend == "torch":  # the vocabulary projection at the masked positions only
+    if runner.backend in ("torch", "tf"):  # the vocabulary projection at the masked positions only
         pos = np.array([p + [0] * (width - len(p)) for p in positions], dtype=np.int64)
         logits = runner({**batch, "positions": pos})["logits"]
     else:
