@@ -672,10 +672,18 @@ def run_span_predict(args: argparse.Namespace) -> None:
 
 
 def add_score(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("score", help="score a QA predictions file as the official SQuAD / CMRC 2018 scripts")
-    p.add_argument("--task", required=True, choices=QA_TASKS)
-    p.add_argument("--data", required=True, help="the data set (SQuAD-format JSON)")
-    p.add_argument("--predictions", required=True, help="JSON object: question id -> answer text")
+    from electra.metrics.files import TEXT_TASKS
+
+    p = sub.add_parser("score", help="score system outputs (WER/CER, BLEU/chrF, ROUGE; one segment per line) or a QA "
+                                     "predictions file as the official SQuAD / CMRC 2018 scripts")
+    p.add_argument("--task", required=True, choices=(*TEXT_TASKS, *QA_TASKS))
+    p.add_argument("--predictions", required=True, help="text tasks: one segment per line; QA: JSON object "
+                                                        "question id -> answer text")
+    p.add_argument("--references", nargs="+", help="text tasks: reference file(s), one segment per line "
+                                                    "(several for multi-reference BLEU/chrF)")
+    p.add_argument("--lang", default="en", help="text tasks: zh selects sacrebleu's zh tokenizer and ROUGE's CJK "
+                                                 "tokenizer (ROUGE also detects CJK text by itself)")
+    p.add_argument("--data", help="QA: the data set (SQuAD-format JSON)")
     p.add_argument("--na-probs", help="squad2: JSON object question id -> no-answer probability/score")
     p.add_argument("--na-prob-thresh", type=float, default=1.0, help="squad2: predict no answer above this")
     p.add_argument("--json", action="store_true", help="print one JSON object")
@@ -685,14 +693,23 @@ def add_score(sub: argparse._SubParsersAction) -> None:
 def run_score(args: argparse.Namespace) -> None:
     import json
 
-    from electra.squad_metrics import score_files
+    if args.task in QA_TASKS:
+        from electra.squad_metrics import score_files
 
-    res = score_files(args.task, args.data, args.predictions, args.na_probs, args.na_prob_thresh)
+        if not args.data:
+            raise ElectraError(f"score: --task {args.task} needs --data (the SQuAD-format JSON)")
+        res = score_files(args.task, args.data, args.predictions, args.na_probs, args.na_prob_thresh)
+    else:
+        from electra.metrics.files import score_text_files
+
+        if not args.references:
+            raise ElectraError(f"score: --task {args.task} needs --references FILE [FILE ...]")
+        res = score_text_files(args.task, args.predictions, args.references, lang=args.lang)
     if args.json:
-        print(json.dumps(res))
+        print(json.dumps(res, ensure_ascii=False))
     else:
         for k, v in res.items():
-            print(f"{k}: {v:.3f}" if isinstance(v, float) else f"{k}: {v}")
+            print(f"{k}: {v:.4f}" if isinstance(v, float) else f"{k}: {v}")
 
 
 def add_answer(sub: argparse._SubParsersAction) -> None:
