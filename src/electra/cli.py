@@ -749,6 +749,49 @@ def run_answer(args: argparse.Namespace) -> None:
 
 
 # ---- serve ---------------------------------------------------------------------------------------------
+def add_rescore(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("rescore", help="rerank candidates (ASR n-best, MT system outputs, dialogue responses) with "
+                                       "a pre-trained pair's sentence scores; lambda/beta tuned on --dev")
+    p.add_argument("--task", required=True, choices=["asr", "mt", "dialogue"])
+    p.add_argument("--model", required=True, help="pre-trained checkpoint or run folder (generator + discriminator)")
+    p.add_argument("--input", required=True, help="asr: HyPoradise JSON; mt: the source file; dialogue: MuTual JSONL")
+    p.add_argument("--dev", help="asr/dialogue: a file of the same format with references, to tune lambda and beta")
+    p.add_argument("--out", required=True, help="JSON Lines: the chosen candidate and full ranking per list")
+    p.add_argument("--json", action="store_true", help="print one JSON object of the metrics")
+    p.add_argument("--scorer", default="rtd", help="rtd (default), pll, pll-word, or a combination: rtd+pll")
+    p.add_argument("--lambda", dest="lam", type=float, help="use this weight of every scorer (no tuning)")
+    p.add_argument("--beta", type=float, default=0.0, help="with --lambda: the length weight (default 0)")
+    p.add_argument("--folds", type=int, help="without --dev: k-fold tuning on the input's own references "
+                   "(default: 5; mt: 2)")
+    p.add_argument("--candidates", nargs="+", help="mt: a folder of candidate files, or the files (one per system)")
+    p.add_argument("--references", nargs="*", default=[], help="mt: reference files the metrics are computed on")
+    p.add_argument("--tune-references", nargs="*", help="mt: reference files to tune on (e.g. ref A; report on B)")
+    p.add_argument("--lang", default="en", help="mt: target language for BLEU's tokenizer (zh: sacrebleu's zh)")
+    p.add_argument("--submission", help="dialogue: also write MuTual's submission format here")
+    p.add_argument("--max-length", type=int, default=256, help="tokens per scored sequence (context cut from the "
+                   "left; default 256)")
+    add_backend_args(p)
+    p.set_defaults(handler=run_rescore)
+
+
+def run_rescore(args: argparse.Namespace) -> None:
+    import json
+
+    from electra.rescoring import rescore_file
+
+    metrics = rescore_file(args.task, args.model, args.input, args.out, dev=args.dev, scorer=args.scorer,
+                           lam=args.lam, beta=args.beta, folds=args.folds, candidates=args.candidates,
+                           references=args.references, tune_references=args.tune_references, lang=args.lang,
+                           submission=args.submission, max_length=args.max_length, backend=args.backend,
+                           precision=args.precision)
+    if args.json:
+        print(json.dumps(metrics, ensure_ascii=False))
+        return
+    for k, v in metrics.items():
+        print(f"{k}: {v:.4f}" if isinstance(v, float) else f"{k}: {v}")
+    print(f"wrote {args.out}")
+
+
 def add_serve(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("serve", help="HTTP service + web page: detect, fill, classify, answer, tag")
     p.add_argument("--model", required=True, nargs="+", action="extend", metavar="[NAME=]RUN",
@@ -786,7 +829,7 @@ def run_serve(args: argparse.Namespace) -> None:
 
 COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [
     add_tokenizer, add_prepare, add_wordvectors, add_pretrain, add_finetune, add_evaluate, add_predict, add_score,
-    add_answer, add_detect, add_fill, add_demo, add_plot, add_export, add_import_hf, add_serve,
+    add_answer, add_detect, add_fill, add_demo, add_plot, add_export, add_import_hf, add_serve, add_rescore,
 ]
 
 

@@ -193,7 +193,8 @@ def pll_scores(runner: Any, encodings: Sequence[Encoding], mask_id: int, within_
 class Scorer:
     """A loaded pair (:func:`electra.inference.load_model`) scoring texts with ``rtd``, ``pll`` or ``pll-word``."""
 
-    def __init__(self, model: str | Any, backend: str = "torch", precision: str = "fp32"):
+    def __init__(self, model: str | Any, backend: str = "torch", precision: str = "fp32",
+                 max_length: int | None = None):
         from electra.inference import LoadedModel, load_model
 
         self.loaded: LoadedModel = model if isinstance(model, LoadedModel) else load_model(model, backend, precision)
@@ -201,9 +202,10 @@ class Scorer:
             raise ElectraError(f"{self.loaded.source}: a fine-tuned {self.loaded.kind} run; zero-shot scoring "
                                "needs a pre-trained checkpoint (generator + discriminator)")
         self.tokenizer = self.loaded.tokenizer
+        self.max_length = min(max_length or self.loaded.max_sequence, self.loaded.max_sequence)
 
     def encode(self, candidates: Sequence[str], contexts: Sequence[str | None] | None = None) -> list[Encoding]:
-        return encode_candidates(self.tokenizer, candidates, contexts, self.loaded.max_sequence)
+        return encode_candidates(self.tokenizer, candidates, contexts, self.max_length)
 
     def score(self, method: str, candidates: Sequence[str], contexts: Sequence[str | None] | None = None
               ) -> list[SentenceScore]:
