@@ -442,7 +442,8 @@ def run_prepare(args: argparse.Namespace) -> None:
 def add_finetune(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("finetune", help="fine-tune a checkpoint on a classification/regression task")
     p.add_argument("--task", required=True, help="cola sst2 mrpc stsb qqp mnli qnli rte wnli chnsenticorp "
-                   "lcqmc atec, or custom; QA: squad1 squad2 cmrc2018; tagging: conll2003 tags")
+                   "lcqmc atec, or custom; QA: squad1 squad2 cmrc2018; tagging: conll2003 tags; "
+                   "rerankers: asr-nbest mt-rerank mutual ranking")
     p.add_argument("--model", required=True, help="pre-trained checkpoint directory (ours or `import-hf`'s)")
     p.add_argument("--data", required=True, help="directory with train and dev files")
     p.add_argument("--out", required=True, help="run directory to write (best/, metrics.csv, results.json)")
@@ -478,6 +479,8 @@ def add_finetune(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--save-every", type=int, help="write a resumable checkpoint every N steps (default: at the end)")
     p.add_argument("--keep-last", type=int, default=2, help="resumable checkpoints kept (0: all; default 2)")
     add_span_finetune_args(p)
+    g = p.add_argument_group("rerankers (asr-nbest, mt-rerank, mutual, ranking: generic JSONL)")
+    g.add_argument("--temperature", type=float, help="listwise target softmax(-cost/T) (default 0.1)")
     p.set_defaults(handler=run_finetune)
 
 
@@ -486,6 +489,8 @@ def run_finetune(args: argparse.Namespace) -> None:
 
     if _span_task(args.task):
         return run_span_finetune(args)
+    if args.task in RANKING_TASKS:
+        return run_ranking_finetune(args)
 
     from electra.checkpoint import read_checkpoint_meta, resolve_checkpoint
     from electra.config import ModelConfig
@@ -591,6 +596,22 @@ def run_predict(args: argparse.Namespace) -> None:
 # finetune / evaluate / predict dispatch to electra.tasks.qa and electra.tasks.tagging --------------------------
 QA_TASKS = ("squad1", "squad2", "cmrc2018")
 TAGGING_TASKS = ("conll2003", "tags")
+
+
+RANKING_TASKS = ("asr-nbest", "mt-rerank", "mutual", "ranking")
+
+
+def run_ranking_finetune(args: argparse.Namespace) -> None:
+    import json
+
+    from electra.tasks.ranking import finetune_from_args
+
+    res = finetune_from_args(args)
+    best = {k: v for k, v in res["best"].items() if isinstance(v, float)}
+    print(f"{args.task} dev: " + ", ".join(f"{k} {v:.4f}" for k, v in best.items())
+          + f" (best at step {res['best_step']}/{res['steps']}, {res['examples_seen']} lists seen)")
+    print(f"wrote {args.out}")
+    print(json.dumps({"task": args.task, "best": best}))
 
 
 def _span_task(task: str | None) -> bool:

@@ -360,8 +360,8 @@ def rescore_choice(scorer: Any, items: Sequence[RankItem], methods: Sequence[str
 def records(items: Sequence[RankItem], result: Rescored, systems: Sequence[str] | None = None) -> list[dict]:
     """One JSON object per list: its id, the chosen index and text, and the full ranking (best first)."""
     out = []
-    for it, c, r in zip(items, result.choice, result.rankings):
-        rec: dict[str, Any] = {"id": it.id, "choice": int(c), "text": it.candidates[c], "ranking": r}
+    for i, (it, c, r) in enumerate(zip(items, result.choice, result.rankings)):
+        rec: dict[str, Any] = {"id": it.id or str(i), "choice": int(c), "text": it.candidates[c], "ranking": r}
         if systems is not None:
             rec["system"] = systems[c]
         out.append(rec)

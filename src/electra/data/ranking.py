@@ -89,7 +89,8 @@ def read_hyporadise(path: str | Path) -> list[RankItem]:
             if key in obj:
                 prior = _numbers(obj[key], where, key, len(hyps))
                 break
-        items.append(RankItem(hyps, None, [ref] if ref is not None else [], prior, id=str(obj.get("id", i))))
+        items.append(RankItem(hyps, None, [ref] if ref is not None else [], prior,
+                              id=str(obj["id"]) if "id" in obj else ""))
     return items
 
 
