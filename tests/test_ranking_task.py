@@ -89,3 +89,19 @@ def test_finetune_asr_nbest_trains_listwise_and_reports_wer(checkpoint, tmp_path
     res = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert {"wer", "one_best_wer"} <= set(res["best"])
     assert load_task_model(out).spec["loss"] == "listwise"
+
+
+@pytest.mark.slow
+def test_rescore_uses_a_fine_tuned_reranker_run_as_the_model_score(checkpoint, tmp_path, capsys):
+    run = tmp_path / "run"
+    with pytest.raises(SystemExit):
+        main(["finetune", "--task", "asr-nbest", "--model", str(checkpoint), "--data", str(FIX / "wsj_head.json"),
+              "--dev-file", str(FIX / "wsj_next.json"), "--out", str(run), "--max-steps", "1", "--quiet",
+              "--device", "cpu"])
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as e:
+        main(["rescore", "--task", "asr", "--model", str(run), "--input", str(FIX / "wsj_next.json"), "--dev",
+              str(FIX / "wsj_head.json"), "--out", str(tmp_path / "o.jsonl"), "--json"])
+    assert e.value.code == 0
+    m = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert m["scorer"] == "reranker" and set(m["lambda"]) == {"reranker"}

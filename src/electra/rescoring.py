@@ -277,7 +277,8 @@ def rescore_mt(scorer: Any, items: Sequence[RankItem], systems: Sequence[str], m
     and the sentence-BLEU oracle selected with the tuning references."""
     from electra.metrics.text import bleu, chrf
 
-    scores = model_scores(scorer, items, methods, use_context=False)  # the source is another language
+    # a pre-trained pair scores the target side alone (the source is another language); a reranker run its pairs
+    scores = model_scores(scorer, items, methods, use_context=getattr(scorer, "wants_source", False))
     has_refs = all(it.references for it in items)
     tune_refs = tune_references if tune_references is not None else (
         [it.references for it in items] if has_refs else None)
@@ -398,16 +399,26 @@ def rescore_file(task: str, model: str, input: str, out: str, *, dev: str | None
                  max_length: int = 256, backend: str = "torch", precision: str = "fp32") -> dict[str, Any]:
     """``electra rescore``: read, score, tune, choose, and only then write ``out`` (and ``submission``)."""
     from electra.data import ranking as R
-    from electra.scoring import Scorer
 
-    methods = parse_scorer(scorer)
+    reranker = _is_reranker_run(model)
+    methods = ["reranker"] if reranker else parse_scorer(scorer)
     params = Params({m: lam for m in methods}, beta) if lam is not None else None
     extra: dict[str, str] = {}
     systems = None
+
+    def make_scorer() -> Any:
+        if reranker:
+            from electra.tasks.ranking import RerankerScorer
+
+            return RerankerScorer(model)
+        from electra.scoring import Scorer as PairScorer
+
+        return PairScorer(model, backend, precision, max_length)
+
     if task == "asr":
         items = R.read_hyporadise(input)
         dev_items = R.read_hyporadise(dev) if dev else None
-        result = rescore_asr(Scorer(model, backend, precision, max_length), items, methods, dev_items, params,
+        result = rescore_asr(make_scorer(), items, methods, dev_items, params,
                              folds or 5)
     elif task == "mt":
         if not candidates:
@@ -417,12 +428,12 @@ def rescore_file(task: str, model: str, input: str, out: str, *, dev: str | None
         if tune_references:
             tune_items, _ = R.read_mt(input, candidates, tune_references)
             tune = [it.references for it in tune_items]
-        result = rescore_mt(Scorer(model, backend, precision, max_length), items, systems, methods, tune, params,
+        result = rescore_mt(make_scorer(), items, systems, methods, tune, params,
                             folds or 2, lang)
     elif task == "dialogue":
         items = R.read_mutual(input)
         dev_items = R.read_mutual(dev) if dev else None
-        result = rescore_choice(Scorer(model, backend, precision, max_length), items, methods, dev_items, params,
+        result = rescore_choice(make_scorer(), items, methods, dev_items, params,
                                 folds or 5)
         if submission:
             from electra.metrics.ranking import mutual_submission
@@ -432,3 +443,18 @@ def rescore_file(task: str, model: str, input: str, out: str, *, dev: str | None
         raise ElectraError(f"--task {task!r}: expected asr, mt or dialogue")
     write_outputs(out, records(items, result, systems), extra)
     return result.metrics
+
+
+def _is_reranker_run(model: str) -> bool:
+    """Whether ``model`` is a fine-tuned reranker (``electra finetune --task mutual|asr-nbest|...``)."""
+    from pathlib import Path
+
+    from electra.tasks.runner import BEST_DIR, TASK_FILE
+
+    for d in (Path(model), Path(model) / BEST_DIR):
+        if (d / TASK_FILE).is_file():
+            from electra.tasks.ranking import RANKING_TASKS
+            from electra.tasks.runner import read_task_meta
+
+            return read_task_meta(model).get("spec", {}).get("task") in RANKING_TASKS
+    return False

@@ -349,3 +349,35 @@ def finetune_from_args(args: Any) -> dict[str, Any]:
                           random_init=bool(arg(args, "random_init", False)), tokenizer=arg(args, "tokenizer"))
     return finetune_ranking(args.task, args.model, args.data, args.out, finetune_config_from_args(args, 2.0), opts,
                             arg(args, "dev_file"), resume=bool(arg(args, "resume", False)))
+
+
+class RerankerScorer:
+    """A fine-tuned reranker run with the face of :class:`electra.scoring.Scorer`: ``score("reranker", texts,
+    contexts)`` gives each (context, candidate) its cross-encoder score, so ``electra rescore`` can use it."""
+
+    wants_source = True  # mt-rerank runs were trained with the source as context
+
+    def __init__(self, run: str | Path):
+        from electra.tasks.runner import load_task_model, run_tokenizer_dir
+        from electra.tokenization import load_tokenizer
+
+        self.model = load_task_model(run)
+        if self.model.spec.get("task") not in RANKING_TASKS:
+            raise ElectraError(f"{run}: not a reranker run (task {self.model.spec.get('task')!r})")
+        tok_dir = run_tokenizer_dir(run)
+        if tok_dir is None:
+            raise ElectraError(f"{run}: run has no tokenizer/ folder")
+        self.tokenizer = load_tokenizer(tok_dir)
+        self.max_len = int(self.model.spec.get("max_seq_len", 256))
+
+    def score(self, method: str, texts: Sequence[str], contexts: Sequence[str | None] | None = None) -> list:
+        from electra.scoring import SentenceScore, encode_candidates
+
+        encs = encode_candidates(self.tokenizer, texts, contexts, self.max_len)
+        feats = [{"ids": [e.ids], "types": [e.type_ids]} for e in encs]
+        order = sorted(range(len(feats)), key=lambda i: len(encs[i].ids))
+        scores = list_scores(self.model, [feats[i] for i in order], 64, self.tokenizer.token_to_id("[PAD]") or 0)
+        out: list[Any] = [None] * len(feats)
+        for i, s in zip(order, scores):
+            out[i] = SentenceScore([], [], float(s[0]))
+        return out
