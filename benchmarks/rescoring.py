@@ -108,7 +108,7 @@ def part_asr(args: argparse.Namespace, scorers: list[CachedScorer]) -> None:
     from electra.metrics.nbest import choice_wer, edit_matrix
 
     res = _read(args.out, "asr")
-    for s in ASR_SETS:
+    for s in args.sets or ASR_SETS:
         items = R.read_hyporadise(HP / f"test_{s}.json")
         dev = None
         if s == "atis":
@@ -326,6 +326,8 @@ def part_report(args: argparse.Namespace) -> None:
                 print(f"| {name} (fine-tuned) | " + " | ".join(cells) + " |")
                 summary.setdefault("mutual_finetuned", {})[name] = best
         summary["mutual"] = {k: v for k, v in dia.items()}
+        if fin and args.figure:
+            learning_curve(fin, args.figure)
     sp = _read(args.out, "speed")
     if sp:
         print("\n## Speed: seconds per 1,000 five-best lists (LibriSpeech test-clean hypotheses)")
@@ -336,6 +338,36 @@ def part_report(args: argparse.Namespace) -> None:
     print(json.dumps(summary))
 
 
+def learning_curve(runs: dict[str, str], figure: Path) -> None:
+    """R@1 on MuTual dev against training lists seen, from each run's metrics.csv (one line per run)."""
+    import csv
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for name, run in runs.items():
+        f, res = Path(run) / "metrics.csv", Path(run) / "results.json"
+        if not f.is_file() or not res.is_file():
+            continue
+        per = json.loads(res.read_text()).get("lists_per_batch", 1)
+        pts = [(int(r["step"]) * per, float(r["dev/r1"])) for r in csv.DictReader(f.open()) if r.get("dev/r1")]
+        if pts:
+            ax.plot(*zip(*pts), marker="o", label=name)
+            print(f"learning curve {name}: " + ", ".join(f"{x} lists -> R@1 {y:.3f}" for x, y in pts))
+    ax.axhline(0.298, color="grey", ls="--", lw=1, label='"always D" (0.298)')
+    ax.axhline(0.50, color="red", ls=":", lw=1, label="target R@1 0.50")
+    ax.set_xlabel("training lists seen (4 candidates each)")
+    ax.set_ylabel("MuTual dev R@1")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    figure.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(figure, dpi=120)
+    print(f"wrote {figure}")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("part", choices=["asr", "mt", "dialogue", "speed", "report"])
@@ -344,6 +376,8 @@ def main() -> None:
     ap.add_argument("--pll-lists", type=int, default=200, help="asr: lists per set scored with pll; speed: lists timed")
     ap.add_argument("--lists", type=int, default=1000, help="speed: lists timed with rtd")
     ap.add_argument("--finetuned", action="append", help="report: NAME=RUN of a fine-tuned MuTual reranker")
+    ap.add_argument("--sets", nargs="+", choices=ASR_SETS, help="asr: only these HyPoradise sets")
+    ap.add_argument("--figure", type=Path, help="report: write the MuTual learning curve (PNG) here")
     args = ap.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     if args.part == "report":
