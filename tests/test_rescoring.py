@@ -180,3 +180,12 @@ def test_cli_rescore_mt_tunes_on_one_reference_and_reports_on_another(checkpoint
     m = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert m["tuned"] == "tune-references" and m["bleu_signature"].startswith("nrefs:1")
     assert m["best_single_system"]["name"] in ("Facebook-AI", "Online-W", "happypoet")
+
+
+def test_a_gain_below_min_gain_keeps_the_one_best():
+    f = _features([[0.0, 3.0]] * 2 + [[0.0, 0.0]] * 198)
+    costs = np.array([[1.0, 0.0]] * 2 + [[0.5, 0.5]] * 198)  # the model helps on 2 of 200 lists: 0.4% relative
+    p, _ = grid_search(f, costs, min_gain=0.01)
+    assert p.lambdas == {"rtd": 0.0}
+    p, _ = grid_search(f, costs, min_gain=0.0)
+    assert p.lambdas["rtd"] > 0
