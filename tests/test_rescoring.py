@@ -183,8 +183,8 @@ def test_cli_rescore_mt_tunes_on_one_reference_and_reports_on_another(checkpoint
 
 
 def test_a_gain_below_min_gain_keeps_the_one_best():
-    f = _features([[0.0, 3.0]] * 2 + [[0.0, 0.0]] * 198)
-    costs = np.array([[1.0, 0.0]] * 2 + [[0.5, 0.5]] * 198)  # the model helps on 2 of 200 lists: 0.4% relative
+    f = _features([[0.0, 3.0]] * 2 + [[0.0, 0.0]] * 498)
+    costs = np.array([[1.0, 0.0]] * 2 + [[0.5, 0.5]] * 498)  # the model helps on 2 of 500 lists: 0.8% relative
     p, _ = grid_search(f, costs, min_gain=0.01)
     assert p.lambdas == {"rtd": 0.0}
     p, _ = grid_search(f, costs, min_gain=0.0)
