@@ -90,3 +90,19 @@ def test_chinese_text_is_scored_per_whitespace_word_on_both_sides():
     refs, nbest = ["我 爱 北京"], [["我 爱 南京", "我 爱 北京"]]
     edits, words = edit_matrix(refs, nbest)
     assert edits == [[1, 0]] and words == [3]
+
+
+def test_cli_score_mutual_scores_a_submission_file(tmp_path, capsys):
+    import json
+
+    from electra.cli import main
+
+    fix = __import__("pathlib").Path(__file__).parent / "fixtures" / "rescoring" / "mutual_dev_head.jsonl"
+    sub = tmp_path / "sub.txt"
+    sub.write_text("".join(f"dev_{i}\tA\tB\tC\tD\n" for i in range(1, 9)))
+    with pytest.raises(SystemExit) as e:
+        main(["score", "--task", "mutual", "--predictions", str(sub), "--references", str(fix), "--json"])
+    assert e.value.code == 0
+    got = json.loads(capsys.readouterr().out)
+    labels = [json.loads(x)["answers"] for x in fix.read_text().splitlines()]
+    assert got["r1"] == pytest.approx(official_mutual_eval(sub.read_text().splitlines(), labels)[0])

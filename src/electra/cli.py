@@ -697,9 +697,9 @@ def add_score(sub: argparse._SubParsersAction) -> None:
 
     p = sub.add_parser("score", help="score system outputs (WER/CER, BLEU/chrF, ROUGE; one segment per line) or a QA "
                                      "predictions file as the official SQuAD / CMRC 2018 scripts")
-    p.add_argument("--task", required=True, choices=(*TEXT_TASKS, *QA_TASKS))
+    p.add_argument("--task", required=True, choices=(*TEXT_TASKS, *QA_TASKS, "mutual"))
     p.add_argument("--predictions", required=True, help="text tasks: one segment per line; QA: JSON object "
-                                                        "question id -> answer text")
+                                                        "question id -> answer text; mutual: the submission file")
     p.add_argument("--references", nargs="+", help="text tasks: reference file(s), one segment per line "
                                                     "(several for multi-reference BLEU/chrF)")
     p.add_argument("--lang", default="en", help="text tasks: zh selects sacrebleu's zh tokenizer and ROUGE's CJK "
@@ -720,6 +720,12 @@ def run_score(args: argparse.Namespace) -> None:
         if not args.data:
             raise ElectraError(f"score: --task {args.task} needs --data (the SQuAD-format JSON)")
         res = score_files(args.task, args.data, args.predictions, args.na_probs, args.na_prob_thresh)
+    elif args.task == "mutual":
+        from electra.metrics.ranking import score_mutual_file
+
+        if not args.references:
+            raise ElectraError("score: --task mutual needs --references FILE (MuTual JSONL with answers)")
+        res = score_mutual_file(args.predictions, args.references[0])
     else:
         from electra.metrics.files import score_text_files
 

@@ -56,3 +56,23 @@ def parse_mutual_submission(text: str, source: str = "submission") -> dict[str, 
                                f"tab-separated; got {line.strip()!r}")
         out[parts[0]] = [LETTERS.index(x) for x in parts[1:]]
     return out
+
+
+def score_mutual_file(predictions: str, references: str) -> dict[str, float]:
+    """R@1/R@2/MRR of a MuTual submission file against a labelled MuTual JSONL (every id must be ranked)."""
+    from pathlib import Path
+
+    from electra.data.ranking import read_mutual
+
+    gold = read_mutual(references)
+    try:
+        text = Path(predictions).read_text(encoding="utf-8")
+    except OSError as e:
+        raise ElectraError(f"{predictions}: cannot read the submission ({e.strerror or e})") from None
+    ranked = parse_mutual_submission(text, predictions)
+    missing = [it.id for it in gold if it.id not in ranked]
+    if missing:
+        raise ElectraError(f"{predictions}: no ranking for {len(missing)} of {len(gold)} ids (first: {missing[0]})")
+    if any(it.label is None for it in gold):
+        raise ElectraError(f"{references}: has examples without \"answers\"; cannot score")
+    return ranking_metrics([ranked[it.id] for it in gold], [int(it.label) for it in gold])  # type: ignore[arg-type]
