@@ -278,8 +278,8 @@ def sentence_bleu_costs(items: Sequence[RankItem], refs: Sequence[Sequence[str]]
 def rescore_mt(scorer: Any, items: Sequence[RankItem], systems: Sequence[str], methods: Sequence[str],
                tune_references: Sequence[Sequence[str]] | None = None, params: Params | None = None, k: int = 2,
                lang: str = "en") -> Rescored:
-    """Rerank system outputs per segment. Tuning (system prior, lambda, beta) uses ``tune_references`` on all
-    segments, or, without them, ``k``-fold on the items' own references. Metrics on the items' references:
+    """Rerank system outputs per segment. Tuning (the system prior: systems ranked by corpus BLEU; lambda and
+    beta) uses ``tune_references`` on all segments, or, without them, ``k``-fold on the items' own references. Metrics on the items' references:
     ``bleu``/``chrf`` (+ signatures) of the reranked output, of the best single system (by the tuning data),
     and the sentence-BLEU oracle selected with the tuning references."""
     from electra.metrics.text import bleu, chrf
@@ -292,10 +292,12 @@ def rescore_mt(scorer: Any, items: Sequence[RankItem], systems: Sequence[str], m
     costs = sentence_bleu_costs(items, tune_refs, lang) if tune_refs is not None else None
 
     def system_rank(rows: np.ndarray) -> list[int]:
-        if costs is None:
+        """Systems ranked by corpus BLEU on the tuning references of ``rows`` (ties: file order)."""
+        if tune_refs is None:
             return list(range(len(systems)))
-        mean = costs[rows].mean(0)
-        order = sorted(range(len(systems)), key=lambda s: (mean[s], s))
+        streams = [[tune_refs[i][j] for i in rows] for j in range(len(tune_refs[rows[0]]))]
+        score = [bleu([items[i].candidates[s] for i in rows], streams, lang)["score"] for s in range(len(systems))]
+        order = sorted(range(len(systems)), key=lambda s: (-score[s], s))
         return [order.index(s) for s in range(len(systems))]
 
     def make(tune: np.ndarray, apply: np.ndarray) -> Features:
