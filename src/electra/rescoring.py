@@ -279,7 +279,8 @@ def rescore_mt(scorer: Any, items: Sequence[RankItem], systems: Sequence[str], m
                tune_references: Sequence[Sequence[str]] | None = None, params: Params | None = None, k: int = 2,
                lang: str = "en") -> Rescored:
     """Rerank system outputs per segment. Tuning (the system prior: systems ranked by corpus BLEU; lambda and
-    beta) uses ``tune_references`` on all segments, or, without them, ``k``-fold on the items' own references. Metrics on the items' references:
+    beta) uses ``tune_references`` on all segments, or, without them, ``k``-fold on the items' own references.
+    Metrics on the items' references:
     ``bleu``/``chrf`` (+ signatures) of the reranked output, of the best single system (by the tuning data),
     and the sentence-BLEU oracle selected with the tuning references."""
     from electra.metrics.text import bleu, chrf
