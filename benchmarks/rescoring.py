@@ -131,7 +131,7 @@ def part_asr(args: argparse.Namespace, scorers: list[CachedScorer]) -> None:
                                         compositional_oracle=r.metrics["compositional_oracle_wer"])
                 _write(args.out, "asr", res)
                 print(f"{s} {key}: wer {r.metrics['wer']:.4f} (1-best {r.metrics['one_best_wer']:.4f})", flush=True)
-            if args.pll_lists:
+            if args.pll_lists and (not args.pll_sets or s in args.pll_sets):
                 sub = items[: args.pll_lists]
                 for methods in (["rtd"], ["pll"], ["pll-word"], ["rtd", "pll"]):
                     key = f"{sc.name}/subset/{'+'.join(methods)}"
@@ -184,14 +184,10 @@ def part_mt(args: argparse.Namespace, scorers: list[CachedScorer]) -> None:
 
 # ---- dialogue -------------------------------------------------------------------------------------------------
 def part_dialogue(args: argparse.Namespace, scorers: list[CachedScorer]) -> None:
-    from electra.metrics.ranking import ranking_metrics
 
     res = _read(args.out, "dialogue")
     items = R.read_mutual(DATA / "dialogue" / "mutual" / "dev.jsonl")
-    labels = [it.label for it in items]
-    res["baselines"] = {"always_D": ranking_metrics([[3, 0, 1, 2]] * len(items), labels),
-                        "random": ranking_metrics([list(np.random.default_rng(i).permutation(4)) for i in
-                                                   range(len(items))], labels)}
+    res["baselines"] = _mutual_baselines(items)
     for sc in scorers:
         key = f"{sc.name}/rtd"
         if key not in res:
@@ -200,6 +196,15 @@ def part_dialogue(args: argparse.Namespace, scorers: list[CachedScorer]) -> None
             _write(args.out, "dialogue", res)
             print(f"mutual {key}: r1 {r.metrics['r1']:.3f}", flush=True)
     _write(args.out, "dialogue", res)
+
+
+def _mutual_baselines(items) -> dict:  # noqa: ANN001
+    from electra.metrics.ranking import ranking_metrics
+
+    labels = [it.label for it in items]
+    return {"always_D": ranking_metrics([[3, 0, 1, 2]] * len(items), labels),
+            "random": ranking_metrics([list(np.random.default_rng(i).permutation(4)) for i in range(len(items))],
+                                      labels)}
 
 
 # ---- speed ----------------------------------------------------------------------------------------------------
@@ -311,6 +316,8 @@ def part_report(args: argparse.Namespace) -> None:
                                                              "median_system": b["median_system_bleu"]}
     dia = _read(args.out, "dialogue")
     fin = dict(x.split("=", 1) for x in args.finetuned or [])
+    if fin and not dia and (DATA / "dialogue" / "mutual" / "dev.jsonl").is_file():
+        dia = {"baselines": _mutual_baselines(R.read_mutual(DATA / "dialogue" / "mutual" / "dev.jsonl"))}
     if dia or fin:
         print("\n## MuTual dev: R@1 / R@2 / MRR")
         print("| method | R@1 | R@2 | MRR |\n|---|---|---|---|")
@@ -319,9 +326,10 @@ def part_report(args: argparse.Namespace) -> None:
                 print(f"| {name} | {v['r1']:.3f} | {v['r2']:.3f} | {v['mrr']:.3f} |")
         for name, run in fin.items():
             f = Path(run) / "results.json"
-            if f.is_file():
-                r = json.loads(f.read_text())
-                best = r.get("best", {})
+            if f.is_file() or _curve(Path(run)):
+                r = json.loads(f.read_text()) if f.is_file() else {}
+                best = r.get("best") or max((dict(r1=y, r2=r2, mrr=m) for _, y, r2, m in _curve(Path(run))),
+                                            key=lambda d: d["r1"])
                 if isinstance(best.get("r1"), dict):  # several seeds: mean and sd
                     cells = [f"{best[m]['mean']:.3f} ± {best[m]['sd']:.3f}" for m in ("r1", "r2", "mrr")]
                 else:
@@ -341,10 +349,20 @@ def part_report(args: argparse.Namespace) -> None:
     print(json.dumps(summary))
 
 
-def learning_curve(runs: dict[str, str], figure: Path) -> None:
-    """R@1 on MuTual dev against training lists seen, from each run's metrics.csv (one line per run)."""
+def _curve(run: Path) -> list[tuple[int, float, float, float]]:
+    """(training lists seen, dev R@1, R@2, MRR) at each evaluation of a MuTual run (its metrics.csv)."""
     import csv
 
+    f, spec = run / "metrics.csv", run / "best" / "task.json"
+    if not f.is_file() or not spec.is_file():
+        return []
+    per = json.loads(spec.read_text())["spec"].get("lists_per_batch", 1)
+    return [(int(r["step"]) * per, float(r["dev/r1"]), float(r["dev/r2"]), float(r["dev/mrr"]))
+            for r in csv.DictReader(f.open()) if r.get("dev/r1")]
+
+
+def learning_curve(runs: dict[str, str], figure: Path) -> None:
+    """R@1 on MuTual dev against training lists seen, from each run's metrics.csv (one line per run)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -352,11 +370,7 @@ def learning_curve(runs: dict[str, str], figure: Path) -> None:
 
     fig, ax = plt.subplots(figsize=(6, 4))
     for name, run in runs.items():
-        f, res = Path(run) / "metrics.csv", Path(run) / "results.json"
-        if not f.is_file() or not res.is_file():
-            continue
-        per = json.loads(res.read_text()).get("lists_per_batch", 1)
-        pts = [(int(r["step"]) * per, float(r["dev/r1"])) for r in csv.DictReader(f.open()) if r.get("dev/r1")]
+        pts = [(x, y) for x, y, _, _ in _curve(Path(run))]
         if pts:
             ax.plot(*zip(*pts), marker="o", label=name)
             print(f"learning curve {name}: " + ", ".join(f"{x} lists -> R@1 {y:.3f}" for x, y in pts))
@@ -380,6 +394,7 @@ def main() -> None:
     ap.add_argument("--lists", type=int, default=1000, help="speed: lists timed with rtd")
     ap.add_argument("--finetuned", action="append", help="report: NAME=RUN of a fine-tuned MuTual reranker")
     ap.add_argument("--sets", nargs="+", choices=ASR_SETS, help="asr: only these HyPoradise sets")
+    ap.add_argument("--pll-sets", nargs="+", choices=ASR_SETS, help="asr: the subset comparison on these sets only")
     ap.add_argument("--figure", type=Path, help="report: write the MuTual learning curve (PNG) here")
     args = ap.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
