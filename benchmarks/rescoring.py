@@ -149,6 +149,8 @@ def part_mt(args: argparse.Namespace, scorers: list[CachedScorer]) -> None:
 
     res = _read(args.out, "mt")
     for pair, lang in (("de-en", "en"), ("zh-en", "en")):
+        if args.pairs and pair not in args.pairs:
+            continue
         d = DATA / "mt" / f"wmt21-{pair}"
         src = d / f"newstest2021.{pair}.src.{pair[:2]}"
         cands = [d / "system-outputs"]
@@ -394,6 +396,7 @@ def main() -> None:
     ap.add_argument("--lists", type=int, default=1000, help="speed: lists timed with rtd")
     ap.add_argument("--finetuned", action="append", help="report: NAME=RUN of a fine-tuned MuTual reranker")
     ap.add_argument("--sets", nargs="+", choices=ASR_SETS, help="asr: only these HyPoradise sets")
+    ap.add_argument("--pairs", nargs="+", choices=["de-en", "zh-en"], help="mt: only these language pairs")
     ap.add_argument("--pll-sets", nargs="+", choices=ASR_SETS, help="asr: the subset comparison on these sets only")
     ap.add_argument("--figure", type=Path, help="report: write the MuTual learning curve (PNG) here")
     args = ap.parse_args()
