@@ -86,6 +86,15 @@ class CachedScorer:
         return [SentenceScore([], [], cache[k]) for k in keys]
 
 
+class ZeroScorer:
+    """Scores every sentence 0: rescoring then tunes the length term (beta) alone (an ablation)."""
+
+    def score(self, method, texts, contexts=None):  # noqa: ANN001, ANN201
+        from electra.scoring import SentenceScore
+
+        return [SentenceScore([], [], 0.0) for _ in texts]
+
+
 def _write(out: Path, name: str, data: dict) -> None:
     f = out / f"{name}.json"
     tmp = f.with_suffix(".tmp")
@@ -122,6 +131,11 @@ def part_asr(args: argparse.Namespace, scorers: list[CachedScorer]) -> None:
                                 "random": choice_wer(e, w, _random_choice(items)),
                                 "mbr_edit": choice_wer(e, w, mbr_choice(items, "edit"))}
             _write(args.out, "asr", res)
+        if args.length_only and "length-only" not in row:  # ablation: lambda = 0, only the length term tuned
+            r = rescore_asr(ZeroScorer(), items, ["rtd"], dev, k=5)
+            row["length-only"] = r.metrics
+            _write(args.out, "asr", res)
+            print(f"{s} length-only: wer {r.metrics['wer']:.4f} (1-best {r.metrics['one_best_wer']:.4f})", flush=True)
         for sc in scorers:
             key = f"{sc.name}/rtd"
             if key not in row:
@@ -396,6 +410,7 @@ def main() -> None:
     ap.add_argument("--lists", type=int, default=1000, help="speed: lists timed with rtd")
     ap.add_argument("--finetuned", action="append", help="report: NAME=RUN of a fine-tuned MuTual reranker")
     ap.add_argument("--sets", nargs="+", choices=ASR_SETS, help="asr: only these HyPoradise sets")
+    ap.add_argument("--length-only", action="store_true", help="asr: also the length-only ablation (lambda 0)")
     ap.add_argument("--pairs", nargs="+", choices=["de-en", "zh-en"], help="mt: only these language pairs")
     ap.add_argument("--pll-sets", nargs="+", choices=ASR_SETS, help="asr: the subset comparison on these sets only")
     ap.add_argument("--figure", type=Path, help="report: write the MuTual learning curve (PNG) here")
