@@ -255,10 +255,11 @@ def part_report(args: argparse.Namespace) -> None:
     summary: dict = {}
     asr = _read(args.out, "asr")
     if asr:
-        names = sorted({k.split("/")[0] for row in asr.values() for k in row if k != "baselines"})
+        names = sorted({k.split("/")[0] for row in asr.values() for k in row if k not in ("baselines", "length-only")})
         print("\n## ASR (HyPoradise test sets): WER % (relative change vs our 1-best); tuning: atis on ATIS train, "
               "others 5-fold")
-        head = ["set", "lists", "1-best", "random", "MBR-edit", "oracle", "comp.oracle"] + [f"{n} rtd" for n in names]
+        head = ["set", "lists", "1-best", "random", "MBR-edit", "oracle", "comp.oracle", "length only"]
+        head += [f"{n} rtd" for n in names]
         head += ["published LM"]
         print("| " + " | ".join(head) + " |\n|" + "---|" * len(head))
         wins = {n: 0 for n in names}
@@ -272,6 +273,8 @@ def part_report(args: argparse.Namespace) -> None:
             cells = [s, str(b["lists"]), f"{100 * b['one_best']:.2f}", f"{100 * b['random']:.2f}",
                      f"{100 * b['mbr_edit']:.2f}", f"{100 * b.get('oracle', float('nan')):.2f}",
                      f"{100 * b.get('compositional_oracle', float('nan')):.2f}"]
+            lo = row.get("length-only")
+            cells.append(f"{100 * lo['wer']:.2f} ({_pct(lo['wer'], lo['one_best_wer'])})" if lo else "-")
             for n in names:
                 m = row.get(f"{n}/rtd")
                 if m:
