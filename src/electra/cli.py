@@ -617,7 +617,8 @@ def run_prepare(args: argparse.Namespace) -> None:
 def add_finetune(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("finetune", help="fine-tune a checkpoint on a classification/regression task")
     p.add_argument("--task", required=True, help="cola sst2 mrpc stsb qqp mnli qnli rte wnli chnsenticorp "
-                   "lcqmc atec, or custom; QA: squad1 squad2 cmrc2018; tagging: conll2003 tags")
+                   "lcqmc atec, or custom; QA: squad1 squad2 cmrc2018; tagging: conll2003 tags; "
+                   "rerankers: asr-nbest mt-rerank mutual ranking")
     p.add_argument("--model", required=True, help="pre-trained checkpoint directory (ours or `import-hf`'s)")
     p.add_argument("--data", required=True, help="directory with train and dev files")
     p.add_argument("--out", required=True, help="run directory to write (best/, metrics.csv, results.json)")
@@ -657,6 +658,8 @@ def add_finetune(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--save-every", type=int, help="write a resumable checkpoint every N steps (default: at the end)")
     p.add_argument("--keep-last", type=int, default=2, help="resumable checkpoints kept (0: all; default 2)")
     add_span_finetune_args(p)
+    g = p.add_argument_group("rerankers (asr-nbest, mt-rerank, mutual, ranking: generic JSONL)")
+    g.add_argument("--temperature", type=float, help="listwise target softmax(-cost/T) (default 0.1)")
     p.set_defaults(handler=run_finetune)
 
 
@@ -665,6 +668,8 @@ def run_finetune(args: argparse.Namespace) -> None:
 
     if _span_task(args.task):
         return run_span_finetune(args)
+    if args.task in RANKING_TASKS:
+        return run_ranking_finetune(args)
 
     from electra.checkpoint import read_checkpoint_meta, resolve_checkpoint
     from electra.config import ModelConfig
@@ -784,6 +789,22 @@ QA_TASKS = ("squad1", "squad2", "cmrc2018")
 TAGGING_TASKS = ("conll2003", "tags")
 
 
+RANKING_TASKS = ("asr-nbest", "mt-rerank", "mutual", "ranking")
+
+
+def run_ranking_finetune(args: argparse.Namespace) -> None:
+    import json
+
+    from electra.tasks.ranking import finetune_from_args
+
+    res = finetune_from_args(args)
+    best = {k: v for k, v in res["best"].items() if isinstance(v, float)}
+    print(f"{args.task} dev: " + ", ".join(f"{k} {v:.4f}" for k, v in best.items())
+          + f" (best at step {res['best_step']}/{res['steps']}, {res['examples_seen']} lists seen)")
+    print(f"wrote {args.out}")
+    print(json.dumps({"task": args.task, "best": best}))
+
+
 def _span_task(task: str | None) -> bool:
     return task in QA_TASKS or task in TAGGING_TASKS
 
@@ -867,9 +888,9 @@ def add_score(sub: argparse._SubParsersAction) -> None:
 
     p = sub.add_parser("score", help="score system outputs (WER/CER, BLEU/chrF, ROUGE; one segment per line) or a QA "
                                      "predictions file as the official SQuAD / CMRC 2018 scripts")
-    p.add_argument("--task", required=True, choices=(*TEXT_TASKS, *QA_TASKS))
+    p.add_argument("--task", required=True, choices=(*TEXT_TASKS, *QA_TASKS, "mutual"))
     p.add_argument("--predictions", required=True, help="text tasks: one segment per line; QA: JSON object "
-                                                        "question id -> answer text")
+                                                        "question id -> answer text; mutual: the submission file")
     p.add_argument("--references", nargs="+", help="text tasks: reference file(s), one segment per line "
                                                     "(several for multi-reference BLEU/chrF)")
     p.add_argument("--lang", default="en", help="text tasks: zh selects sacrebleu's zh tokenizer and ROUGE's CJK "
@@ -890,6 +911,12 @@ def run_score(args: argparse.Namespace) -> None:
         if not args.data:
             raise ElectraError(f"score: --task {args.task} needs --data (the SQuAD-format JSON)")
         res = score_files(args.task, args.data, args.predictions, args.na_probs, args.na_prob_thresh)
+    elif args.task == "mutual":
+        from electra.metrics.ranking import score_mutual_file
+
+        if not args.references:
+            raise ElectraError("score: --task mutual needs --references FILE (MuTual JSONL with answers)")
+        res = score_mutual_file(args.predictions, args.references[0])
     else:
         from electra.metrics.files import score_text_files
 
@@ -940,6 +967,49 @@ def run_answer(args: argparse.Namespace) -> None:
 
 
 # ---- serve ---------------------------------------------------------------------------------------------
+def add_rescore(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("rescore", help="rerank candidates (ASR n-best, MT system outputs, dialogue responses) with "
+                                       "a pre-trained pair's sentence scores; lambda/beta tuned on --dev")
+    p.add_argument("--task", required=True, choices=["asr", "mt", "dialogue"])
+    p.add_argument("--model", required=True, help="pre-trained checkpoint or run folder (generator + discriminator)")
+    p.add_argument("--input", required=True, help="asr: HyPoradise JSON; mt: the source file; dialogue: MuTual JSONL")
+    p.add_argument("--dev", help="asr/dialogue: a file of the same format with references, to tune lambda and beta")
+    p.add_argument("--out", required=True, help="JSON Lines: the chosen candidate and full ranking per list")
+    p.add_argument("--json", action="store_true", help="print one JSON object of the metrics")
+    p.add_argument("--scorer", default="rtd", help="rtd (default), pll, pll-word, or a combination: rtd+pll")
+    p.add_argument("--lambda", dest="lam", type=float, help="use this weight of every scorer (no tuning)")
+    p.add_argument("--beta", type=float, default=0.0, help="with --lambda: the length weight (default 0)")
+    p.add_argument("--folds", type=int, help="without --dev: k-fold tuning on the input's own references "
+                   "(default: 5; mt: 2)")
+    p.add_argument("--candidates", nargs="+", help="mt: a folder of candidate files, or the files (one per system)")
+    p.add_argument("--references", nargs="*", default=[], help="mt: reference files the metrics are computed on")
+    p.add_argument("--tune-references", nargs="*", help="mt: reference files to tune on (e.g. ref A; report on B)")
+    p.add_argument("--lang", default="en", help="mt: target language for BLEU's tokenizer (zh: sacrebleu's zh)")
+    p.add_argument("--submission", help="dialogue: also write MuTual's submission format here")
+    p.add_argument("--max-length", type=int, default=256, help="tokens per scored sequence (context cut from the "
+                   "left; default 256)")
+    add_backend_args(p)
+    p.set_defaults(handler=run_rescore)
+
+
+def run_rescore(args: argparse.Namespace) -> None:
+    import json
+
+    from electra.rescoring import rescore_file
+
+    metrics = rescore_file(args.task, args.model, args.input, args.out, dev=args.dev, scorer=args.scorer,
+                           lam=args.lam, beta=args.beta, folds=args.folds, candidates=args.candidates,
+                           references=args.references, tune_references=args.tune_references, lang=args.lang,
+                           submission=args.submission, max_length=args.max_length, backend=args.backend,
+                           precision=args.precision)
+    if args.json:
+        print(json.dumps(metrics, ensure_ascii=False))
+        return
+    for k, v in metrics.items():
+        print(f"{k}: {v:.4f}" if isinstance(v, float) else f"{k}: {v}")
+    print(f"wrote {args.out}")
+
+
 def add_serve(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("serve", help="HTTP service + web page: detect, fill, classify, answer, tag")
     p.add_argument("--model", required=True, nargs="+", action="extend", metavar="[NAME=]RUN",
@@ -978,7 +1048,7 @@ def run_serve(args: argparse.Namespace) -> None:
 COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [
     add_tokenizer, add_prepare, add_wordvectors, add_pretrain, add_finetune, add_evaluate, add_predict, add_score,
     add_answer, add_detect, add_fill, add_generate, add_correct, add_augment, add_demo, add_plot, add_export,
-    add_import_hf, add_serve,
+    add_import_hf, add_serve, add_rescore,
 ]
 
 

@@ -53,7 +53,8 @@ WEIGHTS_FILE = "model.safetensors"
 TOKENIZER_DIR = "tokenizer"
 BEST_DIR = "best"
 FORMAT = "electra-task"
-_HEAD_MODULES = ("electra.tasks.heads", "electra.tasks.qa", "electra.tasks.tagging")  # where task heads live
+# where task heads live
+_HEAD_MODULES = ("electra.tasks.heads", "electra.tasks.qa", "electra.tasks.tagging", "electra.tasks.ranking")
 
 
 # ---- the task model -----------------------------------------------------------------------------------
