@@ -89,3 +89,14 @@ def test_resume_purges_later_tensorboard_events(tmp_path: Path) -> None:
     acc = EventAccumulator(str(tmp_path / "tb"))
     acc.Reload()
     assert [(e.step, e.value) for e in acc.Scalars("loss")] == [(1, 1.0), (2, 20.0)]
+
+
+def test_tensorboard_logging_does_not_import_tensorflow(tmp_path):
+    import subprocess
+    import sys
+
+    code = ("import sys; from electra.training.metrics_log import MetricsLogger; "
+            f"log = MetricsLogger({str(tmp_path)!r}, tensorboard=True); log.log(1, {{'loss': 1.0}}); log.close(); "
+            "print('tensorflow' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip().splitlines()[-1] == "False"

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import csv
 import os
+import sys
+import types
 from pathlib import Path
 from typing import Any
 
@@ -48,6 +50,10 @@ class MetricsLogger:
                     rows = [r for r in rows if _step(r) is not None and _step(r) <= resume_step]
                 self._rewrite(rows)
         if tensorboard:
+            # tensorboard imports TensorFlow whenever it is installed (the `tf` extra): seconds, ~1 GB and log spam
+            # in every run. Its own no-TensorFlow switch (the module tensorboard.compat.notf) selects the stub,
+            # which writes the same event files.
+            sys.modules.setdefault("tensorboard.compat.notf", types.ModuleType("tensorboard.compat.notf"))
             try:
                 from torch.utils.tensorboard import SummaryWriter
             except ImportError:  # e.g. a GPU machine's bare Python: metrics.csv is still written
