@@ -127,7 +127,8 @@ def throughput(args: argparse.Namespace, precision: str) -> dict:
     print(res.stdout, end="")
     if res.returncode != 0:
         print(res.stderr[-3000:], end="")
-        return {"error": f"exit {res.returncode}: {res.stderr.strip().splitlines()[-1:] or ''}"}
+        last = res.stderr.strip().splitlines()[-1] if res.stderr.strip() else "no message"
+        return {"error": f"exit {res.returncode}: {last}"}
     return json.loads(res.stdout.strip().splitlines()[-1])
 
 
@@ -146,7 +147,7 @@ def detection(model, data_dir: Path, train_dir: Path, batches: int) -> dict:
     held = PretrainingData(data_dir, seed=0)
     train = PretrainingData(train_dir, seed=0)
     unigram = unigram_distribution(train, exclude=[held.pad_id, held.cls_id, held.sep_id, held.mask_id])
-    model = model.float().eval()
+    model = model.eval()
     own = evaluate_on_data(model, held, batches, seed=1)
     uni = evaluate_on_data(model, held, batches, seed=1, unigram=unigram)
     own.held_out = uni.held_out = True

@@ -1,29 +1,22 @@
 """Supervised rerankers: the listwise and multiple-choice losses, list batches, and `electra finetune` runs."""
 
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
-from electra.checkpoint import save_checkpoint
 from electra.cli import main
 from electra.config import ModelConfig
 from electra.errors import ElectraError
-from electra.modeling import Electra
 from electra.tasks.ranking import RankingHead, collate_lists, listwise_target, load_ranking_data
 from electra.tasks.runner import load_task_model
-
-FIX = Path(__file__).parent / "fixtures" / "rescoring"
-VOCAB = Path(__file__).parent / "fixtures" / "finetune_vocab"
+from rescoring_fixtures import FIX, tiny_checkpoint
 
 
 @pytest.fixture(scope="module")
 def checkpoint(tmp_path_factory):
-    torch.manual_seed(0)
-    return save_checkpoint(Electra(ModelConfig.preset("tiny", vocab_size=256)),
-                           tmp_path_factory.mktemp("ckpt") / "tiny", tokenizer_dir=VOCAB)
+    return tiny_checkpoint(tmp_path_factory.mktemp("ckpt"))
 
 
 def test_listwise_target_is_the_softmax_of_normalised_negative_costs():

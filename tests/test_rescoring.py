@@ -1,29 +1,20 @@
 """Zero-shot rescoring: readers, the combination and its grid search, ties, and `electra rescore` end to end."""
 
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 
-from electra.checkpoint import save_checkpoint
 from electra.cli import main
-from electra.config import ModelConfig
 from electra.data.ranking import RankItem, read_hyporadise, read_jsonl, read_mt, read_mutual
 from electra.errors import ElectraError
-from electra.modeling import Electra
 from electra.rescoring import Features, Params, build_features, choose, cross_validate, grid_search, rankings
-
-FIX = Path(__file__).parent / "fixtures" / "rescoring"
-VOCAB = Path(__file__).parent / "fixtures" / "finetune_vocab"
+from rescoring_fixtures import FIX, tiny_checkpoint
 
 
 @pytest.fixture(scope="module")
 def checkpoint(tmp_path_factory):
-    torch.manual_seed(0)
-    return save_checkpoint(Electra(ModelConfig.preset("tiny", vocab_size=256)),
-                           tmp_path_factory.mktemp("ckpt") / "tiny", tokenizer_dir=VOCAB)
+    return tiny_checkpoint(tmp_path_factory.mktemp("ckpt"))
 
 
 def _features(model: list[list[float]], prior=None) -> Features:

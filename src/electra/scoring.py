@@ -32,6 +32,7 @@ import numpy as np
 from tokenizers import Encoding, Tokenizer
 
 from electra.errors import ElectraError
+from electra.inference import pad_batch
 
 SCORERS = ("rtd", "pll", "pll-word")
 
@@ -111,12 +112,6 @@ def _batches(order: Sequence[int], lengths: Sequence[int], max_tokens: int) -> l
     return out
 
 
-def _pad(rows: Sequence[Sequence[int]], types: Sequence[Sequence[int]]) -> dict[str, np.ndarray]:
-    from electra.inference import pad_batch
-
-    return pad_batch(rows, types)
-
-
 def _log_sigmoid(x: np.ndarray) -> np.ndarray:
     return -np.logaddexp(0.0, -x)
 
@@ -127,7 +122,7 @@ def rtd_scores(runner: Any, encodings: Sequence[Encoding], max_tokens: int = 819
     order = sorted(range(len(encodings)), key=lambda i: lengths[i])
     out: list[SentenceScore | None] = [None] * len(encodings)
     for group in _batches(order, lengths, max_tokens):
-        logits = runner(_pad([encodings[i].ids for i in group], [encodings[i].type_ids for i in group]))["logits"]
+        logits = runner(pad_batch([encodings[i].ids for i in group], [encodings[i].type_ids for i in group]))["logits"]
         for row, i in zip(logits.astype(np.float64), group):
             pos = scored_positions(encodings[i])
             lp = _log_sigmoid(-row[pos])  # log p(original) = log sigmoid(-logit)
@@ -172,7 +167,7 @@ def pll_scores(runner: Any, encodings: Sequence[Encoding], mask_id: int, within_
             types.append(encodings[i].type_ids)
             at.append(p)
             gold.append(encodings[i].ids[p])
-        batch = _pad(rows, types)
+        batch = pad_batch(rows, types)
         if getattr(runner, "backend", "torch") == "torch":
             logits = runner({**batch, "positions": np.array(at, dtype=np.int64)[:, None]})["logits"][:, 0]
         else:
