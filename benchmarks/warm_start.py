@@ -119,6 +119,8 @@ def main() -> None:
     ap.add_argument("--stop-steps", default="", help="cumulative step budgets instead of --minutes (e.g. 364)")
     ap.add_argument("--scratch-minutes", default="10", help="budgets from scratch ('' to skip)")
     ap.add_argument("--generator-init", default="new", choices=["new", "truncate"])
+    ap.add_argument("--freeze-body-steps", type=int, default=0,
+                    help="hold the imported body fixed while the new head and generator warm up (pretrain option)")
     ap.add_argument("--corpus", type=Path, default=SHARED / "corpus" / "en")
     ap.add_argument("--held-out", type=Path, default=SHARED / "squad" / "v1.1" / "dev-v1.1.json")
     ap.add_argument("--work", type=Path, default=ROOT / "runs" / "warm-start")
@@ -153,7 +155,9 @@ def main() -> None:
     rows = [{"arm": "import, before RTD", "minutes": 0.0, "steps": 0, "checkpoint": str(imported)}]
     minutes = [float(m) for m in args.minutes.split(",") if m]
     steps = [int(x) for x in args.stop_steps.split(",") if x]
-    rows += run_rtd(f"rtd-from-minilm-{args.generator_init}", imported, data, work, minutes, args, steps)
+    freeze = {"freeze_body_steps": args.freeze_body_steps} if args.freeze_body_steps else {}
+    name = f"rtd-from-minilm-{args.generator_init}" + (f"-freeze{args.freeze_body_steps}" if freeze else "")
+    rows += run_rtd(name, imported, data, work, minutes, args, steps, **freeze)
     scratch_minutes = [float(m) for m in args.scratch_minutes.split(",") if m]
     if scratch_minutes:
         torch.manual_seed(0)
@@ -178,7 +182,8 @@ def main() -> None:
         print(f"  {key:9}" + " ".join(f"{t}:{p:.2f}" for t, p in shown[key]))
     print(f"  planted word found (top token {shown['planted_top_token']!r} p={shown['planted_top_p']:.2f}, "
           f"original max p={shown['original_max_p']:.2f}): {shown['pass']}")
-    print(json.dumps({"benchmark": "warm_start", "generator_init": args.generator_init, "rows": rows,
+    print(json.dumps({"benchmark": "warm_start", "generator_init": args.generator_init,
+                      "freeze_body_steps": args.freeze_body_steps, "rows": rows,
                       "showcase": shown}))
 
 

@@ -140,3 +140,30 @@ def test_a_resumed_init_from_run_continues_exactly(source_run, tmp_path, capsys)
     assert "init-from:" not in capsys.readouterr().out  # the run's own checkpoint, not the source's weights
     a, b = (load_checkpoint(resolve_checkpoint(r)).state_dict() for r in (straight, cut))
     assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_freeze_body_steps_holds_the_discriminator_body_while_the_new_parts_learn(source_run, tmp_path):
+    data, run = source_run
+    start = load_checkpoint(resolve_checkpoint(run))
+    out = pretrain(config(data, tmp_path / "frozen", preset="continue", init_from=str(run), lr=1e-3, max_steps=6,
+                          stop_step=3, freeze_body_steps=3), progress=False)
+    after = load_checkpoint(resolve_checkpoint(out))
+    before, now = start.state_dict(), after.state_dict()
+    body = [k for k in now if k.startswith("discriminator.encoder.")]
+    new_parts = [k for k in now if k.startswith(("discriminator.head.", "generator.encoder.layers."))]
+    assert body and new_parts
+    assert all(torch.equal(before[k], now[k]) for k in body)  # embeddings (shared with the generator) included
+    assert all(not torch.equal(before[k], now[k]) for k in new_parts if k.endswith(".weight"))
+
+
+def test_freeze_body_lr_warms_up_after_the_frozen_steps():
+    from electra.training.pretrainer import body_lr_factor
+
+    assert [body_lr_factor(s, 3, 4) for s in range(9)] == [0, 0, 0, 0.25, 0.5, 0.75, 1, 1, 1]
+    assert body_lr_factor(0, 0, 4) == 0.25 and body_lr_factor(5, 0, 0) == 1.0
+
+
+def test_freeze_body_steps_must_be_below_max_steps(source_run):
+    data, run = source_run
+    with pytest.raises(ElectraError, match="freeze_body_steps = 6: expected below max_steps 6"):
+        config(data, Path("/tmp/x"), preset="continue", init_from=str(run), max_steps=6, freeze_body_steps=6)

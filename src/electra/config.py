@@ -405,6 +405,10 @@ class PretrainConfig:
     init_embeddings: str = ""  # word2vec/GloVe file to initialise the word embeddings from (electra.embeddings_init)
     init_from: str = ""  # checkpoint or run folder whose weights start the run (shape from it; optimizer/step fresh)
     held_out: str = ""  # prepared folder of text not trained on: the end-of-run detection report is measured there
+    # > 0: the discriminator's body (embeddings, shared with the generator, and encoder) is held fixed for this many
+    # steps while the new parts (generator, discriminator head) learn, then its LR warms up over warmup_steps. For
+    # --init-from: a randomly initialised head and generator otherwise push a pre-trained body off what it knew.
+    freeze_body_steps: int = 0
 
     # Fields that may change when a run is resumed (they don't change the optimisation so far).
     RESUMABLE_CHANGES: ClassVar[tuple[str, ...]] = (
@@ -431,7 +435,7 @@ class PretrainConfig:
         "keep_last": Rule("a number >= 0 (0: keep every checkpoint)", lambda v: _finite(v) and v >= 0),
         "generator_training": one_of(*GENERATOR_TRAINING), "two_stage_generator_steps": at_least(0),
         "adversarial_mlm_steps": at_least(0), "adversarial_baseline": one_of("learned", "mean"),
-        "adversarial_entropy": at_least(0),
+        "adversarial_entropy": at_least(0), "freeze_body_steps": at_least(0),
     }
 
     def __post_init__(self) -> None:
@@ -449,6 +453,9 @@ class PretrainConfig:
         if self.generator_training == "two-stage" and not self.two_stage_generator_steps < self.max_steps:
             raise ElectraError(f"pretrain option two_stage_generator_steps = {self.two_stage_generator_steps}: "
                                f"expected below max_steps {self.max_steps}")
+        if self.freeze_body_steps and not self.freeze_body_steps < self.max_steps:
+            raise ElectraError(f"pretrain option freeze_body_steps = {self.freeze_body_steps}: expected below "
+                               f"max_steps {self.max_steps}")
         if self.generator_weight == 0 and self.discriminator_weight == 0:
             raise ElectraError("pretrain options generator_weight = 0 and discriminator_weight = 0: expected at "
                                "least one > 0 (nothing would be trained)")

@@ -77,6 +77,26 @@ def train_step(objective: torch.nn.Module, optimizer: torch.optim.Optimizer, inp
     return totals
 
 
+def split_groups(groups: list[dict], ids: set[int], flag: str) -> list[dict]:
+    """Each parameter group split in two: the parameters whose ``id`` is in ``ids`` (marked ``flag: True``), the
+    rest; empty parts are dropped."""
+    out = []
+    for g in groups:
+        for marked in (True, False):
+            keep = [i for i, p in enumerate(g["params"]) if (id(p) in ids) == marked]
+            if keep:
+                out.append({**g, "params": [g["params"][i] for i in keep], "names": [g["names"][i] for i in keep],
+                            flag: marked})
+    return out
+
+
+def body_lr_factor(step: int, freeze_steps: int, warmup_steps: int) -> float:
+    """LR multiplier of the discriminator body: 0 while frozen, then a linear warm-up over ``warmup_steps``."""
+    if step < freeze_steps:
+        return 0.0
+    return min(1.0, (step - freeze_steps + 1) / warmup_steps) if warmup_steps > 0 else 1.0
+
+
 def resolve_model_config(cfg: PretrainConfig, vocab_size: int, config_file: str | None = None,
                          overrides: dict[str, Any] | None = None) -> ModelConfig:
     """Preset (or config file) + overrides, with the vocabulary size of the prepared data; with ``init_from``,
@@ -234,6 +254,8 @@ def pretrain(cfg: PretrainConfig, config_file: str | None = None,
     objective = objectives.build_objective(model, special, data.max_seq_len, cfg).to(device)
     trained = objectives.trained_parameters_root(objective)
     groups = param_groups(trained, cfg.lr, cfg.weight_decay)
+    if cfg.freeze_body_steps:
+        groups = split_groups(groups, {id(p) for p in model.discriminator.encoder.parameters()}, "body")
     optimizer = AdamW(groups, lr=cfg.lr, betas=(cfg.adam_beta1, cfg.adam_beta2), eps=cfg.adam_eps,
                       weight_decay=cfg.weight_decay, bias_correction=cfg.bias_correction)
     start = 0
@@ -272,8 +294,9 @@ def pretrain(cfg: PretrainConfig, config_file: str | None = None,
     done = start
     for step in range(start, cfg.max_steps):
         factor = objectives.begin_step(objective, step, cfg.max_steps, cfg.warmup_steps)
+        body = body_lr_factor(step, cfg.freeze_body_steps, cfg.warmup_steps)
         for g in optimizer.param_groups:
-            g["lr"] = g["base_lr"] * factor
+            g["lr"] = g["base_lr"] * factor * (body if g.get("body") else 1.0)
         batches = [{k: v.to(device, non_blocking=True) for k, v in next(it).items()} for it in iters]
         metrics = train_step(objective, optimizer, StepInputs(batches, shards), step, cfg.seed, cfg.grad_clip,
                              autocast_context(device, precision), forward)
