@@ -121,6 +121,8 @@ def main() -> None:
     ap.add_argument("--generator-init", default="new", choices=["new", "truncate"])
     ap.add_argument("--freeze-body-steps", type=int, default=0,
                     help="hold the imported body fixed while the new head and generator warm up (pretrain option)")
+    ap.add_argument("--new-parts-lr", type=float, default=0.0,
+                    help="LR of the parts the import did not provide (detection head, new generator)")
     ap.add_argument("--corpus", type=Path, default=SHARED / "corpus" / "en")
     ap.add_argument("--held-out", type=Path, default=SHARED / "squad" / "v1.1" / "dev-v1.1.json")
     ap.add_argument("--work", type=Path, default=ROOT / "runs" / "warm-start")
@@ -155,9 +157,11 @@ def main() -> None:
     rows = [{"arm": "import, before RTD", "minutes": 0.0, "steps": 0, "checkpoint": str(imported)}]
     minutes = [float(m) for m in args.minutes.split(",") if m]
     steps = [int(x) for x in args.stop_steps.split(",") if x]
-    freeze = {"freeze_body_steps": args.freeze_body_steps} if args.freeze_body_steps else {}
-    name = f"rtd-from-minilm-{args.generator_init}" + (f"-freeze{args.freeze_body_steps}" if freeze else "")
-    rows += run_rtd(name, imported, data, work, minutes, args, steps, **freeze)
+    recipe = {k: v for k, v in (("freeze_body_steps", args.freeze_body_steps), ("new_parts_lr", args.new_parts_lr))
+              if v}
+    name = f"rtd-from-minilm-{args.generator_init}" + "".join(
+        f"-{k.split('_')[0]}{v:g}" for k, v in recipe.items())
+    rows += run_rtd(name, imported, data, work, minutes, args, steps, **recipe)
     scratch_minutes = [float(m) for m in args.scratch_minutes.split(",") if m]
     if scratch_minutes:
         torch.manual_seed(0)
@@ -183,7 +187,7 @@ def main() -> None:
     print(f"  planted word found (top token {shown['planted_top_token']!r} p={shown['planted_top_p']:.2f}, "
           f"original max p={shown['original_max_p']:.2f}): {shown['pass']}")
     print(json.dumps({"benchmark": "warm_start", "generator_init": args.generator_init,
-                      "freeze_body_steps": args.freeze_body_steps, "rows": rows,
+                      "freeze_body_steps": args.freeze_body_steps, "new_parts_lr": args.new_parts_lr, "rows": rows,
                       "showcase": shown}))
 
 

@@ -103,7 +103,8 @@ def test_continue_preset_needs_init_from(source_run):
         resolve_model_config(config(data, "x", preset="continue"), 600)
 
 
-def test_init_from_an_imported_bert_continues_rtd(tmp_path, capsys):
+def import_tiny_bert(tmp_path: Path) -> Path:
+    """A random 2 x 32 transformers BertModel with a tokenizer of the fixture corpus, imported (new generator)."""
     transformers = pytest.importorskip("transformers")
     from electra.hf_bert import import_bert
     from hf_models import randomize
@@ -117,7 +118,11 @@ def test_init_from_an_imported_bert_continues_rtd(tmp_path, capsys):
     randomize(bert, 0)
     bert.save_pretrained(tmp_path / "bert")
     (tmp_path / "bert" / "vocab.txt").write_text((tok_dir / "vocab.txt").read_text())
-    ckpt, _ = import_bert(tmp_path / "bert", tmp_path / "ckpt")
+    return import_bert(tmp_path / "bert", tmp_path / "ckpt")[0]
+
+
+def test_init_from_an_imported_bert_continues_rtd(tmp_path, capsys):
+    ckpt = import_tiny_bert(tmp_path)
     data = make_data(tmp_path, tokenizer=ckpt / "tokenizer")
     with pytest.raises(SystemExit) as e:
         cli(["pretrain", "--data", str(data), "--out", str(tmp_path / "run"), "--init-from", str(ckpt),
@@ -167,3 +172,25 @@ def test_freeze_body_steps_must_be_below_max_steps(source_run):
     data, run = source_run
     with pytest.raises(ElectraError, match="freeze_body_steps = 6: expected below max_steps 6"):
         config(data, Path("/tmp/x"), preset="continue", init_from=str(run), max_steps=6, freeze_body_steps=6)
+
+
+def test_new_parts_of_an_imported_bert_are_its_detection_head_and_new_generator(source_run, tmp_path):
+    from electra.training.pretrainer import new_parameter_ids
+
+    ckpt = import_tiny_bert(tmp_path)
+    model = load_checkpoint(ckpt)
+    new = new_parameter_ids(model, str(ckpt))
+    names = {n for n, p in model.named_parameters() if id(p) in new}
+    assert names == {n for n, _ in model.named_parameters() if n.startswith(("discriminator.head.", "generator."))}
+    assert not any("embeddings" in n for n in names)  # shared with the pre-trained body
+    assert new_parameter_ids(load_checkpoint(resolve_checkpoint(source_run[1])), str(source_run[1])) == set()
+
+
+def test_new_parts_lr_trains_the_new_parts_at_their_own_lr(tmp_path, capsys):
+    ckpt = import_tiny_bert(tmp_path)
+    data = make_data(tmp_path, tokenizer=ckpt / "tokenizer")
+    pretrain(config(data, tmp_path / "run", preset="continue", init_from=str(ckpt), max_steps=2, new_parts_lr=1e-3),
+             progress=False)
+    assert "new parts (untrained in" in capsys.readouterr().out
+    state = json.loads((tmp_path / "run" / "checkpoints" / "step-00000002" / "optimizer.json").read_text())
+    assert sorted({g["base_lr"] for g in state["param_groups"]}) == [1e-4, 1e-3]

@@ -33,7 +33,7 @@ def add_pretrain(sub: argparse._SubParsersAction) -> None:
                       ("--generator-weight", float), ("--discriminator-weight", float),
                       ("--temperature", float), ("--save-every", int), ("--keep-last", int),
                       ("--log-every", int), ("--seed", int), ("--grad-clip", float),
-                      ("--freeze-body-steps", int)]:
+                      ("--freeze-body-steps", int), ("--new-parts-lr", float)]:
         p.add_argument(flag, type=typ)
     p.add_argument("--generator-size", type=float, help="generator width as a fraction of the discriminator's")
     p.add_argument("--precision", choices=["auto", "fp32", "bf16"])
@@ -74,7 +74,7 @@ def pretrain_config_from_args(args: argparse.Namespace):  # noqa: ANN201
              "weight_decay", "mask_prob", "generator_weight", "discriminator_weight", "temperature", "save_every",
              "keep_last",
              "log_every", "seed", "grad_clip", "precision", "device", "compile", "bias_correction", "init_from",
-             "held_out", "freeze_body_steps", *VARIANT_OPTIONS]
+             "held_out", "freeze_body_steps", "new_parts_lr", *VARIANT_OPTIONS]
     overrides = {**file_values, **{n: getattr(args, n) for n in names if getattr(args, n) is not None}}
     cfg = PretrainConfig.for_preset(preset, data=args.data, out=args.out, **overrides)
     if model_values and cfg.preset in PRESETS and not cfg.init_from:  # errors in the file name the file

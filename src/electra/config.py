@@ -409,6 +409,9 @@ class PretrainConfig:
     # steps while the new parts (generator, discriminator head) learn, then its LR warms up over warmup_steps. For
     # --init-from: a randomly initialised head and generator otherwise push a pre-trained body off what it knew.
     freeze_body_steps: int = 0
+    # > 0: the LR of the parts an imported BERT did not provide (detection head; a new generator), which start
+    # untrained: at the continued-training LR a new head alone would take thousands of steps to learn.
+    new_parts_lr: float = 0.0
 
     # Fields that may change when a run is resumed (they don't change the optimisation so far).
     RESUMABLE_CHANGES: ClassVar[tuple[str, ...]] = (
@@ -436,6 +439,7 @@ class PretrainConfig:
         "generator_training": one_of(*GENERATOR_TRAINING), "two_stage_generator_steps": at_least(0),
         "adversarial_mlm_steps": at_least(0), "adversarial_baseline": one_of("learned", "mean"),
         "adversarial_entropy": at_least(0), "freeze_body_steps": at_least(0),
+        "new_parts_lr": at_least(0),
     }
 
     def __post_init__(self) -> None:

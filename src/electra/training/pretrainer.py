@@ -90,6 +90,23 @@ def split_groups(groups: list[dict], ids: set[int], flag: str) -> list[dict]:
     return out
 
 
+def new_parameter_ids(model: Electra, init_from: str) -> set[int]:
+    """The parameters an imported BERT did not provide, which start untrained: the detection head, the generator's
+    MLM head when it had none, the whole generator when it is new. Empty for our own and ELECTRA checkpoints."""
+    from electra.checkpoint import read_checkpoint_meta, resolve_checkpoint
+
+    imported = read_checkpoint_meta(resolve_checkpoint(init_from)).get("imported_from") or {}
+    if "bert" not in imported:
+        return set()
+    parts: list[torch.nn.Module] = [model.discriminator.head]
+    if imported.get("generator_init") == "new":
+        parts.append(model.generator)
+    elif imported.get("mlm_head") != "copied":
+        parts.append(model.generator.head)
+    body = {id(p) for p in model.discriminator.encoder.parameters()}  # the shared embeddings are pre-trained
+    return {id(p) for m in parts for p in m.parameters() if id(p) not in body}
+
+
 def body_lr_factor(step: int, freeze_steps: int, warmup_steps: int) -> float:
     """LR multiplier of the discriminator body: 0 while frozen, then a linear warm-up over ``warmup_steps``."""
     if step < freeze_steps:
@@ -256,6 +273,16 @@ def pretrain(cfg: PretrainConfig, config_file: str | None = None,
     groups = param_groups(trained, cfg.lr, cfg.weight_decay)
     if cfg.freeze_body_steps:
         groups = split_groups(groups, {id(p) for p in model.discriminator.encoder.parameters()}, "body")
+    if cfg.new_parts_lr and cfg.init_from:
+        new = new_parameter_ids(model, cfg.init_from)
+        groups = split_groups(groups, new, "new")
+        for g in groups:
+            if g["new"]:
+                g["lr"] = g["base_lr"] = cfg.new_parts_lr
+        if dist.is_main:
+            count = sum(p.numel() for g in groups if g["new"] for p in g["params"])
+            print(f"new parts (untrained in {cfg.init_from}): {count:,} parameters at lr {cfg.new_parts_lr:g}"
+                  if new else f"new-parts-lr: every part of {cfg.init_from} is pre-trained; lr {cfg.lr:g} for all")
     optimizer = AdamW(groups, lr=cfg.lr, betas=(cfg.adam_beta1, cfg.adam_beta2), eps=cfg.adam_eps,
                       weight_decay=cfg.weight_decay, bias_correction=cfg.bias_correction)
     start = 0
