@@ -86,6 +86,7 @@ def test_qa_description_lists_span_and_answerability_outputs(exported):
     assert names == ["start_logits", "start_top_log_probs", "start_top_index", "end_top_log_probs",
                      "end_top_index", "answerable_logit"]
     assert meta["min_sequence_length"] == 5  # the joint head's beam: a TopK constant of the graph
+    assert meta["beam_size"] == 5 and "fixed at export" in meta["beam_size_note"]
 
 
 def test_pretrained_checkpoint_exports_discriminator_and_generator(exported):

@@ -231,6 +231,10 @@ def _task_target(src: Path) -> Target:
     meta = {"kind": kind, "task": task, "task_type": sub, "labels": labels, "spec": spec,
             "head": read_task_meta(src)["head"], "source": str(src)}
     min_seq = model.head.beam_size if kind == "qa" and model.head.joint else 1
+    if kind == "qa" and model.head.joint:  # the beam is a TopK constant of the graph, not an input
+        meta["beam_size"] = model.head.beam_size
+        meta["beam_size_note"] = ("fixed at export (a TopK constant of the graph, the run's beam); inputs "
+                                  "shorter than it are padded to it")
     return Target("", graph, lambda b: model(b), run_tokenizer_dir(src), meta, min_seq)
 
 
