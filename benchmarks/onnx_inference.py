@@ -125,26 +125,27 @@ def build(model, tmp: Path, args: argparse.Namespace, skip: set[str], bf16: bool
     from inference_throughput import to_reference
 
     ref = to_reference(model)
-    eager = copy.deepcopy(ref)
-    eager.config._attn_implementation = "eager"
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        ao = torch.ao.quantization.quantize_dynamic(copy.deepcopy(ref), {torch.nn.Linear}, dtype=torch.qint8)
-    hf_raw = tmp / "hf.onnx"
-    export_transformers(eager, hf_raw, model.encoder.config.vocab_size)
-    hf_fused, hf_int8 = tmp / "hf-fused.onnx", tmp / "hf-int8.onnx"
-    optimize(hf_raw, hf_fused, model.encoder.config)
-    quantize(hf_fused, hf_int8, tmp)
+    cfg = model.encoder.config
+    hf_raw, hf_fused, hf_int8 = tmp / "hf.onnx", tmp / "hf-fused.onnx", tmp / "hf-int8.onnx"
+    if {"ort_fp32", "ort_optimized", "ort_int8"} - skip:
+        eager = copy.deepcopy(ref)
+        eager.config._attn_implementation = "eager"
+        export_transformers(eager, hf_raw, cfg.vocab_size)
+        optimize(hf_raw, hf_fused, cfg)
+        quantize(hf_fused, hf_int8, tmp)
     run_dir = save_task_model(model, tmp / "run" / "best")
-    ours_fp32 = export_onnx(run_dir, tmp / "ours-fp32")[0]
-    ours_int8 = export_onnx(run_dir, tmp / "ours-int8", quantize="int8")[0]
-    ours_int8_tensor = export_onnx(run_dir, tmp / "ours-int8-tensor", quantize="int8-tensor")[0]
 
     def hf(m):
         def run(b):
             with torch.inference_mode():
                 return m(**{k: torch.from_numpy(v) for k, v in b.items()}).logits.float().numpy()
         return run
+
+    def ao():
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return hf(torch.ao.quantization.quantize_dynamic(copy.deepcopy(ref), {torch.nn.Linear},
+                                                             dtype=torch.qint8))
 
     def ours_torch(precision):
         r = torch_task_runner(model, precision)
@@ -154,18 +155,19 @@ def build(model, tmp: Path, args: argparse.Namespace, skip: set[str], bf16: bool
         s = session(path, args.threads)
         return lambda b: s.run(["logits"], {k: b[k] for k in INPUTS})[0]
 
-    def ours_onnx(folder):
-        r = OnnxRunner(folder, args.threads)
+    def ours_onnx(quantize):
+        r = OnnxRunner(export_onnx(run_dir, tmp / f"ours-{quantize}", quantize=quantize)[0], args.threads)
         return lambda b: r(b)["logits"]
 
-    impls = {"transformers_fp32": hf(ref), "torch_ao_int8": hf(ao), "ort_fp32": ort(hf_raw),
-             "ort_optimized": ort(hf_fused), "ort_int8": ort(hf_int8), "ours_torch_fp32": ours_torch("fp32"),
-             "ours_torch_bf16": ours_torch("bf16") if bf16 else None, "ours_torch_int8": ours_torch("int8"),
-             "ours_onnx_fp32": ours_onnx(ours_fp32), "ours_onnx_int8": ours_onnx(ours_int8),
-             "ours_onnx_int8_tensor": ours_onnx(ours_int8_tensor)}
+    makers = {"transformers_fp32": lambda: hf(ref), "torch_ao_int8": ao, "ort_fp32": lambda: ort(hf_raw),
+              "ort_optimized": lambda: ort(hf_fused), "ort_int8": lambda: ort(hf_int8),
+              "ours_torch_fp32": lambda: ours_torch("fp32"), "ours_torch_bf16": lambda: ours_torch("bf16"),
+              "ours_torch_int8": lambda: ours_torch("int8"), "ours_onnx_fp32": lambda: ours_onnx(None),
+              "ours_onnx_int8": lambda: ours_onnx("int8"), "ours_onnx_int8_tensor": lambda: ours_onnx("int8-tensor")}
     if not bf16:
         print("ours_torch_bf16 left out: this CPU has no native bf16")
-    return {k: v for k, v in impls.items() if v is not None and k not in skip or k == "transformers_fp32"}
+        skip = skip | {"ours_torch_bf16"}
+    return {k: make() for k, make in makers.items() if k not in skip or k == "transformers_fp32"}
 
 
 def session(path: Path, threads: int):
