@@ -12,7 +12,8 @@ torch  int8       the encoder's Linear layers as :class:`RowInt8Linear`: int8 we
                   activations quantized per row (token) at run time, so no result depends on its batch mates;
                   the first block's FFN output in fp32, as the ONNX int8 export (:mod:`electra.export.onnx`)
 onnx   fp32       onnxruntime on the fused graph of :mod:`electra.export.onnx`
-onnx   int8       the same graph, int8 with activations quantized per row (``MatMulNBits``; the head in fp32)
+onnx   int8       the same graph, int8 with activations quantized per row (``MatMulNBits``; the head in fp32);
+                  a folder exported with ``--quantize int8-tensor`` (per tensor: faster, batch-dependent) runs too
 =====  =========  ====================================================================================
 
 :func:`load_model` reads a pre-trained checkpoint or run folder (a ``discriminator`` and a ``generator``
