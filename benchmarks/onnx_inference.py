@@ -10,8 +10,9 @@ transformers`` so ``ElectraForSequenceClassification`` can hold them too, or ran
   ort_optimized       the same graph after ``onnxruntime.transformers.optimizer`` (bert fusions)
   ort_int8            the optimised graph after ``quant_pre_process`` + ``quantize_dynamic`` (int8 MatMul/Attention)
   ours_torch_*        ``electra.inference`` torch runners: fp32, bf16 (where the CPU has native bf16), int8
-  ours_onnx_*         ``electra export --format onnx`` graphs on onnxruntime (fused; int8 with per-channel weights,
-                      the head and the first FFN output in fp32; the last layer computes the [CLS] row only)
+  ours_onnx_*         ``electra export --format onnx`` graphs on onnxruntime (fused; the last layer computes the
+                      [CLS] row only; the head and the first FFN output in fp32): int8 = activations quantized per
+                      row (MatMulNBits), int8_tensor = per tensor (DynamicQuantizeMatMul/QAttention)
 
 Timed alternately in one process, round after round (each round runs every implementation once at batch 32 and
 ``--b1-reps`` times at batch 1), sequence length 128, the same threads (``--threads``) and wait policy for all:
@@ -66,6 +67,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--b1-reps", type=int, default=10, help="batch-1 runs per implementation and round")
     ap.add_argument("--tsv", type=Path, default=SST2_DEV, help="SST-2 dev.tsv for accuracy and agreement")
     ap.add_argument("--agreement-limit", type=int, default=872)
+    ap.add_argument("--alone", type=int, default=64, help="sentences also run alone (batch independence)")
     ap.add_argument("--skip", default="", help="comma-separated implementations to leave out")
     return ap.parse_args(argv)
 
@@ -123,25 +125,27 @@ def build(model, tmp: Path, args: argparse.Namespace, skip: set[str], bf16: bool
     from inference_throughput import to_reference
 
     ref = to_reference(model)
-    eager = copy.deepcopy(ref)
-    eager.config._attn_implementation = "eager"
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        ao = torch.ao.quantization.quantize_dynamic(copy.deepcopy(ref), {torch.nn.Linear}, dtype=torch.qint8)
-    hf_raw = tmp / "hf.onnx"
-    export_transformers(eager, hf_raw, model.encoder.config.vocab_size)
-    hf_fused, hf_int8 = tmp / "hf-fused.onnx", tmp / "hf-int8.onnx"
-    optimize(hf_raw, hf_fused, model.encoder.config)
-    quantize(hf_fused, hf_int8, tmp)
+    cfg = model.encoder.config
+    hf_raw, hf_fused, hf_int8 = tmp / "hf.onnx", tmp / "hf-fused.onnx", tmp / "hf-int8.onnx"
+    if {"ort_fp32", "ort_optimized", "ort_int8"} - skip:
+        eager = copy.deepcopy(ref)
+        eager.config._attn_implementation = "eager"
+        export_transformers(eager, hf_raw, cfg.vocab_size)
+        optimize(hf_raw, hf_fused, cfg)
+        quantize(hf_fused, hf_int8, tmp)
     run_dir = save_task_model(model, tmp / "run" / "best")
-    ours_fp32 = export_onnx(run_dir, tmp / "ours-fp32")[0]
-    ours_int8 = export_onnx(run_dir, tmp / "ours-int8", quantize="int8")[0]
 
     def hf(m):
         def run(b):
             with torch.inference_mode():
                 return m(**{k: torch.from_numpy(v) for k, v in b.items()}).logits.float().numpy()
         return run
+
+    def ao():
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return hf(torch.ao.quantization.quantize_dynamic(copy.deepcopy(ref), {torch.nn.Linear},
+                                                             dtype=torch.qint8))
 
     def ours_torch(precision):
         r = torch_task_runner(model, precision)
@@ -151,17 +155,19 @@ def build(model, tmp: Path, args: argparse.Namespace, skip: set[str], bf16: bool
         s = session(path, args.threads)
         return lambda b: s.run(["logits"], {k: b[k] for k in INPUTS})[0]
 
-    def ours_onnx(folder):
-        r = OnnxRunner(folder, args.threads)
+    def ours_onnx(quantize):
+        r = OnnxRunner(export_onnx(run_dir, tmp / f"ours-{quantize}", quantize=quantize)[0], args.threads)
         return lambda b: r(b)["logits"]
 
-    impls = {"transformers_fp32": hf(ref), "torch_ao_int8": hf(ao), "ort_fp32": ort(hf_raw),
-             "ort_optimized": ort(hf_fused), "ort_int8": ort(hf_int8), "ours_torch_fp32": ours_torch("fp32"),
-             "ours_torch_bf16": ours_torch("bf16") if bf16 else None, "ours_torch_int8": ours_torch("int8"),
-             "ours_onnx_fp32": ours_onnx(ours_fp32), "ours_onnx_int8": ours_onnx(ours_int8)}
+    makers = {"transformers_fp32": lambda: hf(ref), "torch_ao_int8": ao, "ort_fp32": lambda: ort(hf_raw),
+              "ort_optimized": lambda: ort(hf_fused), "ort_int8": lambda: ort(hf_int8),
+              "ours_torch_fp32": lambda: ours_torch("fp32"), "ours_torch_bf16": lambda: ours_torch("bf16"),
+              "ours_torch_int8": lambda: ours_torch("int8"), "ours_onnx_fp32": lambda: ours_onnx(None),
+              "ours_onnx_int8": lambda: ours_onnx("int8"), "ours_onnx_int8_tensor": lambda: ours_onnx("int8-tensor")}
     if not bf16:
         print("ours_torch_bf16 left out: this CPU has no native bf16")
-    return {k: v for k, v in impls.items() if v is not None and k not in skip or k == "transformers_fp32"}
+        skip = skip | {"ours_torch_bf16"}
+    return {k: make() for k, make in makers.items() if k not in skip or k == "transformers_fp32"}
 
 
 def session(path: Path, threads: int):
@@ -279,19 +285,31 @@ def agreement(impls: dict, args: argparse.Namespace) -> dict:
     encs = tok.encode_batch([r[0] for r in rows])
     gold = np.array([spec["labels"].index(r[1]) for r in rows])
     preds = {n: [] for n in impls}
+    first: dict = {n: [] for n in impls}
     for i in range(0, len(encs), 32):
         chunk = encs[i:i + 32]
         b = pad_batch([e.ids for e in chunk], [e.type_ids for e in chunk])
         for n, f in impls.items():
-            preds[n].append(f(b).argmax(-1))
+            logits = f(b)
+            preds[n].append(logits.argmax(-1))
+            if i < args.alone:
+                first[n].append(logits)
     preds = {n: np.concatenate(p) for n, p in preds.items()}
+    first = {n: np.concatenate(x)[:args.alone] for n, x in first.items()}
+    # batch independence: the first --alone sentences again, each alone (no batch mates, no padding)
+    alone = {n: np.concatenate([f(pad_batch([e.ids], [e.type_ids])) for e in encs[:len(first[n])]])
+             for n, f in impls.items()}
     ref = preds["transformers_fp32"]
-    out = {"sst2_sentences": len(gold), "accuracy": {}, "agreement_with_transformers_fp32": {}}
-    print(f"\nSST-2 dev ({len(gold)} sentences): accuracy / argmax agreement with transformers fp32")
+    out = {"sst2_sentences": len(gold), "accuracy": {}, "agreement_with_transformers_fp32": {},
+           "alone_vs_batched_max_logit_diff": {}}
+    print(f"\nSST-2 dev ({len(gold)} sentences, batches of 32): accuracy / argmax agreement with transformers fp32 / "
+          f"max |logit alone - logit in its batch| over the first {args.alone}")
     for n, p in preds.items():
         out["accuracy"][n] = float((p == gold).mean())
         out["agreement_with_transformers_fp32"][n] = float((p == ref).mean())
-        print(f"  {n:<20}{out['accuracy'][n]:.4f}  {out['agreement_with_transformers_fp32'][n]:.2%}")
+        out["alone_vs_batched_max_logit_diff"][n] = float(np.abs(alone[n] - first[n]).max())
+        print(f"  {n:<22}{out['accuracy'][n]:.4f}  {out['agreement_with_transformers_fp32'][n]:.2%}  "
+              f"{out['alone_vs_batched_max_logit_diff'][n]:.2e}")
     return out
 
 

@@ -39,10 +39,11 @@ def test_onnx_inference_reports_every_implementation_and_agreement(run_dir):
     res = run("onnx_inference.py", "--model", str(model), "--tsv", str(tsv), "--rounds", "1", "--b1-reps", "2",
               "--seq", "16", "--batch", "2", "--threads", "1")
     for name in ("transformers_fp32", "torch_ao_int8", "ort_fp32", "ort_optimized", "ort_int8", "ours_torch_fp32",
-                 "ours_torch_int8", "ours_onnx_fp32", "ours_onnx_int8"):
+                 "ours_torch_int8", "ours_onnx_fp32", "ours_onnx_int8", "ours_onnx_int8_tensor"):
         row = res["implementations"][name]
         assert row["b1_p50_ms"] > 0 and row["b1_p99_ms"] >= row["b1_p50_ms"] and row["seq_per_s"] > 0, name
         assert res["agreement_with_transformers_fp32"][name] >= 0 and name in res["accuracy"]
+        assert res["alone_vs_batched_max_logit_diff"][name] >= 0
     assert res["max_abs_logit_diff_vs_transformers"]["ours_onnx_fp32"] <= 1e-4
     assert res["best_ours_b32"].startswith("ours_") and res["omp_wait_policy"] == "PASSIVE"
 

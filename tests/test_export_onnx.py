@@ -86,6 +86,7 @@ def test_qa_description_lists_span_and_answerability_outputs(exported):
     assert names == ["start_logits", "start_top_log_probs", "start_top_index", "end_top_log_probs",
                      "end_top_index", "answerable_logit"]
     assert meta["min_sequence_length"] == 5  # the joint head's beam: a TopK constant of the graph
+    assert meta["beam_size"] == 5 and "fixed at export" in meta["beam_size_note"]
 
 
 def test_pretrained_checkpoint_exports_discriminator_and_generator(exported):
@@ -100,10 +101,14 @@ def test_onnxruntime_fusions_apply_to_every_layer(exported):
     assert fused.get("Attention") == layers and fused.get("SkipLayerNormalization", 0) >= layers
 
 
-def test_int8_export_is_quantized_and_agrees_with_fp32(models, tmp_path):
-    folder = export_onnx(models["classification"], tmp_path / "int8", quantize="int8")[0]
+@pytest.mark.parametrize("quantize,op", [("int8", "MatMulNBits"), ("int8-tensor", "DynamicQuantizeLinear")])
+def test_int8_export_is_quantized_and_agrees_with_fp32(models, tmp_path, quantize, op):
+    import onnx
+
+    folder = export_onnx(models["classification"], tmp_path / "int8", quantize=quantize)[0]
     meta = read_meta(folder)
     assert meta["quantization"].startswith("int8") and "int8" in meta["parity"]
+    assert op in {n.op_type for n in onnx.load(str(folder / "model.onnx")).graph.node}
     target = targets(models["classification"])[0]
     batch = _padded(target.graph.encoder.config.vocab_size, 3, 30, seed=9)
     got = OnnxRunner(folder, threads=1)({k: v.numpy() for k, v in batch.items()})["logits"]

@@ -3,6 +3,7 @@
 import json
 
 import pytest
+import torch
 
 pytest.importorskip("onnxruntime")
 
@@ -113,3 +114,35 @@ def test_entities_group_runs_of_one_type():
     assert [(g["entity_group"], g["word"], g["start"], g["end"]) for g in got] == [
         ("LOC", "new york", 0, 8), ("PER", "bob", 13, 16), ("LOC", "rome", 17, 21)]
     assert got[0]["score"] == 0.8
+
+
+@pytest.mark.parametrize("backend,precision", [("torch", "fp32")] + BACKENDS)
+def test_fill_never_offers_special_tokens(models, tmp_path, backend, precision):
+    from electra.checkpoint import load_checkpoint, save_checkpoint, tokenizer_dir
+    from electra.generation import special_token_ids
+    from electra.tokenization import load_tokenizer
+
+    ckpt = models["pretrained"]
+    model = load_checkpoint(ckpt)
+    special = special_token_ids(load_tokenizer(tokenizer_dir(ckpt)))
+    with torch.no_grad():
+        model.generator.head.bias[special] = 50.0  # the generator now prefers every special token
+    path = save_checkpoint(model, tmp_path / "biased", tokenizer_dir=tokenizer_dir(ckpt))
+    fill = pipelines_for(load_model(path, backend, precision))["fill"]
+    cands = fill.run([fill.prepare("the capital of [MASK] is paris", 10)])
+    assert len(cands[0]) == 10 and not {c["token"] for c in cands[0]} & set(special)
+
+
+@pytest.mark.parametrize("backend", ["torch", "onnx"])
+def test_int8_result_of_an_input_does_not_depend_on_its_batch_mates(models, backend):
+    import numpy as np
+
+    from electra.export.onnx import check_batch
+
+    loaded = load_model(models["classification"], backend, "int8")
+    runner = loaded.runners["task"]
+    batch = {k: v.numpy() for k, v in check_batch(loaded.config.vocab_size, 24, seed=3).items()}  # 2 of 3 padded
+    together = runner(batch)["logits"]
+    for i, n in enumerate(batch["attention_mask"].sum(1)):
+        alone = runner({k: v[i:i + 1, :n] for k, v in batch.items()})["logits"]
+        assert np.abs(alone - together[i:i + 1]).max() <= 1e-4  # per-tensor int8 differs by ~0.1 here

@@ -193,3 +193,17 @@ def test_cli_train_on_missing_input_exits_2(tmp_path, capsys):
         main(["tokenizer", "train", "--input", str(tmp_path / "none"), "--out", str(tmp_path / "t")])
     assert e.value.code == 2
     assert "input not found" in capsys.readouterr().err
+
+
+def test_a_tokenizer_json_without_registered_special_tokens_still_reads_mask(tmp_path):
+    from tokenizers import Tokenizer as RawTokenizer
+
+    from electra.tokenization import load_tokenizer, new_tokenizer
+
+    vocab = {t: i for i, t in enumerate(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "the", "cat", "[", "]", "mask"])}
+    spec = json.loads(new_tokenizer(vocab).to_str())
+    spec["added_tokens"] = []  # as tokenizer.json files written from a vocab.txt by older versions
+    (tmp_path / "tokenizer.json").write_text(json.dumps(spec))
+    assert RawTokenizer.from_file(str(tmp_path / "tokenizer.json")).encode("the [MASK]").tokens != [
+        "[CLS]", "the", "[MASK]", "[SEP]"]
+    assert load_tokenizer(tmp_path).encode("the [MASK]").tokens == ["[CLS]", "the", "[MASK]", "[SEP]"]

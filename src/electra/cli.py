@@ -406,7 +406,9 @@ def add_export(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--format", choices=["hf", "onnx", "tf-savedmodel"], default="hf",
                    help="hf (transformers), onnx, or tf-savedmodel (TensorFlow Serving; needs electra[tf])")
     p.add_argument("--out", required=True, help="output directory (a checkpoint gets discriminator/ and generator/)")
-    p.add_argument("--quantize", choices=["int8"], help="onnx: int8 dynamic quantization of the encoder")
+    p.add_argument("--quantize", choices=["int8", "int8-tensor"],
+                   help="onnx: int8 dynamic quantization of the encoder; int8: activations per row (each input's "
+                        "result independent of its batch mates), int8-tensor: per tensor (onnxruntime's default)")
     p.add_argument("--opset", type=int, default=17, help="onnx: opset version (default 17)")
     p.add_argument("--no-optimize", action="store_true", help="onnx: skip onnxruntime's transformer fusions")
     p.set_defaults(handler=run_export)

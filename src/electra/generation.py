@@ -62,7 +62,11 @@ def detect_encoded(runner: Any, encodings: list[Encoding]) -> list[Detection]:
 def fill_encoded(runner: Any, tokenizer: Tokenizer, encodings: list[Encoding], top_k: int = 5
                  ) -> list[list[list[dict[str, Any]]]]:
     """For each text, for each ``[MASK]``: the generator's ``top_k`` candidates as ``transformers``' fill-mask
-    pipeline gives them (``sequence``: the text with that mask filled, ``score``, ``token`` id, ``token_str``)."""
+    pipeline gives them (``sequence``: the text with that mask filled, ``score``, ``token`` id, ``token_str``).
+
+    Special tokens (``[CLS]``, ``[SEP]``, ``[PAD]``, ``[MASK]``, ``[UNK]`` and any other the tokenizer marks
+    special) are never candidates; ``transformers``' pipeline does not exclude them, so it can answer ``[UNK]`` or
+    ``[SEP]``. Scores stay the probabilities over the whole vocabulary (not renormalised)."""
     mask_id = tokenizer.token_to_id("[MASK]")
     positions = [[i for i, t in enumerate(e.ids) if t == mask_id] for e in encodings]
     for p in positions:
@@ -79,11 +83,13 @@ def fill_encoded(runner: Any, tokenizer: Tokenizer, encodings: list[Encoding], t
     logits = logits.astype(np.float64)
     probs = np.exp(logits - logits.max(-1, keepdims=True))
     probs /= probs.sum(-1, keepdims=True)
+    ranked = probs.copy()
+    ranked[..., [t for t in special_token_ids(tokenizer) if t < ranked.shape[-1]]] = -1.0
     results = []
     for i, (enc, pos) in enumerate(zip(encodings, positions)):
         per_mask = []
         for j, at in enumerate(pos):
-            top = np.argsort(-probs[i, j], kind="stable")[:top_k]
+            top = np.argsort(-ranked[i, j], kind="stable")[:top_k]
             cands = []
             for t in top:
                 ids = list(enc.ids)
@@ -95,6 +101,16 @@ def fill_encoded(runner: Any, tokenizer: Tokenizer, encodings: list[Encoding], t
             per_mask.append(cands)
         results.append(per_mask)
     return results
+
+
+def special_token_ids(tokenizer: Tokenizer) -> list[int]:
+    """Ids of the tokenizer's special tokens: ours (:data:`electra.tokenization.SPECIAL_TOKENS`) and any added
+    token marked special."""
+    from electra.tokenization import SPECIAL_TOKENS
+
+    ids = {tokenizer.token_to_id(t) for t in SPECIAL_TOKENS}
+    ids |= {i for i, t in tokenizer.get_added_tokens_decoder().items() if t.special}
+    return sorted(i for i in ids if i is not None)
 
 
 def _runner(model: Electra, kind: str) -> Any:

@@ -8,10 +8,12 @@ torch  fp32       our modules as trained (SDPA, no mask for unpadded batches, a 
                   the ``[CLS]`` row for classifiers)
 torch  bf16       Linear and Embedding weights cast to bf16 once, LayerNorm and the head in fp32; only
                   where :func:`electra.training.precision.cpu_has_fast_bf16` (emulated bf16 is ~100x slower)
-torch  int8       ``torch.ao`` dynamic quantization of the encoder's Linear layers (per-channel weights; the
-                  first block's FFN output in fp32, as the ONNX int8 export: see :mod:`electra.export.onnx`)
+torch  int8       the encoder's Linear layers as :class:`RowInt8Linear`: int8 weights per output channel,
+                  activations quantized per row (token) at run time, so no result depends on its batch mates;
+                  the first block's FFN output in fp32, as the ONNX int8 export (:mod:`electra.export.onnx`)
 onnx   fp32       onnxruntime on the fused graph of :mod:`electra.export.onnx`
-onnx   int8       the same graph, int8 dynamic quantization (the head in fp32)
+onnx   int8       the same graph, int8 with activations quantized per row (``MatMulNBits``; the head in fp32);
+                  a folder exported with ``--quantize int8-tensor`` (per tensor: faster, batch-dependent) runs too
 =====  =========  ====================================================================================
 
 :func:`load_model` reads a pre-trained checkpoint or run folder (a ``discriminator`` and a ``generator``
@@ -154,15 +156,40 @@ def cast_encoder(encoder: nn.Module, precision: str) -> nn.Module:
             if isinstance(module, (nn.Linear, nn.Embedding)):
                 module.to(torch.bfloat16)
         return enc
-    import warnings
+    for name, module in list(enc.named_modules()):
+        for child_name, child in list(module.named_children()):
+            full = f"{name}.{child_name}" if name else child_name
+            if isinstance(child, nn.Linear) and full not in INT8_FP32_LINEARS:
+                setattr(module, child_name, RowInt8Linear(child))
+    return enc
 
-    from torch.ao.quantization import per_channel_dynamic_qconfig
 
-    spec = {name: per_channel_dynamic_qconfig for name, m in enc.named_modules()
-            if isinstance(m, nn.Linear) and name != "layers.0.ffn_out"}
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # torch.ao's deprecation notice
-        return torch.ao.quantization.quantize_dynamic(enc, spec, dtype=torch.qint8)
+INT8_FP32_LINEARS = ("layers.0.ffn_out",)  # as FP32_NODES of the ONNX int8 export (electra.export.onnx)
+
+
+class RowInt8Linear(nn.Module):
+    """``nn.Linear`` in int8 with the activations quantized per row at run time: weights int8 symmetric per
+    output channel; each row (token) of the input scaled by its own max |x| to int8, multiplied exactly in int32
+    (``torch._int_mm``, oneDNN/VNNI), rescaled to fp32. A row's result depends on that row alone, never on its
+    batch mates or the padding (``torch.ao`` dynamic quantization scales the whole batch by one number)."""
+
+    def __init__(self, linear: nn.Linear):
+        super().__init__()
+        w = linear.weight.detach().float()
+        scale = w.abs().amax(1).clamp_min(1e-12) / 127
+        self.in_features, self.out_features = linear.in_features, linear.out_features
+        self.register_buffer("weight_t", (w / scale[:, None]).round().clamp(-127, 127).to(torch.int8).t().contiguous())
+        self.register_buffer("weight_scale", scale)
+        self.register_buffer("bias", None if linear.bias is None else linear.bias.detach().float().clone())
+
+    def forward(self, x: Tensor) -> Tensor:
+        rows = x.reshape(-1, self.in_features).float()
+        scale = rows.abs().amax(1, keepdim=True).clamp_min_(1e-12).div_(127)
+        q = rows.div(scale).round_().to(torch.int8)
+        y = torch._int_mm(q, self.weight_t).float().mul_(scale).mul_(self.weight_scale)
+        if self.bias is not None:
+            y.add_(self.bias)
+        return y.view(*x.shape[:-1], self.out_features)
 
 
 def _encode_fn(encoder: nn.Module, precision: str, cls_only: bool = False) -> Callable[[dict[str, Tensor]], Tensor]:

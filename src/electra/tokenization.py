@@ -168,7 +168,12 @@ def load_tokenizer(path: str | Path, lowercase: bool | None = None) -> Tokenizer
         raise ElectraError(f"{path}: tokenizer not found")
     try:
         if path.suffix == ".json":
-            return Tokenizer.from_file(str(path))
+            tok = Tokenizer.from_file(str(path))
+            if not tok.get_added_tokens_decoder():
+                # written from a vocab.txt before special tokens were registered (e.g. an older import-hf): as
+                # BERT's tokenizers and new_tokenizer, "[MASK]" typed in a text is the mask token
+                tok.add_special_tokens([t for t in SPECIAL_TOKENS if tok.token_to_id(t) is not None])
+            return tok
     except Exception as e:  # tokenizers raises plain Exceptions
         raise ElectraError(f"{path}: not a valid tokenizer file ({e})") from None
     if lowercase is None:
