@@ -119,10 +119,11 @@ def main() -> None:
     ap.add_argument("--stop-steps", default="", help="cumulative step budgets instead of --minutes (e.g. 364)")
     ap.add_argument("--scratch-minutes", default="10", help="budgets from scratch ('' to skip)")
     ap.add_argument("--generator-init", default="new", choices=["new", "truncate"])
-    ap.add_argument("--freeze-body-steps", type=int, default=0,
-                    help="hold the imported body fixed while the new head and generator warm up (pretrain option)")
-    ap.add_argument("--new-parts-lr", type=float, default=0.0,
-                    help="LR of the parts the import did not provide (detection head, new generator)")
+    ap.add_argument("--freeze-body-steps", type=int,
+                    help="hold the imported body fixed while the new head and generator warm up (default: the "
+                         "continue preset's 200; 0: off)")
+    ap.add_argument("--new-parts-lr", type=float,
+                    help="LR of the parts the import did not provide (default: the preset's 1e-3; 0: the body's LR)")
     ap.add_argument("--corpus", type=Path, default=SHARED / "corpus" / "en")
     ap.add_argument("--held-out", type=Path, default=SHARED / "squad" / "v1.1" / "dev-v1.1.json")
     ap.add_argument("--work", type=Path, default=ROOT / "runs" / "warm-start")
@@ -158,7 +159,7 @@ def main() -> None:
     minutes = [float(m) for m in args.minutes.split(",") if m]
     steps = [int(x) for x in args.stop_steps.split(",") if x]
     recipe = {k: v for k, v in (("freeze_body_steps", args.freeze_body_steps), ("new_parts_lr", args.new_parts_lr))
-              if v}
+              if v is not None}  # given: the run folder's name says so; else the continue preset's
     name = f"rtd-from-minilm-{args.generator_init}" + "".join(
         f"-{k.split('_')[0]}{v:g}" for k, v in recipe.items())
     rows += run_rtd(name, imported, data, work, minutes, args, steps, **recipe)

@@ -271,18 +271,20 @@ def pretrain(cfg: PretrainConfig, config_file: str | None = None,
     objective = objectives.build_objective(model, special, data.max_seq_len, cfg).to(device)
     trained = objectives.trained_parameters_root(objective)
     groups = param_groups(trained, cfg.lr, cfg.weight_decay)
-    if cfg.freeze_body_steps:
+    new = new_parameter_ids(model, cfg.init_from) if cfg.init_from else set()
+    freeze = cfg.freeze_body_steps if new else 0  # nothing to warm up: nothing is frozen
+    if freeze:
         groups = split_groups(groups, {id(p) for p in model.discriminator.encoder.parameters()}, "body")
-    if cfg.new_parts_lr and cfg.init_from:
-        new = new_parameter_ids(model, cfg.init_from)
+    if new and cfg.new_parts_lr:
         groups = split_groups(groups, new, "new")
         for g in groups:
             if g["new"]:
                 g["lr"] = g["base_lr"] = cfg.new_parts_lr
-        if dist.is_main:
-            count = sum(p.numel() for g in groups if g["new"] for p in g["params"])
-            print(f"new parts (untrained in {cfg.init_from}): {count:,} parameters at lr {cfg.new_parts_lr:g}"
-                  if new else f"new-parts-lr: every part of {cfg.init_from} is pre-trained; lr {cfg.lr:g} for all")
+    if new and dist.is_main and (freeze or cfg.new_parts_lr):
+        count = sum(p.numel() for p in trained.parameters() if id(p) in new)
+        print(f"untrained parts of {cfg.init_from} (detection head, new generator): {count:,} parameters"
+              + (f" at lr {cfg.new_parts_lr:g}" if cfg.new_parts_lr else "")
+              + (f"; the pre-trained body is frozen for {freeze} steps" if freeze else ""))
     optimizer = AdamW(groups, lr=cfg.lr, betas=(cfg.adam_beta1, cfg.adam_beta2), eps=cfg.adam_eps,
                       weight_decay=cfg.weight_decay, bias_correction=cfg.bias_correction)
     start = 0
@@ -321,7 +323,7 @@ def pretrain(cfg: PretrainConfig, config_file: str | None = None,
     done = start
     for step in range(start, cfg.max_steps):
         factor = objectives.begin_step(objective, step, cfg.max_steps, cfg.warmup_steps)
-        body = body_lr_factor(step, cfg.freeze_body_steps, cfg.warmup_steps)
+        body = body_lr_factor(step, freeze, cfg.warmup_steps)
         for g in optimizer.param_groups:
             g["lr"] = g["base_lr"] * factor * (body if g.get("body") else 1.0)
         batches = [{k: v.to(device, non_blocking=True) for k, v in next(it).items()} for it in iters]
