@@ -61,6 +61,7 @@ INPUTS = ("input_ids", "attention_mask", "token_type_ids")
 FP32_TOLERANCE = 1e-3  # export refuses a fp32 graph further than this from PyTorch (tests ask for 1e-4)
 DEFAULT_OPSET = 17
 FP32_NODES = ("/head/", "/encoder/layers.0/ffn_out/")  # ONNX node-name parts that int8 quantization leaves fp32
+TENSOR_FP32_NODES = FP32_NODES  # the same for --quantize int8-tensor (per tensor)
 QUANTIZATIONS = ("int8", "int8-tensor")
 ROW_BLOCK = 128  # int8: activation and weight quantization blocks of this many input channels (MatMulNBits)
 
@@ -341,18 +342,32 @@ def _fuse(raw: Path, out: Path, target: Target, multi_head: bool = False) -> dic
     return stats
 
 
-def _quantize(fused: Path, out: Path, target: Target, work: Path) -> None:
-    """``quant_pre_process`` then dynamic int8 of MatMul/Attention weights, :data:`FP32_NODES` left fp32."""
-    import onnx
-    from onnxruntime.quantization import QuantType, quantize_dynamic
+def _pre_process(fused: Path, pre: Path) -> None:
+    """onnxruntime's ``quant_pre_process`` (shape inference) before :func:`_quantize_tensor`."""
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
-    pre = work / "pre.onnx"
     quant_pre_process(str(fused), str(pre), skip_optimization=True)
+
+
+def _quantize_tensor(pre: Path, out: Path, fp32_nodes: tuple[str, ...] = TENSOR_FP32_NODES) -> list[str]:
+    """Dynamic per-tensor int8 of MatMul/Attention weights of a pre-processed graph; MatMul/Attention nodes
+    whose name contains one of ``fp32_nodes`` stay fp32. Returns the names left fp32."""
+    import onnx
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
     graph = onnx.load(str(pre)).graph
-    keep_fp32 = [n.name for n in graph.node if n.op_type == "MatMul" and any(p in n.name for p in FP32_NODES)]
+    keep_fp32 = [n.name for n in graph.node
+                 if n.op_type in ("MatMul", "Attention") and any(p in n.name for p in fp32_nodes)]
     quantize_dynamic(str(pre), str(out), weight_type=QuantType.QInt8, op_types_to_quantize=["MatMul", "Attention"],
                      per_channel=True, nodes_to_exclude=keep_fp32, extra_options={"MatMulConstBOnly": True})
+    return keep_fp32
+
+
+def _quantize(fused: Path, out: Path, work: Path) -> None:
+    """``quant_pre_process`` then dynamic int8 of MatMul/Attention weights, :data:`TENSOR_FP32_NODES` left fp32."""
+    pre = work / "pre.onnx"
+    _pre_process(fused, pre)
+    _quantize_tensor(pre, out, TENSOR_FP32_NODES)
 
 
 def _quantize_rows(fused: Path, out: Path, block_size: int = ROW_BLOCK) -> list[str]:
@@ -448,9 +463,9 @@ def export_network(target: Target, out: Path, *, quantize: str | None = None, op
                 meta["quantization"] = (f"int8 per row: MatMulNBits, 8-bit weights and run-time int8 activations "
                                         f"per row and block of {ROW_BLOCK} channels (fp32: {', '.join(FP32_NODES)})")
             else:
-                _quantize(current, quant, target, work)
+                _quantize(current, quant, work)
                 meta["quantization"] = ("int8 per tensor: dynamic quantization, per-channel weights (MatMul, "
-                                        f"Attention; fp32: {', '.join(FP32_NODES)})")
+                                        f"Attention; fp32: {', '.join(TENSOR_FP32_NODES)})")
             parity["int8"] = compare(quant, target)
             current = quant
         meta["parity"] = parity
