@@ -282,7 +282,7 @@ def pretrain(cfg: PretrainConfig, config_file: str | None = None,
                 g["lr"] = g["base_lr"] = cfg.new_parts_lr
     if new and dist.is_main and (freeze or cfg.new_parts_lr):
         count = sum(p.numel() for p in trained.parameters() if id(p) in new)
-        print(f"untrained parts of {cfg.init_from} (detection head, new generator): {count:,} parameters"
+        print(f"untrained parts of {cfg.init_from} (detection head; generator or its MLM head): {count:,} parameters"
               + (f" at lr {cfg.new_parts_lr:g}" if cfg.new_parts_lr else "")
               + (f"; the pre-trained body is frozen for {freeze} steps" if freeze else ""))
     optimizer = AdamW(groups, lr=cfg.lr, betas=(cfg.adam_beta1, cfg.adam_beta2), eps=cfg.adam_eps,
