@@ -52,13 +52,13 @@ def main(argv: list[str] | None = None) -> None:
         targets,
     )
     from electra.inference import pad_batch
-    from electra.tasks.runner import load_task_model, run_tokenizer_dir
+    from electra.tasks.runner import load_task_model, run_tokenizer_dir, train_subset_indices
     from electra.tokenization import load_tokenizer
 
     spec = load_task_model(args.model).spec
     task = get_task("sst2")
     train = load_split(task, args.data, "train")
-    used = set(np.random.default_rng(0).permutation(len(train))[: args.train_limit].tolist())
+    used = set(train_subset_indices(len(train), args.train_limit))
     rest = [i for i in np.random.default_rng(1).permutation(len(train)).tolist() if i not in used]
     calib = [train[i] for i in sorted(rest[: args.calibration])]
     dev = load_split(task, args.data, "dev")

@@ -40,6 +40,7 @@ from electra.tasks.runner import (
     run_inference,
     run_tokenizer_dir,
     set_seed,
+    train_subset_indices,
 )
 from electra.tokenization import load_tokenizer
 
@@ -225,8 +226,7 @@ def finetune_task(task: TaskDef, model_path: str | Path, data_dir: str | Path, o
         task = dataclasses.replace(task, labels=tuple(found))
         dev = load_split(task, data_dir, "dev")  # re-read: checks dev labels against the training ones
     if options.train_limit:
-        keep = np.random.default_rng(0).permutation(len(train))[: options.train_limit]
-        train = [train[i] for i in sorted(keep)]
+        train = [train[i] for i in train_subset_indices(len(train), options.train_limit)]
     if options.dev_limit:
         dev = dev[: options.dev_limit]
     if options.augment:

@@ -34,7 +34,7 @@ from electra.config import EncoderConfig
 from electra.data import ranking as R
 from electra.dropout import Dropout
 from electra.errors import ElectraError
-from electra.tasks.runner import Batch, FinetuneConfig, Head, TaskModel
+from electra.tasks.runner import Batch, FinetuneConfig, Head, TaskModel, train_subset_indices
 
 RANKING_TASKS = ("asr-nbest", "mt-rerank", "mutual", "ranking")
 
@@ -303,8 +303,7 @@ def finetune_ranking(task: str, model_path: str | Path, data: str | Path, out_di
     if not train or not dev:
         raise ElectraError(f"{task}: {'no training lists' if not train else 'no dev lists'} in {data}")
     if options.train_limit:
-        keep = np.random.default_rng(0).permutation(len(train))[: options.train_limit]
-        train = [train[i] for i in sorted(keep)]
+        train = [train[i] for i in train_subset_indices(len(train), options.train_limit)]
     if options.dev_limit:
         dev = dev[: options.dev_limit]
     encoder = load_encoder(model_path, random_init=options.random_init, seed=config.seed)

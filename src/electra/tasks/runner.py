@@ -103,6 +103,12 @@ def load_encoder(path: str | Path, random_init: bool = False, seed: int = 0) -> 
     return encoder
 
 
+def train_subset_indices(n: int, limit: int) -> list[int]:
+    """The fixed random subset a run with ``--train-limit limit`` trains on: indices into its ``n`` training
+    examples, in file order (seeded, so every arm and every benchmark sees the same examples)."""
+    return sorted(np.random.default_rng(0).permutation(n)[:limit].tolist())
+
+
 def official_hparams(config: EncoderConfig) -> dict[str, float]:
     """Peak LR and layer-wise decay of the paper by width: Small 3e-4/0.8, Base 1e-4/0.8, Large 5e-5/0.9."""
     if config.hidden_size <= 256:

@@ -90,6 +90,11 @@ def split_groups(groups: list[dict], ids: set[int], flag: str) -> list[dict]:
     return out
 
 
+def body_parameter_ids(model: Electra) -> set[int]:
+    """The discriminator's body: its encoder, with the embeddings it shares with the generator."""
+    return {id(p) for p in model.discriminator.encoder.parameters()}
+
+
 def new_parameter_ids(model: Electra, init_from: str) -> set[int]:
     """The parameters an imported BERT did not provide, which start untrained: the detection head, the generator's
     MLM head when it had none, the whole generator when it is new. Empty for our own and ELECTRA checkpoints."""
@@ -103,8 +108,27 @@ def new_parameter_ids(model: Electra, init_from: str) -> set[int]:
         parts.append(model.generator)
     elif imported.get("mlm_head") != "copied":
         parts.append(model.generator.head)
-    body = {id(p) for p in model.discriminator.encoder.parameters()}  # the shared embeddings are pre-trained
+    body = body_parameter_ids(model)  # the shared embeddings are pre-trained
     return {id(p) for m in parts for p in m.parameters() if id(p) not in body}
+
+
+def warm_start_groups(groups: list[dict], model: Electra, cfg: PretrainConfig, verbose: bool
+                      ) -> tuple[list[dict], int]:
+    """``groups`` for an ``--init-from`` run with untrained parts: those at ``new_parts_lr``, the body marked
+    ``body`` for :func:`body_lr_factor`. Returns the groups and the number of frozen steps (0: none)."""
+    new = new_parameter_ids(model, cfg.init_from) if cfg.init_from else set()
+    freeze = cfg.freeze_body_steps if new else 0  # nothing to warm up: nothing is frozen
+    if freeze:
+        groups = split_groups(groups, body_parameter_ids(model), "body")
+    if new and cfg.new_parts_lr:
+        groups = [{**g, "lr": cfg.new_parts_lr, "base_lr": cfg.new_parts_lr} if g["new"] else g
+                  for g in split_groups(groups, new, "new")]
+    if new and verbose and (freeze or cfg.new_parts_lr):
+        count = sum(p.numel() for g in groups for p in g["params"] if id(p) in new)
+        print(f"untrained parts of {cfg.init_from} (detection head; generator or its MLM head): {count:,} parameters"
+              + (f" at lr {cfg.new_parts_lr:g}" if cfg.new_parts_lr else "")
+              + (f"; the pre-trained body is frozen for {freeze} steps" if freeze else ""))
+    return groups, freeze
 
 
 def body_lr_factor(step: int, freeze_steps: int, warmup_steps: int) -> float:
@@ -270,21 +294,7 @@ def pretrain(cfg: PretrainConfig, config_file: str | None = None,
             print(report.format())
     objective = objectives.build_objective(model, special, data.max_seq_len, cfg).to(device)
     trained = objectives.trained_parameters_root(objective)
-    groups = param_groups(trained, cfg.lr, cfg.weight_decay)
-    new = new_parameter_ids(model, cfg.init_from) if cfg.init_from else set()
-    freeze = cfg.freeze_body_steps if new else 0  # nothing to warm up: nothing is frozen
-    if freeze:
-        groups = split_groups(groups, {id(p) for p in model.discriminator.encoder.parameters()}, "body")
-    if new and cfg.new_parts_lr:
-        groups = split_groups(groups, new, "new")
-        for g in groups:
-            if g["new"]:
-                g["lr"] = g["base_lr"] = cfg.new_parts_lr
-    if new and dist.is_main and (freeze or cfg.new_parts_lr):
-        count = sum(p.numel() for p in trained.parameters() if id(p) in new)
-        print(f"untrained parts of {cfg.init_from} (detection head; generator or its MLM head): {count:,} parameters"
-              + (f" at lr {cfg.new_parts_lr:g}" if cfg.new_parts_lr else "")
-              + (f"; the pre-trained body is frozen for {freeze} steps" if freeze else ""))
+    groups, freeze = warm_start_groups(param_groups(trained, cfg.lr, cfg.weight_decay), model, cfg, dist.is_main)
     optimizer = AdamW(groups, lr=cfg.lr, betas=(cfg.adam_beta1, cfg.adam_beta2), eps=cfg.adam_eps,
                       weight_decay=cfg.weight_decay, bias_correction=cfg.bias_correction)
     start = 0
