@@ -5,7 +5,8 @@ the same fine-tuned classification run (``--model``, trained with ``--head trans
 
   ours    ``electra serve --model RUN --backend B --precision P``: dynamic batching by tokens across requests
   naive   FastAPI with a plain ``def`` endpoint calling a ``transformers`` text-classification pipeline on the
-          same weights: one forward pass per request, as most first servers are written
+          same weights: one forward pass per request, one at a time (transformers is not thread-safe), as most
+          first servers are written
 
 Each of ``--clients`` (default 100) asyncio clients (one keep-alive connection each, a minimal HTTP/1.1
 client so the load generator stays cheap) posts one SST-2 dev sentence at a time to
@@ -29,6 +30,7 @@ import socket
 import statistics
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -56,7 +58,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 # ---- the naive server ---------------------------------------------------------------------------------------
 def naive_server(run: str, port: int, threads: int) -> None:
-    """FastAPI + a transformers pipeline, one forward pass per request (``def`` endpoint: FastAPI's threadpool)."""
+    """FastAPI + a transformers pipeline, one forward pass per request (``def`` endpoint: FastAPI's threadpool,
+    one request in the pipeline at a time)."""
     import torch
     import transformers
     import uvicorn
@@ -77,6 +80,11 @@ def naive_server(run: str, port: int, threads: int) -> None:
                                                unk_token="[UNK]", sep_token="[SEP]", pad_token="[PAD]",
                                                cls_token="[CLS]", mask_token="[MASK]")
     pipe = transformers.pipeline("text-classification", model=model, tokenizer=tok, device="cpu", top_k=None)
+    # transformers is not thread-safe: its first call registers output classes (two threads at once raised
+    # "already registered as pytree node") and the fast tokenizer's truncation setting is shared state. So one
+    # warm-up call at start-up and one lock around the pipeline, as a correct naive server must have.
+    pipe("warm up", truncation=True, max_length=128)
+    lock = threading.Lock()
     app = FastAPI()
 
     @app.get("/health")
@@ -85,7 +93,8 @@ def naive_server(run: str, port: int, threads: int) -> None:
 
     @app.post("/v1/classify")
     def classify(payload: dict = Body(...)) -> list:  # noqa: B008 - FastAPI's way of declaring a body
-        return pipe(payload["text"], truncation=True, max_length=128)
+        with lock:
+            return pipe(payload["text"], truncation=True, max_length=128)
 
     uvicorn.run(app, host=HOST, port=port, log_level="warning", access_log=False)
 
