@@ -83,6 +83,20 @@ def test_generator_output_layer_gets_gradient_through_the_embeddings():
     assert grad[unused].abs().sum() > 0  # rows of tokens not in the input only get gradient from the output layer
 
 
+def test_detached_generator_output_sends_no_gradient_to_rows_of_absent_tokens_and_keeps_the_logits():
+    model = tiny()
+    ids, mask, types = batch()
+    before = model.generator(ids, mask, types).detach()
+    model.generator.output_grad = False
+    logits = model.generator(ids, mask, types)
+    logits.sum().backward()
+    grad = model.discriminator.encoder.embeddings.word_embeddings.weight.grad
+    unused = torch.ones(VOCAB, dtype=torch.bool)
+    unused[ids.unique()] = False
+    assert torch.equal(logits.detach(), before)
+    assert grad[unused].abs().sum() == 0 and grad[~unused].abs().sum() > 0  # the input side still trains
+
+
 @pytest.mark.parametrize("embedding_size,hidden_size,has_projection", [(64, 64, False), (32, 64, True)])
 def test_projection_exists_iff_embedding_size_differs(embedding_size, hidden_size, has_projection):
     model = tiny(embedding_size=embedding_size, hidden_size=hidden_size)

@@ -216,3 +216,20 @@ def test_stop_step_stops_early_on_the_full_schedule(data_dir, tmp_path):
     assert resolve_checkpoint(run).name == "step-00000003"
     straight = losses(pretrain(config(data_dir, tmp_path / "straight"), progress=False))
     assert losses(run) == {k: v for k, v in straight.items() if k <= 3}
+
+
+def test_no_train_word_embeddings_keeps_them_at_their_initialisation(data_dir, tmp_path):
+    import torch
+
+    from electra.checkpoint import load_checkpoint
+    from electra.modeling import Electra
+
+    with pytest.raises(SystemExit) as e:
+        cli(cli_args(data_dir, tmp_path / "run", "--max-steps", "4", "--no-train-word-embeddings"))
+    assert e.value.code == 0
+    trained = load_checkpoint(resolve_checkpoint(tmp_path / "run"))
+    torch.manual_seed(0)  # the run's seed, drawn right before the model is built
+    initial = Electra(trained.config)
+    emb, emb0 = trained.discriminator.encoder.embeddings, initial.discriminator.encoder.embeddings
+    assert torch.equal(emb.word_embeddings.weight, emb0.word_embeddings.weight)
+    assert not torch.equal(emb.position_embeddings.weight, emb0.position_embeddings.weight)

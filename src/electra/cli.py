@@ -16,7 +16,7 @@ def add_pretrain(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("pretrain", help="pre-train generator + discriminator on prepared shards")
     p.add_argument("--data", required=True, help="folder written by `electra prepare`")
     p.add_argument("--out", required=True, help="run folder (checkpoints, metrics.csv, tb/, curves.png)")
-    p.add_argument("--preset", choices=["tiny", "small", "base", "large", "continue"],
+    p.add_argument("--preset", choices=["tiny", "cpu", "small", "base", "large", "continue"],
                    help="model shape + training recipe (default: small; continue with --init-from)")
     p.add_argument("--init-from", help="checkpoint or run folder to start from (ours, an imported ELECTRA pair or "
                                        "BERT): its weights and shape; optimizer and step start fresh")
@@ -41,6 +41,11 @@ def add_pretrain(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--compile", action="store_true", default=None, help="torch.compile the step when possible")
     p.add_argument("--bias-correction", action=argparse.BooleanOptionalAction, default=None,
                    help="Adam bias correction (official: off; on in the tiny preset, whose warm-up is short)")
+    p.add_argument("--generator-output-grad", action=argparse.BooleanOptionalAction, default=None,
+                   help="the generator's tied softmax trains the word embeddings (paper: on); off keeps rare "
+                        "tokens' rows from collapsing onto one direction in short runs")
+    p.add_argument("--train-word-embeddings", action=argparse.BooleanOptionalAction, default=None,
+                   help="off: the word embeddings keep their initialisation (random or --init-embeddings)")
     g = p.add_mutually_exclusive_group()
     g.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
     g.add_argument("--overwrite", action="store_true", help="delete an existing run in --out first")
@@ -74,6 +79,7 @@ def pretrain_config_from_args(args: argparse.Namespace):  # noqa: ANN201
              "weight_decay", "mask_prob", "generator_weight", "discriminator_weight", "temperature", "save_every",
              "keep_last",
              "log_every", "seed", "grad_clip", "precision", "device", "compile", "bias_correction", "init_from",
+             "generator_output_grad", "train_word_embeddings",
              "held_out", "freeze_body_steps", "new_parts_lr", *VARIANT_OPTIONS]
     overrides = {**file_values, **{n: getattr(args, n) for n in names if getattr(args, n) is not None}}
     cfg = PretrainConfig.for_preset(preset, data=args.data, out=args.out, **overrides)
@@ -87,7 +93,7 @@ def pretrain_config_from_args(args: argparse.Namespace):  # noqa: ANN201
 
 
 VARIANT_OPTIONS = ["generator_training", "two_stage_generator_steps", "adversarial_mlm_steps",
-                   "adversarial_baseline", "adversarial_entropy", "init_embeddings"]
+                   "adversarial_baseline", "adversarial_entropy", "init_embeddings", "position_init"]
 
 
 def _add_variant_options(p: argparse.ArgumentParser) -> None:
@@ -100,6 +106,8 @@ def _add_variant_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--adversarial-entropy", type=float, help="adversarial: entropy bonus coefficient (default 0)")
     p.add_argument("--init-embeddings", metavar="FILE",
                    help="initialise word embeddings from word2vec (text/.bin) or GloVe vectors")
+    p.add_argument("--position-init", choices=["normal", "sinusoidal"],
+                   help="position table at step 0: normal (BERT's) or sinusoids (electra.position_init)")
 
 
 def run_pretrain(args: argparse.Namespace) -> None:

@@ -1,7 +1,9 @@
 """`electra demo`: raw text to a pre-trained tiny ELECTRA within a wall-clock budget on a laptop CPU.
 
 Splits the bundled Wikipedia slice by document into training text and held-out text, trains a WordPiece tokenizer
-on the training part, prepares shards of both, pre-trains the tiny preset for ``minutes`` (the LR schedule sized
+on the training part, prepares shards of both, trains word2vec over them (one epoch, seconds), pre-trains with the
+``cpu`` recipe (the tiny shape, its word embeddings the word vectors, held fixed; docs/learning-at-cpu-scale.md §5)
+for ``minutes`` (the LR schedule sized
 to the step rate measured in a short probe, so it decays to zero at the deadline), then reports detection on the
 held-out documents and judges the showcase honestly: the planted word must be the most suspicious token of the
 altered sentence and flagged (p > 0.5), and no token of the original sentence may be above 0.5.
@@ -94,6 +96,21 @@ def judge_showcase(model, tokenizer) -> tuple[Showcase, list[tuple[str, str, obj
     return show, [("original", ORIGINAL, original), ("one word replaced", sentence, altered)]
 
 
+def word_vectors(out: Path, seed: int) -> str:
+    """One epoch of word2vec over the prepared shards (``out/vectors.txt``); "" (random embeddings) without gensim."""
+    import importlib.util
+
+    if importlib.util.find_spec("gensim") is None:
+        print("[3/6] word vectors: skipped (gensim is not installed: pip install 'electra[wordvectors]'); "
+              "the word embeddings stay random, still held fixed")
+        return ""
+    from electra.wordvectors import train_word_vectors
+
+    report = train_word_vectors([out / "data"], out / "vectors.txt", dim=64, epochs=1, seed=seed, progress=False)
+    print(f"[3/6] word vectors: word2vec over the shards, 1 epoch: {report.format().splitlines()[-1]}")
+    return str(out / "vectors.txt")
+
+
 def run_demo(out: str | Path, minutes: float = 3.0, steps: int | None = None, batch_size: int = 32,
              vocab_size: int = 8000, seed: int = 0, progress: bool = True) -> Path:
     """Tokenizer -> prepare -> pretrain (tiny, ``minutes`` or exactly ``steps``) -> held-out report, detect, fill."""
@@ -110,19 +127,20 @@ def run_demo(out: str | Path, minutes: float = 3.0, steps: int | None = None, ba
     out = Path(out)
     random.seed(seed)
     train_text, held_text = split_documents(find_demo_text(), out)
-    print(f"[1/5] training a {vocab_size}-entry WordPiece tokenizer on {train_text} "
+    print(f"[1/6] training a {vocab_size}-entry WordPiece tokenizer on {train_text} "
           f"({HELD_OUT_DOCUMENTS} documents held out in {held_text.name})")
     train_tokenizer(Corpus([train_text]).texts(), out / "tokenizer", vocab_size=vocab_size, show_progress=progress)
-    print("[2/5] preparing pre-training shards (max length 128)")
+    print("[2/6] preparing pre-training shards (max length 128)")
     summary = prepare([train_text], out / "tokenizer", out / "data", 128, seed=seed, overwrite=True, progress=progress)
     print(summary.format())
     prepare([held_text], out / "tokenizer", out / "held-out", 128, seed=seed, overwrite=True, progress=False)
+    vectors = word_vectors(out, seed)
 
     def config(max_steps: int, **kw) -> PretrainConfig:
         values = dict(data=str(out / "data"), out=str(out / "run"), max_steps=max_steps, batch_size=batch_size,
                       warmup_steps=max(1, min(100, max_steps // 10)), save_every=max(500, max_steps), log_every=25,
-                      seed=seed, held_out=str(out / "held-out"))
-        return PretrainConfig.for_preset("tiny", **{**values, **kw})
+                      seed=seed, held_out=str(out / "held-out"), init_embeddings=vectors)
+        return PretrainConfig.for_preset("cpu", **{**values, **kw})
 
     if steps is None:
         with contextlib.redirect_stdout(io.StringIO()):  # the probe's own stop and detection lines would confuse
@@ -131,15 +149,15 @@ def run_demo(out: str | Path, minutes: float = 3.0, steps: int | None = None, ba
         _, rows = read_metrics_csv(probe / METRICS_FILE)
         per_step = batch_size * 128 / float(rows[-1]["tokens_per_s"])  # the second half: past the first steps
         steps = max(50, int(minutes * 60 * 0.9 / per_step))  # 10% for start-up, logging, evaluation, saving
-        print(f"[3/5] pre-training the tiny preset for {minutes:g} minutes: ≈ {1 / per_step:.1f} steps/s here, "
+        print(f"[4/6] pre-training (cpu recipe) for {minutes:g} minutes: ≈ {1 / per_step:.1f} steps/s here, "
               f"so {steps} steps of {batch_size} x 128 tokens (LR schedule sized to them)")
         cfg = config(steps, max_minutes=minutes)
     else:
-        print(f"[3/5] pre-training the tiny preset for {steps} steps of {batch_size} x 128 tokens")
+        print(f"[4/6] pre-training (cpu recipe) for {steps} steps of {batch_size} x 128 tokens")
         cfg = config(steps)
     run = pretrain(cfg, overwrite=True, progress=progress)
-    print(f"[4/5] held-out detection (documents never trained on): see {run / DETECTION_FILE}")
-    print("[5/5] what the model learned")
+    print(f"[5/6] held-out detection (documents never trained on): see {run / DETECTION_FILE}")
+    print("[6/6] what the model learned")
     ckpt = resolve_checkpoint(run)
     model, tokenizer = load_checkpoint(ckpt), load_tokenizer(ckpt / "tokenizer")
     show, rows = judge_showcase(model, tokenizer)

@@ -253,12 +253,16 @@ class DiscriminatorHead(nn.Module):
 
 
 class Generator(nn.Module):
-    """A small masked language model that proposes replacements for masked tokens."""
+    """A small masked language model that proposes replacements for masked tokens.
+
+    ``output_grad = False`` (a training switch; the function is unchanged) detaches the tied output layer: the
+    softmax then trains the generator but sends no gradient into the word embeddings."""
 
     def __init__(self, cfg: EncoderConfig, embeddings: Embeddings | None = None):
         super().__init__()
         self.encoder = Encoder(cfg, embeddings)
         self.head = GeneratorHead(cfg, self.encoder.embeddings.word_embeddings.embedding_dim)
+        self.output_grad = True
 
     def forward(self, input_ids: Tensor, attention_mask: Tensor | None = None,
                 token_type_ids: Tensor | None = None, positions: Tensor | None = None) -> Tensor:
@@ -266,7 +270,8 @@ class Generator(nn.Module):
         hidden = self.encoder(input_ids, attention_mask, token_type_ids)
         if positions is not None:
             hidden = hidden.gather(1, positions[..., None].expand(-1, -1, hidden.shape[-1]))
-        return self.head(hidden, self.encoder.embeddings.word_embeddings.weight)
+        output = self.encoder.embeddings.word_embeddings.weight
+        return self.head(hidden, output if self.output_grad else output.detach())
 
 
 class Discriminator(nn.Module):

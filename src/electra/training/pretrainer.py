@@ -292,6 +292,14 @@ def pretrain(cfg: PretrainConfig, config_file: str | None = None,
         report = init_word_embeddings(model, cfg.init_embeddings, data.tokenizer_dir, seed=cfg.seed)
         if dist.is_main:
             print(report.format())
+    if cfg.position_init != "normal" and not cfg.init_from:
+        from electra.position_init import init_position_embeddings
+
+        init_position_embeddings(model, cfg.position_init)
+    model.generator.output_grad = cfg.generator_output_grad
+    if not cfg.train_word_embeddings:
+        for net in (model.discriminator, model.generator):
+            net.encoder.embeddings.word_embeddings.weight.requires_grad_(False)
     objective = objectives.build_objective(model, special, data.max_seq_len, cfg).to(device)
     trained = objectives.trained_parameters_root(objective)
     groups, freeze = warm_start_groups(param_groups(trained, cfg.lr, cfg.weight_decay), model, cfg, dist.is_main)
