@@ -5,10 +5,11 @@
         [--out runs/rtd-vs-mlm]
 
 1. Trains an 8000-token WordPiece tokenizer on part of the corpus and prepares it (cached in OUT/data).
-2. Pre-trains the ``tiny`` preset with each objective for the same number of training FLOPs, counted from
-   the model shapes (:mod:`electra.flops`): ELECTRA gets ``--electra-steps x scale`` steps, the others as many
-   steps as that budget buys (MLM trains one discriminator-sized network, so it gets more steps; two-stage
-   pays a frozen generator forward in its second half). Checkpoints at half and all of the budget.
+2. Pre-trains the ``tiny`` preset (``--preset cpu [--word-vectors]``: the CPU recipe) with each objective for
+   the same number of training FLOPs, counted from the model shapes (:mod:`electra.flops`): ELECTRA gets
+   ``--electra-steps x scale`` steps, the others as many steps as that budget buys (MLM trains one
+   discriminator-sized network, so it gets more steps; two-stage pays a frozen generator forward in its second
+   half). Checkpoints at half and all of the budget.
 3. Fine-tunes every checkpoint, and a randomly initialised encoder of the same shape (arm ``none``), on
    SST-2, CoLA and MRPC (training sets subsampled by ``--scale``; full dev sets), ``--seeds`` seeds each;
    reports medians of each task's metric and their mean.
@@ -50,6 +51,10 @@ ARM_OPTIONS: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {  # arm -> (Pre
 def parse_args() -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--scale", type=float, default=1.0, help="multiplies steps, corpus share and fine-tuning data")
+    p.add_argument("--preset", default="tiny", choices=["tiny", "cpu"],
+                   help="model shape + recipe of every arm (cpu: word embeddings held fixed, with --word-vectors)")
+    p.add_argument("--word-vectors", action="store_true",
+                   help="initialise every arm's word embeddings from one epoch of word2vec over the prepared data")
     p.add_argument("--arms", default="electra,mlm,none",
                    help=f"comma-separated: none, {', '.join(ARM_OPTIONS)}")
     p.add_argument("--tasks", default="sst2,cola,mrpc")
@@ -98,10 +103,22 @@ def prepare_data(args: argparse.Namespace, out: Path) -> Path:
 
 
 # ---- pre-training at equal compute ----------------------------------------------------------------------
+def word_vectors(data: Path) -> str:
+    """One epoch of 64-dimensional word2vec over the prepared shards (cached beside them)."""
+    from electra.wordvectors import train_word_vectors
+
+    path = data.parent / f"{data.name}-w2v64.txt"
+    if not path.is_file():
+        print(train_word_vectors([data], path, dim=64, epochs=1, progress=False).format(), flush=True)
+    return str(path)
+
+
 def arm_config(arm: str, args: argparse.Namespace, data: Path, out: Path, steps: int) -> PretrainConfig:
     fields, _ = ARM_OPTIONS[arm]
+    if args.word_vectors:
+        fields = {**fields, "init_embeddings": word_vectors(data)}
     return PretrainConfig.for_preset(
-        "tiny", data=str(data), out=str(out / "pretrain" / arm), max_steps=steps, batch_size=args.batch_size,
+        args.preset, data=str(data), out=str(out / "pretrain" / arm), max_steps=steps, batch_size=args.batch_size,
         warmup_steps=max(1, steps // 10), save_every=max(1, (steps + 1) // 2), keep_last=0,
         log_every=max(1, steps // 50), device=args.device, seed=args.seed, **fields)
 
@@ -248,7 +265,8 @@ def main() -> None:
     tasks = args.tasks.split(",")
     names = {"sst2": "SST-2 acc", "cola": "CoLA MCC", "mrpc": "MRPC F1"}
     header = f"{'arm':15} {'steps':>11} {'PFLOPs':>8} " + " ".join(f"{names.get(t, t):>10}" for t in tasks)
-    print(f"\ntiny preset, scale {args.scale}, {args.seeds} seed(s) (median), fine-tuning on "
+    recipe = args.preset + (" + word vectors" if args.word_vectors else "")
+    print(f"\n{recipe} preset, scale {args.scale}, {args.seeds} seed(s) (median), fine-tuning on "
           f"{max(200, round(args.train_limit * args.scale))} training examples per task, full dev sets")
     print(header + f" {'mean':>7}")
     for p in points:
@@ -256,7 +274,8 @@ def main() -> None:
         print(f"{p['arm']:15} {steps:>11} {p['flops'] / 1e15:8.3f} "
               + " ".join(f"{p['scores'][t]:10.3f}" for t in tasks) + f" {p['scores']['mean']:7.3f}")
     plot(points, tasks, out / "score_vs_compute.png")
-    summary = {"benchmark": "rtd_vs_mlm", "scale": args.scale, "seeds": args.seeds, "budget_flops": budget,
+    summary = {"benchmark": "rtd_vs_mlm", "preset": args.preset, "word_vectors": args.word_vectors,
+               "scale": args.scale, "seeds": args.seeds, "budget_flops": budget,
                "seconds": round(time.perf_counter() - start, 1), "points": points}
     (out / "results.json").write_text(json.dumps(summary, indent=2) + "\n")
     print(f"wrote {out / 'results.json'} and {out / 'score_vs_compute.png'}")
