@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import io
 import json
 import subprocess
 import sys
@@ -34,10 +33,9 @@ from electra.config import PretrainConfig  # noqa: E402
 from electra.data.pretraining_data import PretrainingData  # noqa: E402
 from electra.detection_eval import evaluate_on_data, unigram_distribution  # noqa: E402
 from electra.training.metrics_log import METRICS_FILE, read_metrics_csv  # noqa: E402
-from electra.training.pretrainer import pretrain  # noqa: E402
+from electra.training.pretrainer import plan_steps, pretrain  # noqa: E402
 
 GLUE = ROOT.parent / "shared" / "data" / "glue"
-PROBE_STEPS = 16
 WIDE = dict(embedding_size=128, num_heads=4, max_position_embeddings=128)
 # arm -> (PretrainConfig fields, model shape overrides of the tiny preset)
 ARMS: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {
@@ -80,12 +78,7 @@ def pretrain_for(minutes: float, data: str, held: str, out: Path, train: dict, m
         fields = {**values, **train, **kw}
         return PretrainConfig.for_preset(fields.pop("preset", "tiny"), **fields)
 
-    with contextlib.redirect_stdout(io.StringIO()):
-        probe = pretrain(config(10_000, stop_step=PROBE_STEPS, log_every=PROBE_STEPS // 2), model_overrides=model,
-                         overwrite=True, progress=False)
-    _, rows = read_metrics_csv(probe / METRICS_FILE)
-    tokens_per_s = float(rows[-1]["tokens_per_s"])
-    steps = max(50, int(minutes * 60 * 0.92 * tokens_per_s / (batch * 128)))
+    steps, tokens_per_s = plan_steps(config(10_000), minutes, model_overrides=model, share=0.92)
     print(f"  {out.name}: {tokens_per_s:,.0f} tokens/s in the probe -> {steps} steps", flush=True)
     return pretrain(config(steps, max_minutes=minutes), model_overrides=model, overwrite=True, progress=False), \
         steps, tokens_per_s

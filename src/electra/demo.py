@@ -11,8 +11,6 @@ altered sentence and flagged (p > 0.5), and no token of the original sentence ma
 
 from __future__ import annotations
 
-import contextlib
-import io
 import random
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,7 +23,6 @@ ORIGINAL = "the city is located on the north bank of the river."
 PLANTED = ("the city is located on the north bank of the banana.", "banana")
 FILL_SENTENCE = "the river flows into the [MASK] near the city."
 HELD_OUT_DOCUMENTS = 60  # the last documents of the sample: never trained on
-PROBE_STEPS = 16  # a short run whose logged step rate sizes the real one
 
 
 def find_demo_text() -> Path:
@@ -119,8 +116,7 @@ def run_demo(out: str | Path, minutes: float = 3.0, steps: int | None = None, ba
     from electra.data.prepare import prepare
     from electra.generation import fill_mask
     from electra.tokenization import load_tokenizer, train_tokenizer
-    from electra.training.metrics_log import METRICS_FILE, read_metrics_csv
-    from electra.training.pretrainer import DETECTION_FILE, pretrain
+    from electra.training.pretrainer import DETECTION_FILE, plan_steps, pretrain
 
     if steps is None and minutes <= 0:
         raise ElectraError(f"--minutes {minutes:g}: must be > 0")
@@ -143,13 +139,9 @@ def run_demo(out: str | Path, minutes: float = 3.0, steps: int | None = None, ba
         return PretrainConfig.for_preset("cpu", **{**values, **kw})
 
     if steps is None:
-        with contextlib.redirect_stdout(io.StringIO()):  # the probe's own stop and detection lines would confuse
-            probe = pretrain(config(10_000, stop_step=PROBE_STEPS, log_every=PROBE_STEPS // 2), overwrite=True,
-                             progress=False)
-        _, rows = read_metrics_csv(probe / METRICS_FILE)
-        per_step = batch_size * 128 / float(rows[-1]["tokens_per_s"])  # the second half: past the first steps
-        steps = max(50, int(minutes * 60 * 0.9 / per_step))  # 10% for start-up, logging, evaluation, saving
-        print(f"[4/6] pre-training (cpu recipe) for {minutes:g} minutes: ≈ {1 / per_step:.1f} steps/s here, "
+        steps, tokens_per_s = plan_steps(config(10_000), minutes)
+        print(f"[4/6] pre-training (cpu recipe) for {minutes:g} minutes: ≈ {tokens_per_s / (batch_size * 128):.1f} "
+              "steps/s here, "
               f"so {steps} steps of {batch_size} x 128 tokens (LR schedule sized to them)")
         cfg = config(steps, max_minutes=minutes)
     else:

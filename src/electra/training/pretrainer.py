@@ -33,6 +33,7 @@ from electra.training.optim import AdamW, param_groups
 
 RUN_FILE = "run.json"
 DETECTION_FILE = "detection.json"  # held-out detection quality at the end of a run
+PROBE_STEPS = 16  # plan_steps: a short run whose logged step rate sizes the real one
 
 
 def micro_batch_seed(seed: int, step: int, shard: int) -> int:
@@ -224,6 +225,24 @@ def check_run_folder(run_dir: Path, record: dict[str, Any], resume: bool, overwr
     if diffs:
         raise ElectraError(f"{run_dir}: --resume with a different config ({'; '.join(diffs[:4])}); use a new "
                            "--out or --overwrite")
+
+
+def plan_steps(cfg: PretrainConfig, minutes: float, model_overrides: dict[str, Any] | None = None,
+               seq_len: int = 128, minimum: int = 50, share: float = 0.9) -> tuple[int, float]:
+    """(steps of ``cfg``'s batch that fill ``share`` of ``minutes``, tokens/s measured) from a ``PROBE_STEPS``-step
+    probe run in ``cfg.out`` (overwritten; its output hidden). The rest is for start-up, logging and saving."""
+    import dataclasses
+    import io
+
+    from electra.training.metrics_log import METRICS_FILE, read_metrics_csv
+
+    probe_cfg = dataclasses.replace(cfg, max_steps=10_000, stop_step=PROBE_STEPS, log_every=PROBE_STEPS // 2,
+                                    max_minutes=0.0)
+    with contextlib.redirect_stdout(io.StringIO()):  # the probe's own stop and detection lines would confuse
+        probe = pretrain(probe_cfg, model_overrides=model_overrides, overwrite=True, progress=False)
+    _, rows = read_metrics_csv(probe / METRICS_FILE)
+    tokens_per_s = float(rows[-1]["tokens_per_s"])  # the second half: past the first steps
+    return max(minimum, int(minutes * 60 * share * tokens_per_s / (cfg.batch_size * seq_len))), tokens_per_s
 
 
 def pretrain(cfg: PretrainConfig, config_file: str | None = None,
