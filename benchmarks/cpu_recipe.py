@@ -30,6 +30,7 @@ sys.path.insert(0, str(ROOT / "src"))
 
 from electra.checkpoint import load_checkpoint, resolve_checkpoint  # noqa: E402
 from electra.config import PretrainConfig  # noqa: E402
+from electra.data.glue import get_task  # noqa: E402
 from electra.data.pretraining_data import PretrainingData  # noqa: E402
 from electra.detection_eval import evaluate_on_data, unigram_distribution  # noqa: E402
 from electra.training.metrics_log import METRICS_FILE, read_metrics_csv  # noqa: E402
@@ -138,8 +139,7 @@ def main() -> None:
         need_random = shape_key not in random_done
         ft = finetune({name: ckpt}, args.tasks, args.train_limit, args.seeds, args.out / f"ft-{name}", need_random,
                       args.glue)
-        scores = {t: {arm: next(iter(v2 for k2, v2 in v.items() if k2 not in ("seconds", "spread")))
-                      for arm, v in r.items()} for t, r in ft.items()}
+        scores = {t: {arm: v[get_task(t).metric] for arm, v in r.items()} for t, r in ft.items()}
         if need_random:
             random_done[shape_key] = {t: s["random"] for t, s in scores.items()}
         _, metrics = read_metrics_csv(run / METRICS_FILE)

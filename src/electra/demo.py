@@ -3,8 +3,8 @@
 Splits the bundled Wikipedia slice by document into training text and held-out text, trains a WordPiece tokenizer
 on the training part, prepares shards of both, trains word2vec over them (one epoch, seconds), pre-trains with the
 ``cpu`` recipe (the tiny shape, its word embeddings the word vectors, held fixed; docs/learning-at-cpu-scale.md §5)
-for ``minutes`` (the LR schedule sized
-to the step rate measured in a short probe, so it decays to zero at the deadline), then reports detection on the
+for ``minutes`` (the LR schedule sized to the step rate measured in a short probe, so it decays to zero at the
+deadline), then reports detection on the
 held-out documents and judges the showcase honestly: the planted word must be the most suspicious token of the
 altered sentence and flagged (p > 0.5), and no token of the original sentence may be above 0.5.
 """
@@ -104,13 +104,14 @@ def word_vectors(out: Path, seed: int) -> str:
     from electra.wordvectors import train_word_vectors
 
     report = train_word_vectors([out / "data"], out / "vectors.txt", dim=64, epochs=1, seed=seed, progress=False)
-    print(f"[3/6] word vectors: word2vec over the shards, 1 epoch: {report.format().splitlines()[-1]}")
+    print(f"[3/6] word vectors: word2vec over the shards, 1 epoch: {report.format()}")
     return str(out / "vectors.txt")
 
 
 def run_demo(out: str | Path, minutes: float = 3.0, steps: int | None = None, batch_size: int = 32,
              vocab_size: int = 8000, seed: int = 0, progress: bool = True) -> Path:
-    """Tokenizer -> prepare -> pretrain (tiny, ``minutes`` or exactly ``steps``) -> held-out report, detect, fill."""
+    """Tokenizer -> prepare -> word2vec -> pretrain (cpu recipe, ``minutes`` or exactly ``steps``) -> held-out
+    report, detect, fill."""
     from electra.checkpoint import load_checkpoint, resolve_checkpoint
     from electra.data.corpus import Corpus
     from electra.data.prepare import prepare

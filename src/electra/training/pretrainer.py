@@ -9,6 +9,8 @@ and 1 process x 2 micro-batches compute the same thing, and a resumed run contin
 from __future__ import annotations
 
 import contextlib
+import dataclasses
+import io
 import json
 import math
 import random
@@ -231,9 +233,6 @@ def plan_steps(cfg: PretrainConfig, minutes: float, model_overrides: dict[str, A
                seq_len: int = 128, minimum: int = 50, share: float = 0.9) -> tuple[int, float]:
     """(steps of ``cfg``'s batch that fill ``share`` of ``minutes``, tokens/s measured) from a ``PROBE_STEPS``-step
     probe run in ``cfg.out`` (overwritten; its output hidden). The rest is for start-up, logging and saving."""
-    import dataclasses
-    import io
-
     from electra.training.metrics_log import METRICS_FILE, read_metrics_csv
 
     probe_cfg = dataclasses.replace(cfg, max_steps=10_000, stop_step=PROBE_STEPS, log_every=PROBE_STEPS // 2,
