@@ -12,7 +12,9 @@ transformers`` so ``ElectraForSequenceClassification`` can hold them too, or ran
   ours_torch_*        ``electra.inference`` torch runners: fp32, bf16 (where the CPU has native bf16), int8
   ours_onnx_*         ``electra export --format onnx`` graphs on onnxruntime (fused; the last layer computes the
                       [CLS] row only; the head and the first FFN output in fp32): int8 = activations quantized per
-                      row (MatMulNBits), int8_tensor = per tensor (DynamicQuantizeMatMul/QAttention)
+                      row (MatMulNBits), int8_tensor = per tensor (DynamicQuantizeMatMul/QAttention),
+                      int8_smooth = per tensor after SmoothQuant smoothing (``--calibration``: 1,000 SST-2 train
+                      sentences outside the fine-tuning subset; with ``--model`` only)
 
 Timed alternately in one process, round after round (each round runs every implementation once at batch 32 and
 ``--b1-reps`` times at batch 1), sequence length 128, the same threads (``--threads``) and wait policy for all:
@@ -69,6 +71,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--agreement-limit", type=int, default=872)
     ap.add_argument("--alone", type=int, default=64, help="sentences also run alone (batch independence)")
     ap.add_argument("--skip", default="", help="comma-separated implementations to leave out")
+    ap.add_argument("--train-limit", type=int, default=4000,
+                    help="the fine-tuning run's --train-limit: its SST-2 train subset is kept out of the calibration "
+                         "text of ours_onnx_int8_smooth")
     return ap.parse_args(argv)
 
 
@@ -155,8 +160,10 @@ def build(model, tmp: Path, args: argparse.Namespace, skip: set[str], bf16: bool
         s = session(path, args.threads)
         return lambda b: s.run(["logits"], {k: b[k] for k in INPUTS})[0]
 
-    def ours_onnx(quantize):
-        r = OnnxRunner(export_onnx(run_dir, tmp / f"ours-{quantize}", quantize=quantize)[0], args.threads)
+    def ours_onnx(quantize, calibration=None):
+        name = f"ours-{quantize}" + ("-smooth" if calibration else "")
+        r = OnnxRunner(export_onnx(run_dir if calibration is None else args.model, tmp / name, quantize=quantize,
+                                   calibration=calibration)[0], args.threads)
         return lambda b: r(b)["logits"]
 
     makers = {"transformers_fp32": lambda: hf(ref), "torch_ao_int8": ao, "ort_fp32": lambda: ort(hf_raw),
@@ -164,10 +171,30 @@ def build(model, tmp: Path, args: argparse.Namespace, skip: set[str], bf16: bool
               "ours_torch_fp32": lambda: ours_torch("fp32"), "ours_torch_bf16": lambda: ours_torch("bf16"),
               "ours_torch_int8": lambda: ours_torch("int8"), "ours_onnx_fp32": lambda: ours_onnx(None),
               "ours_onnx_int8": lambda: ours_onnx("int8"), "ours_onnx_int8_tensor": lambda: ours_onnx("int8-tensor")}
+    if args.model and args.tsv.with_name("train.tsv").is_file():
+        calib = calibration_file(args.tsv.with_name("train.tsv"), args.train_limit, tmp / "calibration.txt")
+        makers["ours_onnx_int8_smooth"] = lambda: ours_onnx("int8-tensor", calib)
     if not bf16:
         print("ours_torch_bf16 left out: this CPU has no native bf16")
         skip = skip | {"ours_torch_bf16"}
     return {k: make() for k, make in makers.items() if k not in skip or k == "transformers_fp32"}
+
+
+def calibration_file(train_tsv: Path, train_limit: int, out: Path, lines: int = 1000) -> Path:
+    """1,000 SST-2 train sentences outside the fine-tuning run's ``--train-limit`` subset (a seeded sample, as
+    ``int8_sensitivity.py``), one per line: the calibration text of ``ours_onnx_int8_smooth``."""
+    import numpy as np
+
+    from electra.data.glue import get_task, load_split
+    from electra.tasks.runner import train_subset_indices
+
+    train = load_split(get_task("sst2"), train_tsv.parent, "train")
+    used = set(train_subset_indices(len(train), train_limit))
+    rest = [i for i in np.random.default_rng(1).permutation(len(train)).tolist() if i not in used]
+    if not rest:
+        raise SystemExit(f"{train_tsv}: no sentence outside the --train-limit {train_limit} subset for calibration")
+    out.write_text("\n".join(train[i].texts[0] for i in sorted(rest[:lines])) + "\n", encoding="utf-8")
+    return out
 
 
 def session(path: Path, threads: int):

@@ -30,6 +30,8 @@ def run_dir(tmp_path_factory):
     tsv = root / "dev.tsv"
     tsv.write_text("sentence\tlabel\n" + "".join(f"{t}\t{label}\n" for t, label in [
         ("paris is old", "neutral"), ("london and rome", "entailment"), ("the river runs", "contradiction")]))
+    (root / "train.tsv").write_text("sentence\tlabel\n" + "".join(  # calibration text of ours_onnx_int8_smooth
+        f"{t}\t{label}\n" for t, label in [("a city on a river", "0"), ("rome is old", "1"), ("paris", "0")]))
     return tiny_models(root)["classification"], tsv
 
 
@@ -37,9 +39,10 @@ def run_dir(tmp_path_factory):
 def test_onnx_inference_reports_every_implementation_and_agreement(run_dir):
     model, tsv = run_dir
     res = run("onnx_inference.py", "--model", str(model), "--tsv", str(tsv), "--rounds", "1", "--b1-reps", "2",
-              "--seq", "16", "--batch", "2", "--threads", "1")
+              "--seq", "16", "--batch", "2", "--threads", "1", "--train-limit", "1")
     for name in ("transformers_fp32", "torch_ao_int8", "ort_fp32", "ort_optimized", "ort_int8", "ours_torch_fp32",
-                 "ours_torch_int8", "ours_onnx_fp32", "ours_onnx_int8", "ours_onnx_int8_tensor"):
+                 "ours_torch_int8", "ours_onnx_fp32", "ours_onnx_int8", "ours_onnx_int8_tensor",
+                 "ours_onnx_int8_smooth"):
         row = res["implementations"][name]
         assert row["b1_p50_ms"] > 0 and row["b1_p99_ms"] >= row["b1_p50_ms"] and row["seq_per_s"] > 0, name
         assert res["agreement_with_transformers_fp32"][name] >= 0 and name in res["accuracy"]

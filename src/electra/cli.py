@@ -417,6 +417,9 @@ def add_export(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--quantize", choices=["int8", "int8-tensor"],
                    help="onnx: int8 dynamic quantization of the encoder; int8: activations per row (each input's "
                         "result independent of its batch mates), int8-tensor: per tensor (onnxruntime's default)")
+    p.add_argument("--calibration", help="onnx, int8-tensor: text file (one input per line, TAB between a pair's "
+                                         "texts; the first 1,000 lines) to smooth activations on (SmoothQuant) "
+                                         "before quantizing")
     p.add_argument("--opset", type=int, default=17, help="onnx: opset version (default 17)")
     p.add_argument("--no-optimize", action="store_true", help="onnx: skip onnxruntime's transformer fusions")
     p.set_defaults(handler=run_export)
@@ -426,8 +429,8 @@ def run_export(args: argparse.Namespace) -> None:
     from electra.hf import export_hf
 
     if args.format == "tf-savedmodel":
-        if args.quantize or args.no_optimize:
-            raise ElectraError("--quantize/--no-optimize apply to --format onnx only")
+        if args.quantize or args.no_optimize or args.calibration:
+            raise ElectraError("--quantize/--no-optimize/--calibration apply to --format onnx only")
         from electra.tf.export import export_savedmodel
 
         for folder in export_savedmodel(args.checkpoint, args.out):
@@ -439,14 +442,14 @@ def run_export(args: argparse.Namespace) -> None:
         from electra.export.onnx import export_onnx, read_meta
 
         for folder in export_onnx(args.checkpoint, args.out, quantize=args.quantize, opset=args.opset,
-                                  optimize=not args.no_optimize):
+                                  optimize=not args.no_optimize, calibration=args.calibration):
             meta = read_meta(folder)
             fused = ", ".join(f"{k} {v}" for k, v in meta["fused_operators"].items()) or "none"
             print(f"wrote {folder / 'model.onnx'} ({meta['kind']}; fused: {fused}; "
                   f"{meta['quantization'] or 'fp32'}; parity {json.dumps(meta['parity'])})")
         return
-    if args.quantize or args.no_optimize:
-        raise ElectraError("--quantize/--no-optimize apply to --format onnx only")
+    if args.quantize or args.no_optimize or args.calibration:
+        raise ElectraError("--quantize/--no-optimize/--calibration apply to --format onnx only")
     out = export_hf(args.checkpoint, args.out)
     written = [f"{out / kind} ({cls})" for kind, cls in (("discriminator", "ElectraForPreTraining"),
                                                         ("generator", "ElectraForMaskedLM")) if (out / kind).is_dir()]

@@ -363,11 +363,21 @@ def _quantize_tensor(pre: Path, out: Path, fp32_nodes: tuple[str, ...] = TENSOR_
     return keep_fp32
 
 
-def _quantize(fused: Path, out: Path, work: Path) -> None:
-    """``quant_pre_process`` then dynamic int8 of MatMul/Attention weights, :data:`TENSOR_FP32_NODES` left fp32."""
+def _quantize(fused: Path, out: Path, work: Path, calibration: list[dict[str, np.ndarray]] | None = None
+              ) -> list[str]:
+    """``quant_pre_process``, activation smoothing when there is ``calibration`` data
+    (:mod:`electra.export.smoothing`), then dynamic int8 of MatMul/Attention weights, :data:`TENSOR_FP32_NODES`
+    left fp32. Returns the names of the smoothed nodes."""
+    from electra.export.smoothing import smooth_graph
+
     pre = work / "pre.onnx"
     _pre_process(fused, pre)
+    smoothed: list[str] = []
+    if calibration:
+        smoothed = smooth_graph(pre, work / "smoothed.onnx", calibration, skip=TENSOR_FP32_NODES)
+        pre = work / "smoothed.onnx"
     _quantize_tensor(pre, out, TENSOR_FP32_NODES)
+    return smoothed
 
 
 def _quantize_rows(fused: Path, out: Path, block_size: int = ROW_BLOCK) -> list[str]:
@@ -419,10 +429,22 @@ def _quantize_rows(fused: Path, out: Path, block_size: int = ROW_BLOCK) -> list[
 
 
 def export_network(target: Target, out: Path, *, quantize: str | None = None, opset: int = DEFAULT_OPSET,
-                   optimize: bool = True) -> dict[str, Any]:
-    """Export one network into ``out`` (model.onnx, onnx.json, tokenizer files); returns ``onnx.json``."""
+                   optimize: bool = True, calibration: str | Path | None = None) -> dict[str, Any]:
+    """Export one network into ``out`` (model.onnx, onnx.json, tokenizer files); returns ``onnx.json``.
+    ``calibration``: a text file (one input per line) for smoothing before ``int8-tensor``."""
     if quantize is not None and quantize not in QUANTIZATIONS:
         raise ElectraError(f"--quantize {quantize!r}: expected one of {', '.join(QUANTIZATIONS)}")
+    if calibration is not None and quantize != "int8-tensor":
+        raise ElectraError("--calibration applies to --quantize int8-tensor only")
+    batches = None
+    if calibration is not None:
+        from electra.export.smoothing import calibration_batches
+
+        if target.tokenizer is None:
+            raise ElectraError(f"--calibration: {out} has no tokenizer to read the calibration text with")
+        batches = calibration_batches(target.tokenizer, calibration,
+                                      min((target.meta.get("spec") or {}).get("max_seq_len") or 128,
+                                          target.graph.encoder.config.max_position_embeddings))
     try:
         import onnxruntime  # noqa: F401
     except ImportError:
@@ -463,9 +485,16 @@ def export_network(target: Target, out: Path, *, quantize: str | None = None, op
                 meta["quantization"] = (f"int8 per row: MatMulNBits, 8-bit weights and run-time int8 activations "
                                         f"per row and block of {ROW_BLOCK} channels (fp32: {', '.join(FP32_NODES)})")
             else:
-                _quantize(current, quant, work)
+                smoothed = _quantize(current, quant, work, batches)
                 meta["quantization"] = ("int8 per tensor: dynamic quantization, per-channel weights (MatMul, "
                                         f"Attention; fp32: {', '.join(TENSOR_FP32_NODES)})")
+                if batches:
+                    from electra.export.smoothing import ALPHA
+
+                    meta["quantization"] += (f"; SmoothQuant alpha {ALPHA} on {len(smoothed)} LayerNorm-fed nodes, "
+                                             f"calibrated on {sum(len(b['input_ids']) for b in batches)} lines of "
+                                             f"{Path(calibration).name}")
+                    meta["smoothed_nodes"] = smoothed
             parity["int8"] = compare(quant, target)
             current = quant
         meta["parity"] = parity
@@ -479,13 +508,13 @@ def export_network(target: Target, out: Path, *, quantize: str | None = None, op
 
 
 def export_onnx(source: str | Path, out: str | Path, *, quantize: str | None = None, opset: int = DEFAULT_OPSET,
-                optimize: bool = True) -> list[Path]:
+                optimize: bool = True, calibration: str | Path | None = None) -> list[Path]:
     """Export a checkpoint/run folder (discriminator + generator) or a fine-tuned run; returns the folders."""
     out = Path(out)
     written = []
     for target in targets(source):
         folder = out / target.name if target.name else out
-        export_network(target, folder, quantize=quantize, opset=opset, optimize=optimize)
+        export_network(target, folder, quantize=quantize, opset=opset, optimize=optimize, calibration=calibration)
         written.append(folder)
     return written
 
