@@ -3,6 +3,7 @@
 Parts (each resumable: sentence scores are cached per model and scorer under OUT/cache, results per part in OUT):
 
     python benchmarks/rescoring.py asr      --model NAME=CKPT [--model ...] [--pll-lists 200]
+    python benchmarks/rescoring.py asr-reranker [--reranker NAME=RUN]   # ATIS: a supervised reranker (below)
     python benchmarks/rescoring.py mt       --model NAME=CKPT
     python benchmarks/rescoring.py dialogue --model NAME=CKPT
     python benchmarks/rescoring.py speed    --model NAME=CKPT [--lists 1000] [--pll-lists 100]
@@ -157,6 +158,48 @@ def part_asr(args: argparse.Namespace, scorers: list[CachedScorer]) -> None:
                               flush=True)
 
 
+def atis_split(out: Path, dev_lists: int = 400) -> tuple[Path, Path]:
+    """ATIS train minus the ids it shares with ATIS test, split (seeded) into OUT/atis-split/train.json (the
+    reranker's training lists) and dev.json (``dev_lists`` lists it never sees: lambda/beta are tuned there)."""
+    import random
+
+    d = out / "atis-split"
+    train_f, dev_f = d / "train.json", d / "dev.json"
+    if not dev_f.is_file():
+        test_ids = {x["id"] for x in json.loads((HP / "test_atis.json").read_text())}
+        train = [x for x in json.loads((HP / "train_atis.json").read_text()) if x["id"] not in test_ids]
+        idx = list(range(len(train)))
+        random.Random(0).shuffle(idx)
+        dev = set(idx[:dev_lists])
+        d.mkdir(parents=True, exist_ok=True)
+        train_f.write_text(json.dumps([x for i, x in enumerate(train) if i not in dev]))
+        dev_f.write_text(json.dumps([train[i] for i in sorted(dev)]))
+    return train_f, dev_f
+
+
+def part_asr_reranker(args: argparse.Namespace, scorers: list[CachedScorer]) -> None:
+    """ATIS test with a supervised reranker (``--reranker NAME=RUN``, fine-tuned on OUT/atis-split/train.json)
+    as the model score: prior (am_score) + lambda * reranker + beta * length, tuned on OUT/atis-split/dev.json."""
+    from electra.tasks.ranking import RerankerScorer
+
+    train_f, dev_f = atis_split(args.out)
+    if not args.reranker:
+        print(f"split written: {train_f}, {dev_f}; fine-tune with: electra finetune --task asr-nbest --model CKPT "
+              f"--data {train_f} --dev-file {dev_f} --out RUN, then pass --reranker NAME=RUN")
+        return
+    res = _read(args.out, "asr")
+    items, dev = R.read_hyporadise(HP / "test_atis.json"), R.read_hyporadise(dev_f)
+    for spec in args.reranker:
+        name, run = spec.split("=", 1)
+        t = time.perf_counter()
+        r = rescore_asr(RerankerScorer(run), items, ["reranker"], dev, k=5)
+        res.setdefault("atis", {})[f"{name}/reranker"] = {**r.metrics, "run": run, "tuned_on": str(dev_f),
+                                                          "seconds": time.perf_counter() - t}
+        _write(args.out, "asr", res)
+        print(f"atis {name}/reranker: wer {r.metrics['wer']:.4f} (1-best {r.metrics['one_best_wer']:.4f}, "
+              f"{100 * (r.metrics['wer'] / r.metrics['one_best_wer'] - 1):+.1f}%)", flush=True)
+
+
 # ---- MT -------------------------------------------------------------------------------------------------------
 def part_mt(args: argparse.Namespace, scorers: list[CachedScorer]) -> None:
     from electra.metrics.text import bleu, chrf
@@ -255,7 +298,8 @@ def part_report(args: argparse.Namespace) -> None:
     summary: dict = {}
     asr = _read(args.out, "asr")
     if asr:
-        names = sorted({k.split("/")[0] for row in asr.values() for k in row if k not in ("baselines", "length-only")})
+        names = sorted({k.split("/")[0] for row in asr.values() for k in row
+                        if k not in ("baselines", "length-only") and not k.endswith("/reranker")})
         print("\n## ASR (HyPoradise test sets): WER % (relative change vs our 1-best); tuning: atis on ATIS train, "
               "others 5-fold")
         head = ["set", "lists", "1-best", "random", "MBR-edit", "oracle", "comp.oracle", "length only"]
@@ -290,6 +334,23 @@ def part_report(args: argparse.Namespace) -> None:
             print("| " + " | ".join(cells) + " |")
         summary["asr"] = {n: {"sets_at_least_published_of_8": wins[n], "of_the_6_where_it_helped": strict[n],
                               "worst_abs_wer_increase": worst[n]} for n in names}
+        atis = asr.get("atis", {})
+        for key in sorted(k for k in atis if k.endswith("/reranker")):
+            m, name = atis[key], key.split("/")[0]
+            rel = 100 * (m["wer"] / m["one_best_wer"] - 1)
+            print(f"\nATIS test, supervised reranker {name} (trained on ATIS train minus 400 lists, lambda/beta tuned "
+                  f"on those 400): WER {100 * m['wer']:.2f} ({rel:+.1f}%; published LM {PUBLISHED['atis']:+.1f}%; "
+                  f"lambda {m['lambda']}, beta {m['beta']})")
+            summary.setdefault("asr_reranker", {})[name] = {"wer": m["wer"], "relative": rel / 100,
+                                                            "at_least_published": rel <= PUBLISHED["atis"]}
+            for n in names:  # zero-shot rtd everywhere, the supervised reranker where training lists exist
+                r = atis.get(f"{n}/rtd")
+                if r:
+                    before = 100 * (r["wer"] / r["one_best_wer"] - 1) <= PUBLISHED["atis"] + 1e-9
+                    after = wins[n] - before + (rel <= PUBLISHED["atis"] + 1e-9)
+                    summary["asr"][n][f"sets_at_least_published_with_{name}_on_atis"] = after
+                    print(f"  {n} rtd on the other sets + {name} on ATIS: at least the published reduction on "
+                          f"{after} of 8 sets")
         sub_keys = sorted({k.split("/", 2)[2] for row in asr.values() for k in row if "/subset/" in k})
         if sub_keys:
             print("\n## ASR subset (first lists of each set; 5-fold on the subset): WER %")
@@ -344,6 +405,15 @@ def part_report(args: argparse.Namespace) -> None:
             for name, v in (m.items() if k == "baselines" else [(k + " (zero-shot, 5-fold)", m)]):
                 print(f"| {name} | {v['r1']:.3f} | {v['r2']:.3f} | {v['mrr']:.3f} |")
         for name, run in fin.items():
+            if "," in run:  # several seeds: mean and sd of each run's final evaluation
+                finals = [json.loads((Path(r) / "results.json").read_text())["final"] for r in run.split(",")]
+                stats = {m: {"mean": float(np.mean([f[m] for f in finals])), "sd": float(np.std([f[m] for f in finals],
+                                                                                               ddof=1)),
+                             "runs": [f[m] for f in finals]} for m in ("r1", "r2", "mrr")}
+                cells = [f"{stats[m]['mean']:.3f} ± {stats[m]['sd']:.3f}" for m in ("r1", "r2", "mrr")]
+                print(f"| {name} (fine-tuned, {len(finals)} seeds, final evaluation) | " + " | ".join(cells) + " |")
+                summary.setdefault("mutual_finetuned", {})[name] = stats
+                continue
             f = Path(run) / "results.json"
             if f.is_file() or _curve(Path(run)):
                 r = json.loads(f.read_text()) if f.is_file() else {}
@@ -388,11 +458,13 @@ def learning_curve(runs: dict[str, str], figure: Path) -> None:
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(6, 4))
-    for name, run in runs.items():
-        pts = [(x, y) for x, y, _, _ in _curve(Path(run))]
-        if pts:
-            ax.plot(*zip(*pts), marker="o", label=name)
-            print(f"learning curve {name}: " + ", ".join(f"{x} lists -> R@1 {y:.3f}" for x, y in pts))
+    for name, spec in runs.items():
+        for i, run in enumerate(spec.split(",")):  # one line per seed
+            pts = [(x, y) for x, y, _, _ in _curve(Path(run))]
+            label = name if "," not in spec else f"{name}, {Path(run).name}"
+            if pts:
+                ax.plot(*zip(*pts), marker="o", label=label, color=f"C{list(runs).index(name)}", alpha=1 - 0.25 * i)
+                print(f"learning curve {label}: " + ", ".join(f"{x} lists -> R@1 {y:.3f}" for x, y in pts))
     ax.axhline(0.298, color="grey", ls="--", lw=1, label='"always D" (0.298)')
     ax.axhline(0.50, color="red", ls=":", lw=1, label="target R@1 0.50")
     ax.set_xlabel("training lists seen (4 candidates each)")
@@ -406,7 +478,8 @@ def learning_curve(runs: dict[str, str], figure: Path) -> None:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("part", choices=["asr", "mt", "dialogue", "speed", "report"])
+    ap.add_argument("part", choices=["asr", "asr-reranker", "mt", "dialogue", "speed", "report"])
+    ap.add_argument("--reranker", action="append", help="asr-reranker: NAME=RUN of a fine-tuned asr-nbest run")
     ap.add_argument("--model", action="append", default=[], help="NAME=CHECKPOINT (repeatable)")
     ap.add_argument("--out", type=Path, default=ROOT / "runs" / "bench-rescoring")
     ap.add_argument("--pll-lists", type=int, default=200, help="asr: lists per set scored with pll; speed: lists timed")
@@ -425,7 +498,8 @@ def main() -> None:
 
     tune_malloc()
     scorers = [CachedScorer(*m.split("=", 1), args.out) for m in args.model]
-    {"asr": part_asr, "mt": part_mt, "dialogue": part_dialogue, "speed": part_speed}[args.part](args, scorers)
+    {"asr": part_asr, "asr-reranker": part_asr_reranker, "mt": part_mt, "dialogue": part_dialogue,
+     "speed": part_speed}[args.part](args, scorers)
 
 
 if __name__ == "__main__":
