@@ -190,6 +190,8 @@ def part_asr_reranker(args: argparse.Namespace, scorers: list[CachedScorer]) -> 
     res = _read(args.out, "asr")
     items, dev = R.read_hyporadise(HP / "test_atis.json"), R.read_hyporadise(dev_f)
     for spec in args.reranker:
+        if "=" not in spec:
+            raise SystemExit(f"--reranker {spec!r}: expected NAME=RUN")
         name, run = spec.split("=", 1)
         t = time.perf_counter()
         r = rescore_asr(RerankerScorer(run), items, ["reranker"], dev, k=5)

@@ -8,8 +8,9 @@ weight by it (the product is unchanged in exact arithmetic), with ``s_k = max|X_
 from calibration text, so that activation and weight share the range.
 
 Only the MatMul/Attention nodes fed by a LayerNormalization (query/key/value and the FFN input) are smoothed.
-Their input is also the residual, so the division is an explicit ``Mul`` in front of the node (one per node,
-12 for a 6-layer encoder) rather than folded into the LayerNorm.
+Their input is also the residual, so the division is an explicit ``Mul`` in front of the node (one per node:
+13 in a 6-layer classifier, whose last block has separate key and value MatMuls because it computes the ``[CLS]``
+query only) rather than folded into the LayerNorm.
 """
 
 from __future__ import annotations
