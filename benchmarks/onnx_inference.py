@@ -126,7 +126,7 @@ def build(model, tmp: Path, args: argparse.Namespace, skip: set[str], bf16: bool
 
     from electra.export.onnx import export_onnx
     from electra.inference import OnnxRunner, torch_task_runner
-    from electra.tasks.runner import save_task_model
+    from electra.tasks.runner import run_tokenizer_dir, save_task_model
     from inference_throughput import to_reference
 
     ref = to_reference(model)
@@ -138,7 +138,8 @@ def build(model, tmp: Path, args: argparse.Namespace, skip: set[str], bf16: bool
         export_transformers(eager, hf_raw, cfg.vocab_size)
         optimize(hf_raw, hf_fused, cfg)
         quantize(hf_fused, hf_int8, tmp)
-    run_dir = save_task_model(model, tmp / "run" / "best")
+    run_dir = save_task_model(model, tmp / "run" / "best",  # the tokenizer reads the calibration text
+                              tokenizer=run_tokenizer_dir(args.model) if args.model else None)
 
     def hf(m):
         def run(b):
@@ -162,8 +163,7 @@ def build(model, tmp: Path, args: argparse.Namespace, skip: set[str], bf16: bool
 
     def ours_onnx(quantize, calibration=None):
         name = f"ours-{quantize}" + ("-smooth" if calibration else "")
-        r = OnnxRunner(export_onnx(run_dir if calibration is None else args.model, tmp / name, quantize=quantize,
-                                   calibration=calibration)[0], args.threads)
+        r = OnnxRunner(export_onnx(run_dir, tmp / name, quantize=quantize, calibration=calibration)[0], args.threads)
         return lambda b: r(b)["logits"]
 
     makers = {"transformers_fp32": lambda: hf(ref), "torch_ao_int8": ao, "ort_fp32": lambda: ort(hf_raw),

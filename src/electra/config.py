@@ -358,11 +358,10 @@ TRAINING_PRESETS: dict[str, dict[str, Any]] = {
     # cpu (ours): from scratch on 2 CPU cores, pays off in 30 minutes on CoLA and low-data SST-2
     # (docs/learning-at-cpu-scale.md §5): tiny's recipe with the word embeddings held fixed at their initialisation,
     # best word2vec vectors (`electra wordvectors train --epochs 1`, under a minute) given with --init-embeddings.
-    # Trained, the shared
-    # embeddings drift (rare tokens' rows collapse onto one direction) and the discriminator stays near the
-    # constant solution; held fixed, after 6 minutes it ends 18-26x further below the constant prediction and
-    # fine-tuning beats random initialisation on SST-2. Size max_steps to the budget (benchmarks/cpu_recipe.py
-    # does: 33-37k tokens/s on 2 cores with bf16).
+    # Trained, the shared embeddings drift (rare tokens' rows collapse onto one direction) and the discriminator
+    # stays near the constant solution; held fixed, after 6 minutes it ends 18-26x further below the constant
+    # prediction and fine-tuning beats random initialisation on SST-2. Size max_steps to the budget
+    # (benchmarks/cpu_recipe.py does: 33-37k tokens/s on 2 cores with bf16).
     "cpu": {**_TINY_RECIPE, "warmup_steps": 500, "max_steps": 20_000, "train_word_embeddings": False},
     "small": dict(batch_size=128, lr=5e-4, warmup_steps=10_000, max_steps=1_000_000, mask_prob=0.15),
     "base": dict(batch_size=256, lr=2e-4, warmup_steps=10_000, max_steps=766_000, mask_prob=0.15),

@@ -4,9 +4,9 @@ Splits the bundled Wikipedia slice by document into training text and held-out t
 on the training part, prepares shards of both, trains word2vec over them (one epoch, seconds), pre-trains with the
 ``cpu`` recipe (the tiny shape, its word embeddings the word vectors, held fixed; docs/learning-at-cpu-scale.md §5)
 for ``minutes`` (the LR schedule sized to the step rate measured in a short probe, so it decays to zero at the
-deadline), then reports detection on the
-held-out documents and judges the showcase honestly: the planted word must be the most suspicious token of the
-altered sentence and flagged (p > 0.5), and no token of the original sentence may be above 0.5.
+deadline), then reports detection on the held-out documents and judges the showcase honestly: the planted word
+must be the most suspicious token of the altered sentence and flagged (p > 0.5), and no token of the original
+sentence may be above 0.5.
 """
 
 from __future__ import annotations
@@ -142,8 +142,7 @@ def run_demo(out: str | Path, minutes: float = 3.0, steps: int | None = None, ba
     if steps is None:
         steps, tokens_per_s = plan_steps(config(10_000), minutes)
         print(f"[4/6] pre-training (cpu recipe) for {minutes:g} minutes: ≈ {tokens_per_s / (batch_size * 128):.1f} "
-              "steps/s here, "
-              f"so {steps} steps of {batch_size} x 128 tokens (LR schedule sized to them)")
+              f"steps/s here, so {steps} steps of {batch_size} x 128 tokens (LR schedule sized to them)")
         cfg = config(steps, max_minutes=minutes)
     else:
         print(f"[4/6] pre-training (cpu recipe) for {steps} steps of {batch_size} x 128 tokens")

@@ -441,7 +441,8 @@ def export_network(target: Target, out: Path, *, quantize: str | None = None, op
         from electra.export.smoothing import calibration_batches
 
         if target.tokenizer is None:
-            raise ElectraError(f"--calibration: {out} has no tokenizer to read the calibration text with")
+            raise ElectraError(f"--calibration: {target.meta.get('source', 'the model')} has no tokenizer folder to "
+                               "read the calibration text with (export a run or checkpoint saved with its tokenizer)")
         batches = calibration_batches(target.tokenizer, calibration,
                                       min((target.meta.get("spec") or {}).get("max_seq_len") or 128,
                                           target.graph.encoder.config.max_position_embeddings))

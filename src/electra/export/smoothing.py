@@ -15,6 +15,7 @@ query only) rather than folded into the LayerNorm.
 
 from __future__ import annotations
 
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -53,8 +54,6 @@ def calibration_batches(tokenizer_dir: str | Path, path: str | Path, max_len: in
 
 def smoothable(model: Any, skip: tuple[str, ...] = ()) -> list[Any]:
     """MatMul/Attention nodes with a constant 2-D weight used by no other node, fed by a LayerNorm."""
-    from collections import Counter
-
     inits = {i.name: i for i in model.graph.initializer}
     uses = Counter(x for n in model.graph.node for x in n.input)
     producer = {o: n.op_type for n in model.graph.node for o in n.output}
