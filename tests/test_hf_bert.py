@@ -107,7 +107,7 @@ def test_truncate_copies_the_lowest_blocks_only(tmp_path):
 
 def test_new_generator_is_narrower_and_shares_the_bert_embeddings(tmp_path):
     bert = save_bert(transformers.BertModel, tmp_path / "bert")
-    ckpt, report = import_bert(tmp_path / "bert", tmp_path / "ckpt", generator_size=0.25)
+    ckpt, report = import_bert(tmp_path / "bert", tmp_path / "ckpt", generator_init="new")
     model = load_checkpoint(ckpt)
     assert model.config.generator.hidden_size == 12 and report.generator_layers_copied == 0
     assert model.generator.encoder.embeddings is model.discriminator.encoder.embeddings
@@ -124,9 +124,17 @@ def test_discriminator_head_is_new_with_the_official_initialisation(tmp_path):
     assert torch.all(head.dense.bias == 0) and w.abs().max() <= 0.04 + 1e-6 and 0.01 < float(w.std()) < 0.02
 
 
+def test_default_import_is_the_lowest_block_at_full_width_with_the_mlm_head(tmp_path):
+    save_bert(transformers.BertForMaskedLM, tmp_path / "bert", num_hidden_layers=6)
+    ckpt, report = import_bert(tmp_path / "bert", tmp_path / "ckpt")
+    g = load_checkpoint(ckpt).config.generator
+    assert (report.generator_init, report.mlm_head, report.generator_layers_copied) == ("truncate", "copied", 1)
+    assert (g.num_layers, g.hidden_size) == (1, 48)
+
+
 def test_pooler_and_next_sentence_head_are_dropped_and_reported(tmp_path):
     save_bert(transformers.BertForPreTraining, tmp_path / "bert")
-    ckpt, report = import_bert(tmp_path / "bert", tmp_path / "ckpt")
+    ckpt, report = import_bert(tmp_path / "bert", tmp_path / "ckpt", generator_init="new")
     assert report.dropped == {"MLM head": 5, "next-sentence head": 2, "pooler": 2}
     assert report.mlm_head == "unused"
     assert "pooler (2 tensors)" in report.format()
@@ -233,7 +241,7 @@ def test_cli_imports_a_bert_and_prints_the_report(tmp_path, capsys):
               "--generator-init", "truncate"])
     assert e.value.code == 0
     out = capsys.readouterr().out
-    assert "MLM head copied" in out and "1 blocks copied" in out and "wrote checkpoint" in out
+    assert "MLM head copied" in out and "1 block copied" in out and "wrote checkpoint" in out
     assert load_checkpoint(tmp_path / "ckpt").config.generator.num_layers == 1
 
 

@@ -103,8 +103,9 @@ def test_continue_preset_needs_init_from(source_run):
         resolve_model_config(config(data, "x", preset="continue"), 600)
 
 
-def import_tiny_bert(tmp_path: Path) -> Path:
-    """A random 2 x 32 transformers BertModel with a tokenizer of the fixture corpus, imported (new generator)."""
+def import_tiny_bert(tmp_path: Path, generator_init: str = "new") -> Path:
+    """A random 2 x 32 transformers BertModel with a tokenizer of the fixture corpus, imported (a new generator
+    unless ``generator_init`` says otherwise)."""
     transformers = pytest.importorskip("transformers")
     from electra.hf_bert import import_bert
     from hf_models import randomize
@@ -118,7 +119,7 @@ def import_tiny_bert(tmp_path: Path) -> Path:
     randomize(bert, 0)
     bert.save_pretrained(tmp_path / "bert")
     (tmp_path / "bert" / "vocab.txt").write_text((tok_dir / "vocab.txt").read_text())
-    return import_bert(tmp_path / "bert", tmp_path / "ckpt")[0]
+    return import_bert(tmp_path / "bert", tmp_path / "ckpt", generator_init=generator_init)[0]
 
 
 def test_init_from_an_imported_bert_continues_rtd(tmp_path, capsys):
@@ -187,6 +188,21 @@ def test_new_parts_of_an_imported_bert_are_its_detection_head_and_new_generator(
     assert names == {n for n, _ in model.named_parameters() if n.startswith(("discriminator.head.", "generator."))}
     assert not any("embeddings" in n for n in names)  # shared with the pre-trained body
     assert new_parameter_ids(load_checkpoint(resolve_checkpoint(source_run[1])), str(source_run[1])) == set()
+
+
+def test_new_parts_of_a_truncated_import_are_the_detection_head_and_the_generator_head(tmp_path):
+    from electra.training.pretrainer import new_parameter_ids
+
+    ckpt = import_tiny_bert(tmp_path, "truncate")  # a BertModel: no MLM head to copy
+    model = load_checkpoint(ckpt)
+    names = {n for n, p in model.named_parameters() if id(p) in new_parameter_ids(model, str(ckpt))}
+    assert names == {n for n, _ in model.named_parameters()
+                     if n.startswith(("discriminator.head.", "generator.head."))}
+
+
+def test_continue_preset_trains_everything_at_one_lr_from_the_first_step():
+    cfg = PretrainConfig.for_preset("continue", data="d", out="o")
+    assert cfg.freeze_body_steps == 0 and cfg.new_parts_lr == 0 and cfg.lr == 1e-4
 
 
 def test_new_parts_lr_trains_the_new_parts_at_their_own_lr(tmp_path, capsys):

@@ -464,11 +464,13 @@ def add_import_hf(sub: argparse._SubParsersAction) -> None:
                                     "BertForPreTraining): its body becomes the discriminator")
     p.add_argument("--generator", help="ELECTRA generator directory (optional; with --discriminator)")
     p.add_argument("--generator-size", type=float,
-                   help="with --bert: generator width as a fraction of the BERT's (default 0.25; 1 with truncate)")
-    p.add_argument("--generator-depth", type=float, help="with --bert: generator depth as a fraction (default 1; "
-                                                         "1/3 with truncate)")
-    p.add_argument("--generator-init", choices=["new", "truncate"], default="new",
-                   help="with --bert: a new generator, or the BERT's lowest blocks + its MLM head (full width)")
+                   help="with --bert: generator width as a fraction of the BERT's (default 1 with truncate; 0.25 "
+                        "with new)")
+    p.add_argument("--generator-depth", type=float, help="with --bert: generator depth as a fraction (default 1/6 "
+                                                         "with truncate; 1 with new)")
+    p.add_argument("--generator-init", choices=["new", "truncate"],
+                   help="with --bert: the BERT's lowest blocks + its MLM head when it has one (truncate, the default), "
+                        "or a new generator")
     p.add_argument("--seed", type=int, default=0, help="with --bert: seed of the new weights")
     p.add_argument("--out", required=True, help="our checkpoint directory to write")
     p.set_defaults(handler=run_import_hf)
@@ -476,7 +478,7 @@ def add_import_hf(sub: argparse._SubParsersAction) -> None:
 
 def run_import_hf(args: argparse.Namespace) -> None:
     if args.bert is None:
-        if args.generator_size is not None or args.generator_depth is not None or args.generator_init != "new":
+        if args.generator_size is not None or args.generator_depth is not None or args.generator_init is not None:
             raise ElectraError("--generator-size/--generator-depth/--generator-init apply to --bert imports only")
         from electra.hf import import_hf
 
@@ -486,11 +488,8 @@ def run_import_hf(args: argparse.Namespace) -> None:
         raise ElectraError("--generator goes with --discriminator (ELECTRA pairs); --bert builds its own generator")
     from electra.hf_bert import import_bert
 
-    truncate = args.generator_init == "truncate"
-    out, report = import_bert(
-        args.bert, args.out, generator_init=args.generator_init, seed=args.seed,
-        generator_size=args.generator_size if args.generator_size is not None else (1.0 if truncate else 0.25),
-        generator_depth=args.generator_depth if args.generator_depth is not None else (1 / 3 if truncate else 1.0))
+    out, report = import_bert(args.bert, args.out, generator_init=args.generator_init or "truncate", seed=args.seed,
+                              generator_size=args.generator_size, generator_depth=args.generator_depth)
     print(report.format())
     print(f"wrote checkpoint {out}")
 
