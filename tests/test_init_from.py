@@ -200,6 +200,11 @@ def test_new_parts_of_a_truncated_import_are_the_detection_head_and_the_generato
                      if n.startswith(("discriminator.head.", "generator.head."))}
 
 
+def test_position_init_with_init_from_is_a_one_line_error():
+    with pytest.raises(ElectraError, match="position_init = 'sinusoidal': not with init_from"):
+        PretrainConfig.for_preset("continue", data="d", out="o", init_from="ckpt", position_init="sinusoidal")
+
+
 def test_continue_preset_trains_everything_at_one_lr_from_the_first_step():
     cfg = PretrainConfig.for_preset("continue", data="d", out="o")
     assert cfg.freeze_body_steps == 0 and cfg.new_parts_lr == 0 and cfg.lr == 1e-4

@@ -482,6 +482,9 @@ class PretrainConfig:
         if self.generator_training == "two-stage" and not self.two_stage_generator_steps < self.max_steps:
             raise ElectraError(f"pretrain option two_stage_generator_steps = {self.two_stage_generator_steps}: "
                                f"expected below max_steps {self.max_steps}")
+        if self.position_init != "normal" and self.init_from:
+            raise ElectraError(f"pretrain option position_init = {self.position_init!r}: not with init_from "
+                               f"{self.init_from!r}, whose trained position table would be replaced; drop one of them")
         if self.generator_weight == 0 and self.discriminator_weight == 0:
             raise ElectraError("pretrain options generator_weight = 0 and discriminator_weight = 0: expected at "
                                "least one > 0 (nothing would be trained)")

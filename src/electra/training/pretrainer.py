@@ -310,7 +310,7 @@ def pretrain(cfg: PretrainConfig, config_file: str | None = None,
         report = init_word_embeddings(model, cfg.init_embeddings, data.tokenizer_dir, seed=cfg.seed)
         if dist.is_main:
             print(report.format())
-    if cfg.position_init != "normal" and not cfg.init_from:
+    if cfg.position_init != "normal":  # (never with init_from: PretrainConfig refuses the pair)
         from electra.position_init import init_position_embeddings
 
         init_position_embeddings(model, cfg.position_init)
