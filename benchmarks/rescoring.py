@@ -409,9 +409,9 @@ def part_report(args: argparse.Namespace) -> None:
         for name, run in fin.items():
             if "," in run:  # several seeds: mean and sd of each run's final evaluation
                 finals = [json.loads((Path(r) / "results.json").read_text())["final"] for r in run.split(",")]
-                stats = {m: {"mean": float(np.mean([f[m] for f in finals])), "sd": float(np.std([f[m] for f in finals],
-                                                                                               ddof=1)),
-                             "runs": [f[m] for f in finals]} for m in ("r1", "r2", "mrr")}
+                values = {m: [f[m] for f in finals] for m in ("r1", "r2", "mrr")}
+                stats = {m: {"mean": float(np.mean(v)), "sd": float(np.std(v, ddof=1)), "runs": v}
+                         for m, v in values.items()}
                 cells = [f"{stats[m]['mean']:.3f} ± {stats[m]['sd']:.3f}" for m in ("r1", "r2", "mrr")]
                 print(f"| {name} (fine-tuned, {len(finals)} seeds, final evaluation) | " + " | ".join(cells) + " |")
                 summary.setdefault("mutual_finetuned", {})[name] = stats
@@ -460,12 +460,12 @@ def learning_curve(runs: dict[str, str], figure: Path) -> None:
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(6, 4))
-    for name, spec in runs.items():
+    for colour, (name, spec) in enumerate(runs.items()):
         for i, run in enumerate(spec.split(",")):  # one line per seed
             pts = [(x, y) for x, y, _, _ in _curve(Path(run))]
             label = name if "," not in spec else f"{name}, {Path(run).name}"
             if pts:
-                ax.plot(*zip(*pts), marker="o", label=label, color=f"C{list(runs).index(name)}", alpha=1 - 0.25 * i)
+                ax.plot(*zip(*pts), marker="o", label=label, color=f"C{colour}", alpha=1 - 0.25 * i)
                 print(f"learning curve {label}: " + ", ".join(f"{x} lists -> R@1 {y:.3f}" for x, y in pts))
     ax.axhline(0.298, color="grey", ls="--", lw=1, label='"always D" (0.298)')
     ax.axhline(0.50, color="red", ls=":", lw=1, label="target R@1 0.50")

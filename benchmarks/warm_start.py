@@ -39,7 +39,7 @@ from electra.data.prepare import prepare  # noqa: E402
 from electra.data.pretraining_data import PretrainingData  # noqa: E402
 from electra.detection_eval import evaluate_on_data, unigram_distribution  # noqa: E402
 from electra.generation import detect  # noqa: E402
-from electra.hf_bert import generator_shape, import_bert, minilm_dir  # noqa: E402
+from electra.hf_bert import DEFAULT_GENERATOR_INIT, GENERATOR_INITS, generator_shape, import_bert, minilm_dir  # noqa: E402
 from electra.modeling import Electra  # noqa: E402
 from electra.tokenization import load_tokenizer  # noqa: E402
 from electra.training.pretrainer import pretrain  # noqa: E402
@@ -119,7 +119,7 @@ def main() -> None:
     ap.add_argument("--minutes", default="10,30", help="cumulative RTD budgets from the import")
     ap.add_argument("--stop-steps", default="", help="cumulative step budgets instead of --minutes (e.g. 364)")
     ap.add_argument("--scratch-minutes", default="10", help="budgets from scratch ('' to skip)")
-    ap.add_argument("--generator-init", default="truncate", choices=["new", "truncate"])
+    ap.add_argument("--generator-init", default=DEFAULT_GENERATOR_INIT, choices=GENERATOR_INITS)
     ap.add_argument("--generator-depth", type=float,
                     help="generator depth as a fraction of the MiniLM's 6 blocks (default: import-hf's, 1/6 for "
                          "truncate: its lowest block; 1 for new)")

@@ -486,10 +486,10 @@ def run_import_hf(args: argparse.Namespace) -> None:
         return
     if args.generator is not None:
         raise ElectraError("--generator goes with --discriminator (ELECTRA pairs); --bert builds its own generator")
-    from electra.hf_bert import import_bert
+    from electra.hf_bert import DEFAULT_GENERATOR_INIT, import_bert
 
-    out, report = import_bert(args.bert, args.out, generator_init=args.generator_init or "truncate", seed=args.seed,
-                              generator_size=args.generator_size, generator_depth=args.generator_depth)
+    out, report = import_bert(args.bert, args.out, generator_init=args.generator_init or DEFAULT_GENERATOR_INIT,
+                              seed=args.seed, generator_size=args.generator_size, generator_depth=args.generator_depth)
     print(report.format())
     print(f"wrote checkpoint {out}")
 

@@ -43,6 +43,7 @@ GENERATOR_INITS = ("new", "truncate")
 # generator and `detect` finds the planted word; 2 blocks make a stronger generator (AUC 0.885), and a new 6 x 96
 # generator (new's shape, the paper's 1/4 width) misses the showcase.
 GENERATOR_SHAPES = {"new": (0.25, 1.0), "truncate": (1.0, 1 / 6)}
+DEFAULT_GENERATOR_INIT = "truncate"
 # BERT-family model types that are *not* the BERT architecture (other embeddings, attention or layer layout).
 OTHER_ARCHITECTURES = {
     "roberta": "RoBERTa", "xlm-roberta": "XLM-RoBERTa", "camembert": "CamemBERT", "deberta": "DeBERTa",
@@ -119,7 +120,7 @@ def generator_shape(generator_init: str, generator_size: float | None = None,
 
 
 def import_bert(bert_dir: str | Path, out: str | Path, *, generator_size: float | None = None,
-                generator_depth: float | None = None, generator_init: str = "truncate", seed: int = 0
+                generator_depth: float | None = None, generator_init: str = DEFAULT_GENERATOR_INIT, seed: int = 0
                 ) -> tuple[Path, BertImportReport]:
     """Write one of our checkpoints (generator + discriminator + tokenizer) from a BERT directory; the
     generator's width and depth default to :data:`GENERATOR_SHAPES` for ``generator_init``."""

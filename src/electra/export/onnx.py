@@ -52,6 +52,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from electra.errors import ElectraError
+from electra.export.smoothing import ALPHA, calibration_batches, smooth_graph
 from electra.modeling import Block, Encoder, activation
 
 FORMAT = "electra-onnx"
@@ -368,8 +369,6 @@ def _quantize(fused: Path, out: Path, work: Path, calibration: list[dict[str, np
     """``quant_pre_process``, activation smoothing when there is ``calibration`` data
     (:mod:`electra.export.smoothing`), then dynamic int8 of MatMul/Attention weights, :data:`TENSOR_FP32_NODES`
     left fp32. Returns the names of the smoothed nodes."""
-    from electra.export.smoothing import smooth_graph
-
     pre = work / "pre.onnx"
     _pre_process(fused, pre)
     smoothed: list[str] = []
@@ -438,8 +437,6 @@ def export_network(target: Target, out: Path, *, quantize: str | None = None, op
         raise ElectraError("--calibration applies to --quantize int8-tensor only")
     batches = None
     if calibration is not None:
-        from electra.export.smoothing import calibration_batches
-
         if target.tokenizer is None:
             raise ElectraError(f"--calibration: {target.meta.get('source', 'the model')} has no tokenizer folder to "
                                "read the calibration text with (export a run or checkpoint saved with its tokenizer)")
@@ -490,8 +487,6 @@ def export_network(target: Target, out: Path, *, quantize: str | None = None, op
                 meta["quantization"] = ("int8 per tensor: dynamic quantization, per-channel weights (MatMul, "
                                         f"Attention; fp32: {', '.join(TENSOR_FP32_NODES)})")
                 if batches:
-                    from electra.export.smoothing import ALPHA
-
                     meta["quantization"] += (f"; SmoothQuant alpha {ALPHA} on {len(smoothed)} LayerNorm-fed nodes, "
                                              f"calibrated on {sum(len(b['input_ids']) for b in batches)} lines of "
                                              f"{Path(calibration).name}")
