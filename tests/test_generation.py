@@ -18,6 +18,7 @@ from electra.generation import (
     augment_file,
     fill_text,
     generate,
+    is_name,
     load_pair,
     mask_predict,
     pair_from_model,
@@ -147,6 +148,37 @@ def test_a_fix_the_discriminator_still_finds_replaced_is_not_kept(pair):
     strict = Corrector(pair, threshold=0.0, min_gain=-1e9, max_new_p=0.0, min_generator_prob=0.0)
     text = "paris is the capital of france"
     assert loose.correct(text).edits and strict.correct(text).edits == []
+
+
+@pytest.mark.parametrize("text, word, expected", [
+    ("we met Paris in town", "Paris", True), ("Paris is old", "Paris", False),
+    ("It rained. Paris is old", "Paris", False),
+    ('he said: "Rome is old"', "Rome", True), ('It ended. "Rome is old"', "Rome", False),
+    ("北京很大。 Rome is old", "Rome", False), ("we met paris in town", "paris", False)])
+def test_a_capitalised_word_inside_a_sentence_is_taken_for_a_name(pair, text, word, expected):
+    w = next(w for w in words_of(pair.tokenizer, text) if text[w.start:w.end] == word)
+    assert is_name(text, w) is expected
+
+
+def test_names_get_no_generator_proposals_unless_asked(pair):
+    text = "we met Paris in the town"
+    start = text.index("Paris")
+    kept = Corrector(pair, **LOOSE).correct(text)
+    edited = Corrector(pair, **LOOSE, keep_names=False).correct(text)
+    assert kept.edits and all(e.start != start for e in kept.edits)
+    assert any(e.start == start for e in edited.edits)
+
+
+def test_cli_correct_defaults_are_the_library_defaults():
+    import inspect
+
+    from electra.cli import build_parser
+
+    args = build_parser().parse_args(["correct", "--model", "m", "text"])
+    params = inspect.signature(Corrector).parameters
+    for name in ("threshold", "top_k", "rounds", "max_new_p", "min_generator_prob"):
+        assert getattr(args, name) == params[name].default, name
+    assert (not args.edit_names) is params["keep_names"].default
 
 
 def test_corrections_only_use_the_given_vocabulary(pair):

@@ -326,15 +326,17 @@ def add_correct(sub: argparse._SubParsersAction) -> None:
                                    "empty lines are passed through")
     p.add_argument("--nbest", action="store_true", help="--input lines are JSON lists of hypotheses: the first is "
                                                        "corrected with words from the others as the only candidates")
-    p.add_argument("--threshold", type=float, default=0.9, help="flag words with p(replaced) above this "
-                                                              "(default 0.9; lower: more fixes, less precision)")
+    p.add_argument("--threshold", type=float, default=0.8, help="flag words with p(replaced) above this "
+                                                              "(default 0.8; lower: more fixes, less precision)")
     p.add_argument("--top-k", type=int, default=10, help="candidates tried per flagged word (default 10)")
     p.add_argument("--rounds", type=int, default=3, help="detect-and-correct rounds at most (default 3)")
     p.add_argument("--vocabulary", help="a file of candidate words, one per line: only these are proposed")
     p.add_argument("--max-new-p", type=float, default=0.1, help="keep a fix only if the discriminator's "
                    "p(replaced) of the new word is at most this (default 0.1)")
-    p.add_argument("--min-generator-prob", type=float, default=0.2, help="propose only generator tokens at least "
-                   "this probable (default 0.2)")
+    p.add_argument("--min-generator-prob", type=float, default=0.6, help="propose only generator tokens at least "
+                   "this probable (default 0.6; lower: more fixes, less precision)")
+    p.add_argument("--edit-names", action="store_true", help="also propose words for capitalised words inside a "
+                   "sentence (by default taken for names and left alone)")
     add_backend_args(p)
     p.add_argument("text", nargs="?")
     p.set_defaults(handler=run_correct)
@@ -352,7 +354,7 @@ def run_correct(args: argparse.Namespace) -> None:
     vocabulary = read_vocabulary(args.vocabulary) if args.vocabulary else None
     corrector = Corrector(load_pair(args.model, args.backend, args.precision, "correct"), args.threshold,
                           args.top_k, args.rounds, vocabulary=vocabulary, max_new_p=args.max_new_p,
-                          min_generator_prob=args.min_generator_prob)
+                          min_generator_prob=args.min_generator_prob, keep_names=not args.edit_names)
     if args.text is not None:
         results = [corrector.correct(args.text)]
     else:

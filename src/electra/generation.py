@@ -475,6 +475,19 @@ def words_of(tokenizer: Tokenizer, text: str) -> list[Word]:
     return words
 
 
+_SENTENCE_END = ".!?\u2026\u3002\uff01\uff1f"  # . ! ? … 。 ！ ？
+_OPENING = "\"'([{\u201c\u2018\u00ab"
+
+
+def is_name(text: str, word: Word) -> bool:
+    """A word that starts with a capital letter and does not start a sentence (nothing but opening quotes or
+    brackets between it and the text's start or the last sentence-final mark): taken for a name."""
+    if not text[word.start:word.end][:1].isupper():
+        return False
+    before = text[:word.start].rstrip().rstrip(_OPENING).rstrip()
+    return bool(before) and before[-1] not in _SENTENCE_END
+
+
 def apply_edits(text: str, edits: Sequence[Edit]) -> str:
     """``text`` with each edit's [start, end) replaced; everything else byte for byte."""
     out, cursor = [], 0
@@ -504,6 +517,13 @@ def read_vocabulary(path: str | Path) -> list[str]:
     return words
 
 
+# The correction defaults, chosen on planted errors in SQuAD dev sentences 200-499 (the benchmark scores 0-199),
+# with the full-depth-generator pair: README, "Detect and correct".
+DEFAULT_THRESHOLD = 0.8
+DEFAULT_MAX_NEW_P = 0.1
+DEFAULT_MIN_GENERATOR_PROB = 0.6
+
+
 class Corrector:
     """Detect and correct (our method; each step stated so it can be checked):
 
@@ -516,9 +536,11 @@ class Corrector:
     3. every candidate is put in place and the discriminator re-reads the text; the best is kept only if the
        sentence score (mean log p(original)) rises by more than ``min_gain`` and the discriminator then finds the
        new word original (its p(replaced) <= ``max_new_p``); generator proposals must also have a generator
-       probability >= ``min_generator_prob``. These two filters (defaults 0.1 and 0.2, chosen on planted errors
-       in held-out sentences disjoint from the benchmark's, see ``benchmarks/correction.py``) are what buys
-       precision: without them the critic accepts any fluent word, right or not;
+       probability >= ``min_generator_prob``: proposer and critic must both be sure. With ``keep_names`` a
+       capitalised word that does not start a sentence (:func:`is_name`) gets no generator proposals: an uncased
+       generator proposes common words there ("the", "he"), never the name. These filters (the defaults, chosen
+       on planted errors in held-out sentences disjoint from the benchmark's, ``benchmarks/correction.py
+       --skip 200``) are what buys precision: without them the critic accepts any fluent word, right or not;
     4. repeat from 1 until nothing changes or ``rounds`` rounds. Words already replaced stay as they are.
 
     The output is the original text with only the replaced words' characters changed (the tokenizer's
@@ -526,9 +548,10 @@ class Corrector:
     A text longer than the model's positions is corrected in consecutive windows of whole words.
     """
 
-    def __init__(self, pair: Pair, threshold: float = 0.9, top_k: int = 10, rounds: int = 3,
-                 min_gain: float = 0.0, vocabulary: Sequence[str] | None = None, max_new_p: float = 0.1,
-                 min_generator_prob: float = 0.2):
+    def __init__(self, pair: Pair, threshold: float = DEFAULT_THRESHOLD, top_k: int = 10, rounds: int = 3,
+                 min_gain: float = 0.0, vocabulary: Sequence[str] | None = None,
+                 max_new_p: float = DEFAULT_MAX_NEW_P, min_generator_prob: float = DEFAULT_MIN_GENERATOR_PROB,
+                 keep_names: bool = True):
         from electra.config import at_least, check_values, interval
 
         check_values("correct option", {"threshold": threshold, "top_k": top_k, "rounds": rounds,
@@ -536,7 +559,7 @@ class Corrector:
                      {"threshold": interval(0, 1, "[]"), "top_k": at_least(1), "rounds": at_least(1),
                       "max_new_p": interval(0, 1, "[]"), "min_generator_prob": interval(0, 1, "[]")})
         self.pair, self.threshold, self.top_k, self.rounds, self.min_gain = pair, threshold, top_k, rounds, min_gain
-        self.max_new_p, self.min_generator_prob = max_new_p, min_generator_prob
+        self.max_new_p, self.min_generator_prob, self.keep_names = max_new_p, min_generator_prob, keep_names
         self.ban = _banned(pair.tokenizer)
         vocab = pair.tokenizer.get_vocab()
         self.whole = np.zeros(len(self.ban), dtype=bool)  # tokens that are whole words
@@ -578,9 +601,10 @@ class Corrector:
         return [p for _, p in scored[:self.top_k]]
 
     # -- one window of words
-    def _correct_words(self, words: list[Word], alternatives: list[dict[int, list[list[int]]]] | None
-                       ) -> dict[int, tuple[list[int], float]]:
-        """{word index: (new pieces, p(replaced) of the original)} for the words to replace."""
+    def _correct_words(self, words: list[Word], alternatives: list[dict[int, list[list[int]]]] | None,
+                       names: set[int] = frozenset()) -> dict[int, tuple[list[int], float]]:
+        """{word index: (new pieces, p(replaced) of the original)} for the words to replace; ``names``: word
+        indices that get no generator proposals."""
         pair = self.pair
         current = [list(w.ids) for w in words]
         done: dict[int, tuple[list[int], float]] = {}
@@ -608,6 +632,8 @@ class Corrector:
                     cands = [c for c in alternatives[0].get(w, [])]
                 elif self.vocabulary is not None:
                     cands = self._listed_candidates(ids, w, spans, self.vocabulary)
+                elif w in names:
+                    continue
                 else:
                     cands = self._generator_candidates(ids, w, spans)
                 cands = [c for c in dict.fromkeys(map(tuple, cands)) if list(c) != current[w]]
@@ -659,7 +685,8 @@ class Corrector:
             windows.append(cur)
         edits = []
         for win in windows:
-            done = self._correct_words([words[i] for i in win], alternatives)
+            names = {k for k, i in enumerate(win) if self.keep_names and is_name(text, words[i])}
+            done = self._correct_words([words[i] for i in win], alternatives, names)
             for local, (pieces, pr) in sorted(done.items()):
                 w = words[win[local]]
                 original = text[w.start:w.end]
@@ -692,10 +719,11 @@ class Corrector:
         return out
 
 
-def correct(pair: Pair, text: str, threshold: float = 0.9, top_k: int = 10, rounds: int = 3,
+def correct(pair: Pair, text: str, threshold: float = DEFAULT_THRESHOLD, top_k: int = 10, rounds: int = 3,
             vocabulary: Sequence[str] | None = None, hypotheses: Sequence[str] | None = None, **filters: float
             ) -> Correction:
-    """Detect and correct ``text`` (see :class:`Corrector`; ``filters``: ``max_new_p``, ``min_generator_prob``)."""
+    """Detect and correct ``text`` (see :class:`Corrector`; ``filters``: ``max_new_p``, ``min_generator_prob``,
+    ``keep_names``)."""
     return Corrector(pair, threshold, top_k, rounds, vocabulary=vocabulary, **filters).correct(text, hypotheses)
 
 
