@@ -212,31 +212,46 @@ def nbest(pair, n: int, threshold: float) -> dict:
 
 
 def plot(results: dict, path: str) -> None:
-    """Correction precision (where there were edits) and recall against the threshold, per model and language."""
+    """Correction precision (with the number of edits at each point) and recall against the threshold, one line
+    per model, language and generator-probability floor; detection precision dotted."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(6, 4))
+    fig, (ax_p, ax_r) = plt.subplots(1, 2, figsize=(10, 4))
     for name, res in results.items():
         for lang in ("en", "zh"):
-            rows = [r for r in res.get(lang, {}).get("rows", [])
-                    if r.get("min_generator_prob", DEFAULT_MIN_GENERATOR_PROB) == DEFAULT_MIN_GENERATOR_PROB]
+            rows = res.get(lang, {}).get("rows", [])
             if not any(r["edits"] for r in rows):
                 continue  # a model that never edits has no curve
-            ts = [r["threshold"] for r in rows]
-            ax.plot(ts, [r["corr_p"] if r["edits"] else float("nan") for r in rows], "o-",
-                    label=f"{name} {lang} precision")
-            ax.plot(ts, [r["corr_r"] for r in rows], "s--", label=f"{name} {lang} recall")
-            ax.plot(ts, [r["det_p"] for r in rows], "^:", label=f"{name} {lang} detection precision")
-    ax.axhline(0.9, color="grey", lw=0.8, ls=":")
-    ax.axvline(DEFAULT_THRESHOLD, color="grey", lw=0.8, ls="--")  # the default
-    ax.set_ylim(0, 1.02)
-    ax.set_xlabel("threshold on p(replaced)")
-    ax.set_ylabel("precision / recall")
-    ax.set_title("electra correct: planted errors in held-out text")
-    ax.legend(fontsize=7)
+            floors = sorted({r.get("min_generator_prob", DEFAULT_MIN_GENERATOR_PROB) for r in rows})
+            for g in floors:
+                sel = [r for r in rows if r.get("min_generator_prob", DEFAULT_MIN_GENERATOR_PROB) == g]
+                if not any(r["edits"] for r in sel):
+                    continue
+                ts = [r["threshold"] for r in sel]
+                tag = f"{name} {lang}, gen p >= {g:g}" + (" (default)" if g == DEFAULT_MIN_GENERATOR_PROB else "")
+                (line,) = ax_p.plot(ts, [r["corr_p"] if r["edits"] else float("nan") for r in sel], "o-", label=tag)
+                for t, r in zip(ts, sel):
+                    if r["edits"]:
+                        ax_p.annotate(str(r["edits"]), (t, r["corr_p"]), textcoords="offset points", xytext=(0, 5),
+                                      fontsize=7, color=line.get_color(), ha="center")
+                ax_r.plot(ts, [r["corr_r"] for r in sel], "s--", color=line.get_color(), label=tag)
+            ax_p.plot([r["threshold"] for r in rows if r.get("min_generator_prob") == floors[0]],
+                      [r["det_p"] for r in rows if r.get("min_generator_prob") == floors[0]], "^:", color="grey",
+                      alpha=0.6, label=f"{name} {lang}: detection precision")
+    for ax in (ax_p, ax_r):
+        ax.axvline(DEFAULT_THRESHOLD, color="grey", lw=0.8, ls="--")  # the default
+        ax.set_xlabel("threshold on p(replaced)")
+    ax_p.axhline(0.9, color="grey", lw=0.8, ls=":")
+    ax_p.set_ylim(0, 1.08)
+    ax_p.set_ylabel("correction precision (labels: edits)")
+    ax_r.set_ylabel("correction recall (errors restored / planted)")
+    ax_p.set_title("precision: right word restored / edits")
+    ax_r.set_title("recall")
+    ax_p.legend(fontsize=6, loc="lower left")
+    fig.suptitle("electra correct: planted errors in held-out text")
     fig.tight_layout()
     fig.savefig(path, dpi=120)
 
