@@ -265,7 +265,7 @@ def test_metrics_count_requests_latency_batches_and_errors(client):
 def test_the_page_is_served_at_the_root(client):
     r = client.get("/")
     assert r.status_code == 200 and r.headers["content-type"].startswith("text/html")
-    assert 'id="detect-run"' in r.text and 'id="qa-run"' in r.text
+    assert 'id="detect-run"' in r.text and 'id="qa-run"' in r.text and 'id="correct-run"' in r.text
 
 
 @pytest.mark.slow
