@@ -17,6 +17,7 @@ from electra.checkpoint import load_checkpoint, save_checkpoint, tokenizer_dir  
 from electra.generation import Edit, apply_edits  # noqa: E402
 from electra.inference import load_model  # noqa: E402
 from electra.pipelines import pipelines_for  # noqa: E402
+from electra.scoring import Scorer  # noqa: E402
 from serve_fixtures import running_server  # noqa: E402
 
 QA = {"question": "what is the capital of france?", "context": "The capital of France is Paris. Rivers run."}
@@ -62,7 +63,7 @@ def test_health_ready_and_info_describe_the_models(client):
     assert client.get("/ready").status_code == 200
     info = client.get("/info").json()
     by_name = {m["name"]: m for m in info["models"]}
-    assert by_name["pre"]["tasks"] == ["detect", "fill", "correct"] and by_name["qa"]["tasks"] == ["answer"]
+    assert by_name["pre"]["tasks"] == ["detect", "fill", "correct", "rescore"] and by_name["qa"]["tasks"] == ["answer"]
     assert by_name["cls"]["labels"] == ["contradiction", "entailment", "neutral"]
     assert by_name["tag"]["max_input_tokens"] == 40 and info["limits"]["max_inputs"] == 20
 
@@ -128,7 +129,7 @@ def test_correct_refuses_what_the_other_endpoints_refuse(client, body):
 
 def test_a_model_without_a_generator_neither_lists_nor_serves_correct(client):
     by_name = {m["name"]: m for m in client.get("/info").json()["models"]}
-    assert by_name["disc"]["tasks"] == ["detect"] and by_name["cls"]["tasks"] == ["classify"]
+    assert by_name["disc"]["tasks"] == ["detect", "rescore"] and by_name["cls"]["tasks"] == ["classify"]
     for name in ("disc", "cls"):
         r = client.post("/v1/correct", json={"text": "paris is old", "model": name})
         assert r.status_code == 422 and r.json()["error_type"] == "validation"
@@ -143,6 +144,43 @@ def test_correct_keeps_serving_after_bad_requests(server, client):
         client.post("/v1/correct", json={"text": "paris", **options})
     assert server.process.poll() is None
     assert client.post("/v1/correct", json={"text": "paris is old"}).json().keys() == {"text", "edits"}
+
+
+CANDIDATES = ["paris is old", "old is paris", ZH]
+
+
+@pytest.mark.parametrize("method", ["rtd", "pll", "pll-word"])
+def test_rescore_gives_electra_scoring_sentence_scores_and_the_ranking(client, models, method):
+    got = client.post("/v1/rescore", json={"candidates": CANDIDATES, "method": method}).json()
+    assert set(got) == {"scores", "ranking"} and sorted(got["ranking"]) == [0, 1, 2]
+    expected = Scorer(load_model(models["pretrained"])).score(method, CANDIDATES)
+    assert got["scores"] == pytest.approx([round(s.score, 4) for s in expected], abs=2e-4)
+    assert [got["scores"][k] for k in got["ranking"]] == sorted(got["scores"], reverse=True)
+
+
+def test_rescore_lists_give_one_answer_per_list_in_order(client):
+    lists = [CANDIDATES, ["london is old"], CANDIDATES[::-1]]
+    got = client.post("/v1/rescore", json={"lists": lists}).json()
+    assert got == [client.post("/v1/rescore", json={"candidates": c}).json() for c in lists]
+
+
+@pytest.mark.parametrize("body", [{"candidates": ["a"], "lists": [["b"]]}, {"candidates": []}, {"lists": [[]]},
+                                  {"candidates": ["a"] * 21}, {"candidates": ["a", "paris " * 60]},
+                                  {"candidates": ["a"], "method": "bleu"}, {"candidates": "a"},
+                                  {"candidates": ["a"], "method": "pll", "model": "disc"}],
+                         ids=["both", "empty", "empty list", "too many candidates", "over the token limit",
+                              "unknown method", "not a list", "pll without a generator"])
+def test_rescore_bad_requests_are_validation_errors(client, body):
+    r = client.post("/v1/rescore", json=body)
+    assert r.status_code == 422 and r.json().keys() == {"error", "error_type"}
+    assert r.json()["error_type"] == "validation"
+
+
+def test_rescore_keeps_serving_after_bad_requests(server, client):
+    for _, args, _, _ in ERRORS:
+        client.post("/v1/rescore", headers={"Content-Type": "application/json"}, **args)
+    assert server.process.poll() is None
+    assert client.post("/v1/rescore", json={"candidates": ["a", "b"], "model": "disc"}).status_code == 200
 
 
 def test_classify_lists_every_label_best_first(client):

@@ -1,4 +1,4 @@
-"""Text in, JSON-ready results out, for every kind of model: detect, fill, correct, classify, answer, tag.
+"""Text in, JSON-ready results out, for every kind of model: detect, fill, correct, rescore, classify, answer, tag.
 
 Each pipeline has two halves so that a server can batch across requests (``electra.serve.batching``):
 ``prepare(value)`` tokenizes and validates one input (a user error raises :class:`ElectraError`, an HTTP 422)
@@ -175,6 +175,47 @@ class CorrectPipeline(Pipeline):
         return [corrector.correct(text).to_dict() for text, corrector in (i.data for i in items)]
 
 
+class RescorePipeline(Pipeline):
+    """Zero-shot rescoring of a list of candidates (:mod:`electra.scoring`, no tuning): each candidate's sentence
+    score (``rtd``: the discriminator's sum of log p(original) over its tokens; ``pll``/``pll-word``: the
+    generator's pseudo-log-likelihood) and the ranking, best first (ties keep the given order)."""
+
+    task = "rescore"
+
+    def prepare(self, value: Any, method: str = "rtd") -> Item:
+        from electra.scoring import SCORERS
+
+        if method not in SCORERS:
+            raise ElectraError(f"method {method!r}: expected one of {', '.join(SCORERS)}")
+        if method != "rtd" and "generator" not in self.model.runners:
+            raise ElectraError(f"method {method!r} needs a generator; this model has none (use \"rtd\")")
+        if method != "rtd" and self.tokenizer.token_to_id("[MASK]") is None:
+            raise ElectraError(f"method {method!r} needs a [MASK] token; this model's tokenizer has none")
+        if not isinstance(value, list) or not value:
+            raise ElectraError("each input must be a non-empty list of candidate strings")
+        encs = []
+        for j, cand in enumerate(value):
+            try:
+                encs.append(self._encode(cand))
+            except ElectraError as e:
+                raise ElectraError(f"candidate {j}: {e}") from None
+        return Item((encs, method), max(len(e.ids) for e in encs) * len(encs))
+
+    def run(self, items: list[Item]) -> list[dict[str, Any]]:
+        from electra.scoring import pll_scores, rtd_scores
+
+        out = []
+        for encs, method in (i.data for i in items):
+            if method == "rtd":
+                scores = rtd_scores(self.model.runners["discriminator"], encs)
+            else:
+                scores = pll_scores(self.model.runners["generator"], encs, self.tokenizer.token_to_id("[MASK]"),
+                                    method == "pll-word")
+            values = [round(s.score, 4) for s in scores]
+            out.append({"scores": values, "ranking": sorted(range(len(values)), key=lambda k: -scores[k].score)})
+        return out
+
+
 class ClassifyPipeline(Pipeline):
     """A text, or a pair ``[a, b]`` for sentence-pair tasks: every label with its probability, best first
     (regression: one entry, the predicted value as ``score``)."""
@@ -308,14 +349,16 @@ def group_entities(text: str, words: list[tuple[str, float, int, int]]) -> list[
 
 
 PIPELINES: dict[str, type[Pipeline]] = {p.task: p for p in (DetectPipeline, FillPipeline, CorrectPipeline,
-                                                            ClassifyPipeline, AnswerPipeline, TagPipeline)}
+                                                            RescorePipeline, ClassifyPipeline, AnswerPipeline,
+                                                            TagPipeline)}
 
 
 def pipelines_for(model: LoadedModel, max_input_tokens: int | None = None) -> dict[str, Pipeline]:
-    """The pipelines a model serves: detect, fill and correct (pre-trained: fill needs the generator, correct
-    both networks), classify, answer or tag (fine-tuned)."""
+    """The pipelines a model serves: detect, fill, correct and rescore (pre-trained: fill needs the generator,
+    correct both networks), classify, answer or tag (fine-tuned)."""
     if model.kind == "pretrained":
-        needs = (("detect", {"discriminator"}), ("fill", {"generator"}), ("correct", {"generator", "discriminator"}))
+        needs = (("detect", {"discriminator"}), ("fill", {"generator"}), ("correct", {"generator", "discriminator"}),
+                 ("rescore", {"discriminator"}))
         tasks = [t for t, r in needs if r <= set(model.runners)]
     else:
         tasks = [{"classification": "classify", "qa": "answer", "tagging": "tag"}[model.kind]]

@@ -10,6 +10,8 @@
 ``POST /v1/fill``      ``{"text" | "texts", "top_k"}`` -> fill-mask candidates ``sequence, score, token, token_str``
 ``POST /v1/correct``   ``{"text" | "texts"}`` + options -> ``{text, edits: [{start, end, original, replacement,
                        p_replaced}]}`` (pre-trained models with a generator; see :class:`CorrectRequest`)
+``POST /v1/rescore``   ``{"candidates": [...]}`` or ``{"lists": [[...], ...]}``, ``"method"`` rtd | pll | pll-word
+                       -> ``{scores, ranking}`` per list (zero-shot sentence scores; ranking: indices, best first)
 ``POST /v1/classify``  ``{"text" | "texts"}`` (a pair as ``[a, b]``) -> ``[{label, score}, ...]`` best first
 ``POST /v1/answer``    ``{"question", "context"}`` or ``{"inputs": [{...}, ...]}`` -> ``answer, score, start, end``
 ``POST /v1/tag``       ``{"text" | "texts"}`` -> ``[{entity_group, score, word, start, end}, ...]``
@@ -30,7 +32,7 @@ import time
 from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse, JSONResponse, Response
@@ -47,8 +49,9 @@ from electra.serve.metrics import Metrics
 log = logging.getLogger("electra.serve")
 PAGE = Path(__file__).parent / "static" / "index.html"
 ENDPOINTS = ("/", "/health", "/ready", "/info", "/metrics", "/v1/detect", "/v1/fill", "/v1/correct",
-             "/v1/classify", "/v1/answer", "/v1/tag")
-WARM_UP = {"detect": "hello world", "fill": "hello [MASK]", "correct": "hello world", "classify": "hello world",
+             "/v1/rescore", "/v1/classify", "/v1/answer", "/v1/tag")
+WARM_UP = {"detect": "hello world", "fill": "hello [MASK]", "correct": "hello world",
+           "rescore": ["hello world", "world hello"], "classify": "hello world",
            "tag": "hello world", "answer": {"question": "what?", "context": "hello world"}}
 CORRECT_DEFAULTS = corrector_defaults()
 
@@ -106,6 +109,21 @@ class AnswerRequest(_Request):
     inputs: list[QAInput] | None = None
 
 
+class RescoreRequest(_Request):
+    candidates: list[str] | None = None  # one list
+    lists: list[list[str]] | None = None
+    method: Literal["rtd", "pll", "pll-word"] = "rtd"
+
+    def options(self) -> dict[str, Any]:
+        return {"method": self.method}
+
+
+def _candidate_lists(req: RescoreRequest) -> tuple[list[Any], bool]:
+    if (req.candidates is None) == (req.lists is None):
+        raise invalid("give exactly one of \"candidates\" (one list) and \"lists\" (a list of lists)")
+    return ([req.candidates], True) if req.candidates is not None else (list(req.lists), False)
+
+
 def _texts(req: TextRequest | ClassifyRequest) -> tuple[list[Any], bool]:
     if (req.text is None) == (req.texts is None):
         raise invalid("give exactly one of \"text\" (one input) and \"texts\" (a list of inputs)")
@@ -123,7 +141,7 @@ def _qa_inputs(req: AnswerRequest) -> tuple[list[Any], bool]:
 
 ROUTES: dict[str, tuple[type[_Request], Callable[[Any], tuple[list[Any], bool]]]] = {
     "detect": (TextRequest, _texts), "fill": (FillRequest, _texts), "correct": (CorrectRequest, _texts),
-    "classify": (ClassifyRequest, _texts),
+    "rescore": (RescoreRequest, _candidate_lists), "classify": (ClassifyRequest, _texts),
     "answer": (AnswerRequest, _qa_inputs), "tag": (TextRequest, _texts)}
 
 
@@ -309,6 +327,8 @@ def create_app(models: dict[str, LoadedModel], limits: Limits | None = None) -> 
             raise invalid("no inputs: the list is empty")
         if len(values) > limits.max_inputs:
             raise invalid(f"{len(values)} inputs; at most {limits.max_inputs} per request")
+        if task == "rescore" and (most := max(len(v) for v in values)) > limits.max_inputs:
+            raise invalid(f"a list of {most} candidates; at most {limits.max_inputs} per list")
         _, batcher = service.pick(task, req.model)
         options = req.options()
         items = []
