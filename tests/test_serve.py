@@ -1,6 +1,7 @@
 """`electra serve` in a subprocess on a free loopback port: every endpoint's schema, every error class, dynamic
 batching under concurrency, and graceful shutdown."""
 
+import inspect
 import signal
 import threading
 import time
@@ -12,8 +13,11 @@ pytest.importorskip("fastapi")
 pytest.importorskip("httpx")
 
 from deploy_fixtures import ZH, tiny_models  # noqa: E402
+from electra.checkpoint import load_checkpoint, save_checkpoint, tokenizer_dir  # noqa: E402
+from electra.generation import Edit, apply_edits  # noqa: E402
 from electra.inference import load_model  # noqa: E402
 from electra.pipelines import pipelines_for  # noqa: E402
+from electra.scoring import Scorer  # noqa: E402
 from serve_fixtures import running_server  # noqa: E402
 
 QA = {"question": "what is the capital of france?", "context": "The capital of France is Paris. Rivers run."}
@@ -21,15 +25,22 @@ OPTIONS = ("--max-wait-ms", "100", "--max-queue", "16", "--max-inputs", "20", "-
            "--max-input-tokens", "40")
 
 
+PERMISSIVE = {"threshold": 0.0, "min_generator_prob": 0.0, "max_new_p": 1.0}  # edits even on a random model
+
+
 @pytest.fixture(scope="module")
 def models(tmp_path_factory):
-    return tiny_models(tmp_path_factory.mktemp("models"))
+    runs = tiny_models(tmp_path_factory.mktemp("models"))
+    ckpt = runs["pretrained"]  # the same discriminator saved alone, as `electra import-hf --discriminator` does
+    runs["discriminator_only"] = save_checkpoint(load_checkpoint(ckpt), ckpt.parent / "disc-only",
+                                                 tokenizer_dir=tokenizer_dir(ckpt), has_generator=False)
+    return runs
 
 
 @pytest.fixture(scope="module")
 def server(models, tmp_path_factory):
     specs = [f"pre={models['pretrained']}", f"cls={models['classification']}", f"qa={models['qa']}",
-             f"tag={models['tagging']}"]
+             f"tag={models['tagging']}", f"disc={models['discriminator_only']}"]
     with running_server(specs, tmp_path_factory.mktemp("log") / "serve.log", *OPTIONS) as s:
         yield s
 
@@ -52,7 +63,7 @@ def test_health_ready_and_info_describe_the_models(client):
     assert client.get("/ready").status_code == 200
     info = client.get("/info").json()
     by_name = {m["name"]: m for m in info["models"]}
-    assert by_name["pre"]["tasks"] == ["detect", "fill"] and by_name["qa"]["tasks"] == ["answer"]
+    assert by_name["pre"]["tasks"] == ["detect", "fill", "correct", "rescore"] and by_name["qa"]["tasks"] == ["answer"]
     assert by_name["cls"]["labels"] == ["contradiction", "entailment", "neutral"]
     assert by_name["tag"]["max_input_tokens"] == 40 and info["limits"]["max_inputs"] == 20
 
@@ -67,6 +78,109 @@ def test_fill_answers_transformers_fill_mask_fields(client, local):
     got = client.post("/v1/fill", json={"text": "paris is [MASK]", "top_k": 3}).json()
     assert len(got) == 3 and all(set(c) == {"sequence", "score", "token", "token_str"} for c in got)
     assert got == local["fill"].run([local["fill"].prepare("paris is [MASK]", 3)])[0]
+
+
+def test_correct_answers_the_text_and_its_edits(client):
+    text = "paris is old and the river runs"
+    got = client.post("/v1/correct", json={"text": text, **PERMISSIVE}).json()
+    assert set(got) == {"text", "edits"} and got["edits"]
+    assert all(set(e) == {"start", "end", "original", "replacement", "p_replaced"} for e in got["edits"])
+    assert all(text[e["start"]:e["end"]] == e["original"] for e in got["edits"])
+
+
+@pytest.mark.parametrize("text", ["paris is old and the river runs", ZH])
+def test_correct_edits_applied_to_the_input_give_the_returned_text(client, text):
+    got = client.post("/v1/correct", json={"text": text, **PERMISSIVE}).json()
+    assert apply_edits(text, [Edit(**e) for e in got["edits"]]) == got["text"]
+
+
+def test_correct_defaults_are_the_correctors(client):
+    from electra.generation import DEFAULT_THRESHOLD, Corrector
+    from electra.serve.app import CorrectRequest
+
+    assert CorrectRequest().threshold == DEFAULT_THRESHOLD
+    assert CorrectRequest().rounds == inspect.signature(Corrector).parameters["rounds"].default
+    assert client.post("/v1/correct", json={"text": "paris is old"}).status_code == 200
+
+
+def test_correct_texts_give_one_correction_per_input_in_order(client):
+    texts = ["paris is old", ZH, "the river runs through green hills"]
+    got = client.post("/v1/correct", json={"texts": texts, **PERMISSIVE}).json()
+    assert got == [client.post("/v1/correct", json={"text": t, **PERMISSIVE}).json() for t in texts]
+
+
+BAD_OPTIONS = [{"threshold": 2}, {"threshold": "0.5"}, {"min_generator_prob": -0.1}, {"max_new_p": 1.5},
+               {"top_k": 0}, {"top_k": 51}, {"rounds": 6}, {"keep_names": "yes"}, {"beam": 3}]
+
+
+@pytest.mark.parametrize("options", BAD_OPTIONS, ids=[str(o) for o in BAD_OPTIONS])
+def test_correct_options_out_of_range_are_validation_errors(client, options):
+    r = client.post("/v1/correct", json={"text": "paris is old", **options})
+    assert r.status_code == 422 and r.json().keys() == {"error", "error_type"}
+    assert r.json()["error_type"] == "validation" and next(iter(options)) in r.json()["error"]
+
+
+@pytest.mark.parametrize("body", [{"text": "paris " * 60}, {"text": "   "}, {"texts": ["a"] * 21}],
+                         ids=["over the token limit", "empty text", "too many inputs"])
+def test_correct_refuses_what_the_other_endpoints_refuse(client, body):
+    r = client.post("/v1/correct", json=body)
+    assert r.status_code == 422 and r.json()["error_type"] == "validation"
+
+
+def test_a_model_without_a_generator_neither_lists_nor_serves_correct(client):
+    by_name = {m["name"]: m for m in client.get("/info").json()["models"]}
+    assert by_name["disc"]["tasks"] == ["detect", "rescore"] and by_name["cls"]["tasks"] == ["classify"]
+    for name in ("disc", "cls"):
+        r = client.post("/v1/correct", json={"text": "paris is old", "model": name})
+        assert r.status_code == 422 and r.json()["error_type"] == "validation"
+        assert f"model {name!r} does not serve correct" in r.json()["error"] and "'pre'" in r.json()["error"]
+    assert client.post("/v1/detect", json={"text": "paris is old", "model": "disc"}).status_code == 200
+
+
+def test_correct_keeps_serving_after_bad_requests(server, client):
+    for _, args, _, _ in ERRORS:
+        client.post("/v1/correct", headers={"Content-Type": "application/json"}, **args)
+    for options in BAD_OPTIONS:
+        client.post("/v1/correct", json={"text": "paris", **options})
+    assert server.process.poll() is None
+    assert client.post("/v1/correct", json={"text": "paris is old"}).json().keys() == {"text", "edits"}
+
+
+CANDIDATES = ["paris is old", "old is paris", ZH]
+
+
+@pytest.mark.parametrize("method", ["rtd", "pll", "pll-word"])
+def test_rescore_gives_electra_scoring_sentence_scores_and_the_ranking(client, models, method):
+    got = client.post("/v1/rescore", json={"candidates": CANDIDATES, "method": method}).json()
+    assert set(got) == {"scores", "ranking"} and sorted(got["ranking"]) == [0, 1, 2]
+    expected = Scorer(load_model(models["pretrained"])).score(method, CANDIDATES)
+    assert got["scores"] == pytest.approx([round(s.score, 4) for s in expected], abs=2e-4)
+    assert [got["scores"][k] for k in got["ranking"]] == sorted(got["scores"], reverse=True)
+
+
+def test_rescore_lists_give_one_answer_per_list_in_order(client):
+    lists = [CANDIDATES, ["london is old"], CANDIDATES[::-1]]
+    got = client.post("/v1/rescore", json={"lists": lists}).json()
+    assert got == [client.post("/v1/rescore", json={"candidates": c}).json() for c in lists]
+
+
+@pytest.mark.parametrize("body", [{"candidates": ["a"], "lists": [["b"]]}, {"candidates": []}, {"lists": [[]]},
+                                  {"candidates": ["a"] * 21}, {"candidates": ["a", "paris " * 60]},
+                                  {"candidates": ["a"], "method": "bleu"}, {"candidates": "a"},
+                                  {"candidates": ["a"], "method": "pll", "model": "disc"}],
+                         ids=["both", "empty", "empty list", "too many candidates", "over the token limit",
+                              "unknown method", "not a list", "pll without a generator"])
+def test_rescore_bad_requests_are_validation_errors(client, body):
+    r = client.post("/v1/rescore", json=body)
+    assert r.status_code == 422 and r.json().keys() == {"error", "error_type"}
+    assert r.json()["error_type"] == "validation"
+
+
+def test_rescore_keeps_serving_after_bad_requests(server, client):
+    for _, args, _, _ in ERRORS:
+        client.post("/v1/rescore", headers={"Content-Type": "application/json"}, **args)
+    assert server.process.poll() is None
+    assert client.post("/v1/rescore", json={"candidates": ["a", "b"], "model": "disc"}).status_code == 200
 
 
 def test_classify_lists_every_label_best_first(client):
@@ -169,11 +283,13 @@ def test_concurrent_clients_each_get_their_own_result(server, local):
 
 
 def _batches(c) -> tuple[float, float]:
-    """(forward passes, inputs) of the detect queue so far, from /metrics."""
-    lines = c.get("/metrics").text.splitlines()
-    value = {ln.split("{")[0].split(" ")[0]: float(ln.rsplit(" ", 1)[1]) for ln in lines
-             if ln.startswith("electra_batch_size_") and 'task="detect"' in ln and "_bucket" not in ln}
-    return value.get("electra_batch_size_count", 0.0), value.get("electra_batch_size_sum", 0.0)
+    """(forward passes, inputs) of the detect queues so far (summed over the models), from /metrics."""
+    value = {"electra_batch_size_count": 0.0, "electra_batch_size_sum": 0.0}
+    for ln in c.get("/metrics").text.splitlines():
+        name = ln.split("{")[0].split(" ")[0]
+        if name in value and 'task="detect"' in ln:
+            value[name] += float(ln.rsplit(" ", 1)[1])
+    return value["electra_batch_size_count"], value["electra_batch_size_sum"]
 
 
 def test_metrics_count_requests_latency_batches_and_errors(client):
@@ -187,7 +303,7 @@ def test_metrics_count_requests_latency_batches_and_errors(client):
 def test_the_page_is_served_at_the_root(client):
     r = client.get("/")
     assert r.status_code == 200 and r.headers["content-type"].startswith("text/html")
-    assert 'id="detect-run"' in r.text and 'id="qa-run"' in r.text
+    assert 'id="detect-run"' in r.text and 'id="qa-run"' in r.text and 'id="correct-run"' in r.text
 
 
 @pytest.mark.slow

@@ -95,3 +95,27 @@ def test_qa_highlights_the_api_answer_in_the_context(page, tmp_path):
     else:
         assert page.query_selector("#qa-context-out mark.answer") is None
     assert _shot(page, tmp_path, "qa").stat().st_size > 0
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("text", ["paris is old and the river runs", ZH])
+def test_correct_shows_the_api_edits_struck_through_and_replaced(page, tmp_path, text):
+    page.fill("#correct-text", text)
+    for field, value in (("threshold", "0"), ("min-generator-prob", "0"), ("max-new-p", "1")):  # edits on a
+        page.fill(f"#correct-{field}", value)  # random tiny model
+    page.eval_on_selector("#correct-out", "e => e.replaceChildren()")
+    page.click("#correct-run")
+    page.wait_for_selector("#correct-result")
+    shown = page.eval_on_selector_all("#correct-out .edit", "els => els.map(e => [+e.dataset.start, +e.dataset.end, "
+                                                            "e.querySelector('del').textContent, "
+                                                            "e.querySelector('ins').textContent, +e.dataset.p, "
+                                                            "e.title, getComputedStyle(e.querySelector('del'))"
+                                                            ".textDecorationLine])")
+    with page.server.client() as c:
+        api = c.post("/v1/correct", json={"text": text, "threshold": 0, "min_generator_prob": 0,
+                                          "max_new_p": 1}).json()
+    assert api["edits"] and [s[:5] for s in shown] == [[e["start"], e["end"], e["original"], e["replacement"],
+                                                        e["p_replaced"]] for e in api["edits"]]
+    assert all(s[5] == f"p(replaced) = {s[4]:.4f}" and s[6] == "line-through" for s in shown)  # hover, struck
+    assert page.inner_text("#correct-result") == api["text"]
+    assert _shot(page, tmp_path, "correct").stat().st_size > 0

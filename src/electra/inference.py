@@ -16,11 +16,11 @@ onnx   int8       the same graph, int8 with activations quantized per row (``Mat
                   a folder exported with ``--quantize int8-tensor`` (per tensor: faster, batch-dependent) runs too
 =====  =========  ====================================================================================
 
-:func:`load_model` reads a pre-trained checkpoint or run folder (a ``discriminator`` and a ``generator``
-runner), a fine-tuned task run (a ``task`` runner), or a folder written by ``electra export --format onnx``.
-With ``--backend onnx`` a checkpoint or run is exported on the fly (into a temporary folder, removed once the
-session has loaded it). :func:`as_task_model` makes a task runner look like a :class:`TaskModel`, so the
-task code (QA decoding, tagging, classification scores) runs unchanged on any backend.
+:func:`load_model` reads a pre-trained checkpoint or run folder (a ``discriminator`` and, unless the checkpoint
+has none, a ``generator`` runner), a fine-tuned task run (a ``task`` runner), or a folder written by ``electra
+export --format onnx``. With ``--backend onnx`` a checkpoint or run is exported on the fly (into a temporary
+folder, removed once the session has loaded it). :func:`as_task_model` makes a task runner look like a
+:class:`TaskModel`, so the task code (QA decoding, tagging, classification scores) runs unchanged on any backend.
 
 Threads: every runner uses ``torch.get_num_threads()`` threads; onnxruntime's pool is created without
 spinning (``session.intra_op.allow_spinning=0``), so one busy-waiting pool never starves the other on a small
@@ -241,7 +241,7 @@ class LoadedModel:
     """What a served or predicting model is: its runners, tokenizer and task description."""
 
     kind: str  # "pretrained" | "classification" | "qa" | "tagging"
-    runners: dict[str, Runner]  # "discriminator" + "generator", or "task"
+    runners: dict[str, Runner]  # "discriminator" (+ "generator" if the checkpoint has one), or "task"
     tokenizer: Any
     spec: dict[str, Any] = field(default_factory=dict)  # the task run's spec (labels, window, ...)
     head: dict[str, Any] = field(default_factory=dict)  # head class and args
@@ -302,15 +302,18 @@ def _load_torch(path: Path, precision: str) -> LoadedModel:
         kind = _kind_of_head(type(model.head).__name__)
         return LoadedModel(kind, {"task": torch_task_runner(model, precision)}, load_tokenizer(tok), model.spec,
                            meta["head"], model.encoder.config, str(path), "torch", precision)
-    from electra.checkpoint import load_checkpoint, resolve_checkpoint, tokenizer_dir
+    from electra.checkpoint import load_checkpoint, read_checkpoint_meta, resolve_checkpoint, tokenizer_dir
 
     ckpt = resolve_checkpoint(path)
     tok = tokenizer_dir(ckpt)
     if tok is None:
         raise ElectraError(f"{ckpt}: checkpoint has no tokenizer/ folder")
     model = load_checkpoint(ckpt)
-    return LoadedModel("pretrained", torch_pretrained_runners(model, precision), load_tokenizer(tok), {}, {},
-                       model.config.discriminator, str(path), "torch", precision)
+    runners = torch_pretrained_runners(model, precision)
+    if not read_checkpoint_meta(ckpt).get("has_generator", True):  # its generator would be random weights
+        del runners["generator"]  # as an ONNX export of such a checkpoint, which has no generator either
+    return LoadedModel("pretrained", runners, load_tokenizer(tok), {}, {}, model.config.discriminator, str(path),
+                       "torch", precision)
 
 
 def _load_onnx_folder(path: Path, precision: str, threads: int | None) -> LoadedModel:

@@ -1,4 +1,4 @@
-"""Text in, JSON-ready results out, for every kind of model: detect, fill, classify, answer, tag.
+"""Text in, JSON-ready results out, for every kind of model: detect, fill, correct, rescore, classify, answer, tag.
 
 Each pipeline has two halves so that a server can batch across requests (``electra.serve.batching``):
 ``prepare(value)`` tokenizes and validates one input (a user error raises :class:`ElectraError`, an HTTP 422)
@@ -10,12 +10,15 @@ reads it, and QA windowing changes its truncation settings).
 Result shapes follow ``transformers``' pipelines where it has one: fill-mask (``sequence, score, token,
 token_str``), text-classification (``label, score``, best first), question-answering (``answer, score, start,
 end``; no answer: ``""`` with start = end = 0), token-classification with simple aggregation (``entity_group,
-score, word, start, end``); detect returns what ``electra detect --json`` prints.
+score, word, start, end``); detect returns what ``electra detect --json`` prints, correct what
+:meth:`electra.generation.Correction.to_dict` gives (``text, edits``).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
+import inspect
 import math
 from dataclasses import dataclass
 from typing import Any
@@ -101,6 +104,115 @@ class FillPipeline(Pipeline):
         for item, per_mask in zip(items, res):
             per_mask = [c[:item.data[1]] for c in per_mask]
             out.append(per_mask[0] if len(per_mask) == 1 else per_mask)  # as transformers: one mask, one list
+        return out
+
+
+def corrector_defaults() -> dict[str, Any]:
+    """The options of :class:`electra.generation.Corrector` with its own defaults (one source for them)."""
+    from electra.generation import Corrector
+
+    params = inspect.signature(Corrector.__init__).parameters
+    return {k: params[k].default for k in CORRECT_OPTIONS}
+
+
+CORRECT_OPTIONS = ("threshold", "min_generator_prob", "max_new_p", "top_k", "rounds", "keep_names")
+
+
+class CorrectPipeline(Pipeline):
+    """Detect and correct (:class:`electra.generation.Corrector`) with a pre-trained pair: ``{"text", "edits"}``.
+
+    Correction is multi-pass (read, propose, re-read, for each flagged word and round), so it is not batched token
+    by token like detect: each prepared text is one batch item, and ``run`` corrects the items of a batch one after
+    the other on the inference thread, where the model's other forward passes run (never two thread pools at
+    once). The per-input token limit is the other endpoints' (``max_tokens``): the corrector could split a longer
+    text into windows of whole words, but a request's work stays bounded by refusing it instead. Options
+    (``threshold``, ``min_generator_prob``, ``max_new_p``, ``top_k``, ``rounds``, ``keep_names``) default to the
+    :class:`Corrector` constructor's defaults; a corrector is built once per distinct set of options (cached).
+    """
+
+    task = "correct"
+    max_top_k, max_rounds = 50, 5
+
+    def __init__(self, model: LoadedModel, max_input_tokens: int | None = None):
+        from electra.generation import Pair
+
+        super().__init__(model, max_input_tokens)
+        self.run_tokenizer.no_padding()
+        self.run_tokenizer.no_truncation()
+        self.pair = Pair(model.runners["generator"], model.runners["discriminator"], self.run_tokenizer,
+                         model.max_sequence)
+        self.defaults = corrector_defaults()
+
+    @functools.lru_cache(maxsize=16)  # noqa: B019 - one pipeline per served model, kept for the process
+    def _corrector(self, options: tuple[tuple[str, Any], ...]) -> Any:
+        from electra.generation import Corrector
+
+        return Corrector(self.pair, **dict(options))
+
+    def prepare(self, value: Any, **options: Any) -> Item:
+        unknown = sorted(set(options) - set(CORRECT_OPTIONS))
+        if unknown:
+            raise ElectraError(f"unknown correct option {unknown[0]!r}; expected {', '.join(CORRECT_OPTIONS)}")
+        opts = {**self.defaults, **options}
+        for name in ("top_k", "rounds"):
+            most = self.max_top_k if name == "top_k" else self.max_rounds
+            if not isinstance(opts[name], int) or isinstance(opts[name], bool) or not 1 <= opts[name] <= most:
+                raise ElectraError(f"{name} {opts[name]!r}: expected an integer from 1 to {most}")
+        for name in ("threshold", "min_generator_prob", "max_new_p"):
+            v = opts[name]
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0 <= v <= 1:
+                raise ElectraError(f"{name} {v!r}: expected a number from 0 to 1")
+        if not isinstance(opts["keep_names"], bool):
+            raise ElectraError(f"keep_names {opts['keep_names']!r}: expected true or false")
+        enc = self._encode(value)
+        if not value.strip():
+            raise ElectraError("empty text: nothing to correct")
+        key = tuple((k, float(opts[k]) if k in ("threshold", "min_generator_prob", "max_new_p") else opts[k])
+                    for k in CORRECT_OPTIONS)
+        return Item((value, self._corrector(key)), len(enc.ids))
+
+    def run(self, items: list[Item]) -> list[dict[str, Any]]:
+        return [corrector.correct(text).to_dict() for text, corrector in (i.data for i in items)]
+
+
+class RescorePipeline(Pipeline):
+    """Zero-shot rescoring of a list of candidates (:mod:`electra.scoring`, no tuning): each candidate's sentence
+    score (``rtd``: the discriminator's sum of log p(original) over its tokens; ``pll``/``pll-word``: the
+    generator's pseudo-log-likelihood) and the ranking, best first (ties keep the given order)."""
+
+    task = "rescore"
+
+    def prepare(self, value: Any, method: str = "rtd") -> Item:
+        from electra.scoring import SCORERS
+
+        if method not in SCORERS:
+            raise ElectraError(f"method {method!r}: expected one of {', '.join(SCORERS)}")
+        if method != "rtd" and "generator" not in self.model.runners:
+            raise ElectraError(f"method {method!r} needs a generator; this model has none (use \"rtd\")")
+        if method != "rtd" and self.tokenizer.token_to_id("[MASK]") is None:
+            raise ElectraError(f"method {method!r} needs a [MASK] token; this model's tokenizer has none")
+        if not isinstance(value, list) or not value:
+            raise ElectraError("each input must be a non-empty list of candidate strings")
+        encs = []
+        for j, cand in enumerate(value):
+            try:
+                encs.append(self._encode(cand))
+            except ElectraError as e:
+                raise ElectraError(f"candidate {j}: {e}") from None
+        return Item((encs, method), max(len(e.ids) for e in encs) * len(encs))
+
+    def run(self, items: list[Item]) -> list[dict[str, Any]]:
+        from electra.scoring import pll_scores, rtd_scores
+
+        out = []
+        for encs, method in (i.data for i in items):
+            if method == "rtd":
+                scores = rtd_scores(self.model.runners["discriminator"], encs)
+            else:
+                scores = pll_scores(self.model.runners["generator"], encs, self.tokenizer.token_to_id("[MASK]"),
+                                    method == "pll-word")
+            values = [round(s.score, 4) for s in scores]
+            out.append({"scores": values, "ranking": sorted(range(len(values)), key=lambda k: -scores[k].score)})
         return out
 
 
@@ -236,14 +348,18 @@ def group_entities(text: str, words: list[tuple[str, float, int, int]]) -> list[
              "word": text[g["start"]:g["end"]], "start": g["start"], "end": g["end"]} for g in groups]
 
 
-PIPELINES: dict[str, type[Pipeline]] = {p.task: p for p in (DetectPipeline, FillPipeline, ClassifyPipeline,
-                                                            AnswerPipeline, TagPipeline)}
+PIPELINES: dict[str, type[Pipeline]] = {p.task: p for p in (DetectPipeline, FillPipeline, CorrectPipeline,
+                                                            RescorePipeline, ClassifyPipeline, AnswerPipeline,
+                                                            TagPipeline)}
 
 
 def pipelines_for(model: LoadedModel, max_input_tokens: int | None = None) -> dict[str, Pipeline]:
-    """The pipelines a model serves: detect + fill (pre-trained), classify, answer or tag (fine-tuned)."""
+    """The pipelines a model serves: detect, fill, correct and rescore (pre-trained: fill needs the generator,
+    correct both networks), classify, answer or tag (fine-tuned)."""
     if model.kind == "pretrained":
-        tasks = [t for t, r in (("detect", "discriminator"), ("fill", "generator")) if r in model.runners]
+        needs = (("detect", {"discriminator"}), ("fill", {"generator"}), ("correct", {"generator", "discriminator"}),
+                 ("rescore", {"discriminator"}))
+        tasks = [t for t, r in needs if r <= set(model.runners)]
     else:
         tasks = [{"classification": "classify", "qa": "answer", "tagging": "tag"}[model.kind]]
     return {t: PIPELINES[t](model, max_input_tokens) for t in tasks}

@@ -8,6 +8,10 @@
 ``GET /metrics``       Prometheus text format
 ``POST /v1/detect``    ``{"text"}`` or ``{"texts": [...]}`` -> what ``electra detect --json`` prints
 ``POST /v1/fill``      ``{"text" | "texts", "top_k"}`` -> fill-mask candidates ``sequence, score, token, token_str``
+``POST /v1/correct``   ``{"text" | "texts"}`` + options -> ``{text, edits: [{start, end, original, replacement,
+                       p_replaced}]}`` (pre-trained models with a generator; see :class:`CorrectRequest`)
+``POST /v1/rescore``   ``{"candidates": [...]}`` or ``{"lists": [[...], ...]}``, ``"method"`` rtd | pll | pll-word
+                       -> ``{scores, ranking}`` per list (zero-shot sentence scores; ranking: indices, best first)
 ``POST /v1/classify``  ``{"text" | "texts"}`` (a pair as ``[a, b]``) -> ``[{label, score}, ...]`` best first
 ``POST /v1/answer``    ``{"question", "context"}`` or ``{"inputs": [{...}, ...]}`` -> ``answer, score, start, end``
 ``POST /v1/tag``       ``{"text" | "texts"}`` -> ``[{entity_group, score, word, start, end}, ...]``
@@ -28,7 +32,7 @@ import time
 from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse, JSONResponse, Response
@@ -37,23 +41,29 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from electra.errors import ElectraError
 from electra.inference import LoadedModel
-from electra.pipelines import Pipeline, pipelines_for
+from electra.pipelines import CORRECT_OPTIONS, Pipeline, corrector_defaults, pipelines_for
 from electra.serve.batching import Batcher
 from electra.serve.limits import STATUS_TYPES, ApiError, Limits, invalid, malformed, too_large, unavailable
 from electra.serve.metrics import Metrics
 
 log = logging.getLogger("electra.serve")
 PAGE = Path(__file__).parent / "static" / "index.html"
-ENDPOINTS = ("/", "/health", "/ready", "/info", "/metrics", "/v1/detect", "/v1/fill", "/v1/classify",
-             "/v1/answer", "/v1/tag")
-WARM_UP = {"detect": "hello world", "fill": "hello [MASK]", "classify": "hello world", "tag": "hello world",
-           "answer": {"question": "what?", "context": "hello world"}}
+ENDPOINTS = ("/", "/health", "/ready", "/info", "/metrics", "/v1/detect", "/v1/fill", "/v1/correct",
+             "/v1/rescore", "/v1/classify", "/v1/answer", "/v1/tag")
+WARM_UP = {"detect": "hello world", "fill": "hello [MASK]", "correct": "hello world",
+           "rescore": ["hello world", "world hello"], "classify": "hello world",
+           "tag": "hello world", "answer": {"question": "what?", "context": "hello world"}}
+CORRECT_DEFAULTS = corrector_defaults()
 
 
 # ---- request types ---------------------------------------------------------------------------------------
 class _Request(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True, protected_namespaces=())
     model: str | None = None
+
+    def options(self) -> dict[str, Any]:
+        """What ``Pipeline.prepare`` takes besides the input."""
+        return {}
 
 
 class TextRequest(_Request):
@@ -63,6 +73,23 @@ class TextRequest(_Request):
 
 class FillRequest(TextRequest):
     top_k: int = Field(5, ge=1, le=50)
+
+    def options(self) -> dict[str, Any]:
+        return {"top_k": self.top_k}
+
+
+class CorrectRequest(TextRequest):
+    """Detect-and-correct options; each defaults to :class:`electra.generation.Corrector`'s own default."""
+
+    threshold: float = Field(CORRECT_DEFAULTS["threshold"], ge=0, le=1)
+    min_generator_prob: float = Field(CORRECT_DEFAULTS["min_generator_prob"], ge=0, le=1)
+    max_new_p: float = Field(CORRECT_DEFAULTS["max_new_p"], ge=0, le=1)
+    top_k: int = Field(CORRECT_DEFAULTS["top_k"], ge=1, le=50)
+    rounds: int = Field(CORRECT_DEFAULTS["rounds"], ge=1, le=5)
+    keep_names: bool = CORRECT_DEFAULTS["keep_names"]
+
+    def options(self) -> dict[str, Any]:
+        return {k: getattr(self, k) for k in CORRECT_OPTIONS}
 
 
 class ClassifyRequest(_Request):
@@ -82,6 +109,21 @@ class AnswerRequest(_Request):
     inputs: list[QAInput] | None = None
 
 
+class RescoreRequest(_Request):
+    candidates: list[str] | None = None  # one list
+    lists: list[list[str]] | None = None
+    method: Literal["rtd", "pll", "pll-word"] = "rtd"
+
+    def options(self) -> dict[str, Any]:
+        return {"method": self.method}
+
+
+def _candidate_lists(req: RescoreRequest) -> tuple[list[Any], bool]:
+    if (req.candidates is None) == (req.lists is None):
+        raise invalid("give exactly one of \"candidates\" (one list) and \"lists\" (a list of lists)")
+    return ([req.candidates], True) if req.candidates is not None else (list(req.lists), False)
+
+
 def _texts(req: TextRequest | ClassifyRequest) -> tuple[list[Any], bool]:
     if (req.text is None) == (req.texts is None):
         raise invalid("give exactly one of \"text\" (one input) and \"texts\" (a list of inputs)")
@@ -98,7 +140,8 @@ def _qa_inputs(req: AnswerRequest) -> tuple[list[Any], bool]:
 
 
 ROUTES: dict[str, tuple[type[_Request], Callable[[Any], tuple[list[Any], bool]]]] = {
-    "detect": (TextRequest, _texts), "fill": (FillRequest, _texts), "classify": (ClassifyRequest, _texts),
+    "detect": (TextRequest, _texts), "fill": (FillRequest, _texts), "correct": (CorrectRequest, _texts),
+    "rescore": (RescoreRequest, _candidate_lists), "classify": (ClassifyRequest, _texts),
     "answer": (AnswerRequest, _qa_inputs), "tag": (TextRequest, _texts)}
 
 
@@ -284,8 +327,10 @@ def create_app(models: dict[str, LoadedModel], limits: Limits | None = None) -> 
             raise invalid("no inputs: the list is empty")
         if len(values) > limits.max_inputs:
             raise invalid(f"{len(values)} inputs; at most {limits.max_inputs} per request")
+        if task == "rescore" and (most := max(len(v) for v in values)) > limits.max_inputs:
+            raise invalid(f"a list of {most} candidates; at most {limits.max_inputs} per list")
         _, batcher = service.pick(task, req.model)
-        options = {"top_k": req.top_k} if task == "fill" else {}
+        options = req.options()
         items = []
         for i, v in enumerate(values):
             try:
