@@ -602,7 +602,8 @@ class Corrector:
 
     # -- one window of words
     def _correct_words(self, words: list[Word], alternatives: list[dict[int, list[list[int]]]] | None,
-                       names: set[int] = frozenset()) -> dict[int, tuple[list[int], float]]:
+                       names: frozenset[int] | set[int] = frozenset()
+                       ) -> dict[int, tuple[list[int], float]]:
         """{word index: (new pieces, p(replaced) of the original)} for the words to replace; ``names``: word
         indices that get no generator proposals."""
         pair = self.pair
