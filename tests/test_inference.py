@@ -16,6 +16,8 @@ from electra.pipelines import group_entities, pipelines_for  # noqa: E402
 from electra.training.precision import cpu_has_fast_bf16  # noqa: E402
 
 INPUTS = {"detect": ["paris is the capital of france", ZH], "fill": ["the capital of [MASK] is paris"],
+          "correct": ["paris is the capital of france", ZH],
+          "rescore": [["paris is the capital of france", "paris is the capital of spain"]],
           "classify": ["paris", ["paris", "london"]], "tag": ["paris and london are old towns"],
           "answer": [{"question": "what is the capital of france?",
                       "context": "the capital of france is paris. the river runs through old towns."}]}
