@@ -118,6 +118,18 @@ def test_int8_export_is_quantized_and_agrees_with_fp32(models, tmp_path, quantiz
     assert np.abs(got - want).max() <= 0.05 * np.abs(want).max()
 
 
+def test_int8_tensor_makes_block0_ffn_output_per_row_and_keeps_only_the_head_fp32(models, tmp_path):
+    import onnx
+
+    folder = export_onnx(models["classification"], tmp_path / "q", quantize="int8-tensor")[0]
+    graph = onnx.load(str(folder / "model.onnx")).graph
+    weights = {i.name for i in graph.initializer}
+    by_name = {n.name: n.op_type for n in graph.node}
+    assert by_name["/encoder/layers.0/ffn_out/MatMul_Q8"] == "MatMulNBits"
+    fp32 = [n.name for n in graph.node if n.op_type == "MatMul" and n.input[1] in weights]
+    assert all("/head/" in name for name in fp32)  # the head may be a Gemm
+
+
 def test_cli_exports_a_run_to_onnx(models, tmp_path, capsys):
     with pytest.raises(SystemExit) as e:
         main(["export", "--format", "onnx", "--checkpoint", str(models["tagging"]), "--out", str(tmp_path / "x")])

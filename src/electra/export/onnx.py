@@ -63,6 +63,10 @@ FP32_TOLERANCE = 1e-3  # export refuses a fp32 graph further than this from PyTo
 DEFAULT_OPSET = 17
 FP32_NODES = ("/head/", "/encoder/layers.0/ffn_out/")  # ONNX node-name parts that int8 quantization leaves fp32
 TENSOR_FP32_NODES = FP32_NODES  # the same for --quantize int8-tensor (per tensor)
+# int8-tensor: these of the TENSOR_FP32_NODES become per-row int8 (MatMulNBits) instead: block 0's FFN output
+# (GELU-fed, the largest activation outliers) is too coarse for one scale per tensor but keeps its predictions
+# at one scale per row and block of ROW_BLOCK channels, at about half its fp32 cost
+TENSOR_ROW_NODES = ("/encoder/layers.0/ffn_out/",)
 QUANTIZATIONS = ("int8", "int8-tensor")
 ROW_BLOCK = 128  # int8: activation and weight quantization blocks of this many input channels (MatMulNBits)
 
@@ -368,19 +372,23 @@ def _quantize(fused: Path, out: Path, work: Path, calibration: list[dict[str, np
               ) -> list[str]:
     """``quant_pre_process``, activation smoothing when there is ``calibration`` data
     (:mod:`electra.export.smoothing`), then dynamic int8 of MatMul/Attention weights, :data:`TENSOR_FP32_NODES`
-    left fp32. Returns the names of the smoothed nodes."""
+    left out of it and, of those, :data:`TENSOR_ROW_NODES` made per-row int8. Returns the smoothed nodes' names."""
     pre = work / "pre.onnx"
     _pre_process(fused, pre)
     smoothed: list[str] = []
     if calibration:
         smoothed = smooth_graph(pre, work / "smoothed.onnx", calibration, skip=TENSOR_FP32_NODES)
         pre = work / "smoothed.onnx"
-    _quantize_tensor(pre, out, TENSOR_FP32_NODES)
+    tensor = work / "tensor.onnx"
+    _quantize_tensor(pre, tensor, TENSOR_FP32_NODES)
+    _quantize_rows(tensor, out, only=TENSOR_ROW_NODES)
     return smoothed
 
 
-def _quantize_rows(fused: Path, out: Path, block_size: int = ROW_BLOCK) -> list[str]:
-    """Per-row int8: every MatMul with a constant 2-D weight (but :data:`FP32_NODES`) becomes onnxruntime's
+def _quantize_rows(fused: Path, out: Path, block_size: int = ROW_BLOCK, only: tuple[str, ...] | None = None
+                   ) -> list[str]:
+    """Per-row int8: every MatMul with a constant 2-D weight (but :data:`FP32_NODES`; or, with ``only``, just those
+    whose name contains one of its patterns) becomes onnxruntime's
     ``MatMulNBits`` with 8-bit weights (symmetric, per ``block_size`` input channels of each output column) and
     ``accuracy_level=4``: the activations are quantized to int8 at run time per row and block of
     ``block_size`` channels (MLAS' int8 kernels), so each sequence's result is independent of its batch mates and
@@ -396,7 +404,8 @@ def _quantize_rows(fused: Path, out: Path, block_size: int = ROW_BLOCK) -> list[
     nodes, done = [], []
     for node in graph.node:
         init = weights.get(node.input[1]) if node.op_type == "MatMul" and len(node.input) == 2 else None
-        if init is None or len(init.dims) != 2 or any(p in node.name for p in FP32_NODES):
+        chosen = any(p in node.name for p in only) if only is not None else not any(p in node.name for p in FP32_NODES)
+        if init is None or len(init.dims) != 2 or not chosen:
             nodes.append(node)
             continue
         w = numpy_helper.to_array(init).astype(np.float32)
@@ -484,8 +493,9 @@ def export_network(target: Target, out: Path, *, quantize: str | None = None, op
                                         f"per row and block of {ROW_BLOCK} channels (fp32: {', '.join(FP32_NODES)})")
             else:
                 smoothed = _quantize(current, quant, work, batches)
+                fp32 = [p for p in TENSOR_FP32_NODES if p not in TENSOR_ROW_NODES]
                 meta["quantization"] = ("int8 per tensor: dynamic quantization, per-channel weights (MatMul, "
-                                        f"Attention; fp32: {', '.join(TENSOR_FP32_NODES)})")
+                                        f"Attention; per row: {', '.join(TENSOR_ROW_NODES)}; fp32: {', '.join(fp32)})")
                 if batches:
                     meta["quantization"] += (f"; SmoothQuant alpha {ALPHA} on {len(smoothed)} LayerNorm-fed nodes, "
                                              f"calibrated on {sum(len(b['input_ids']) for b in batches)} lines of "
