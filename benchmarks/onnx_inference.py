@@ -276,6 +276,11 @@ def summarise(times: dict, args: argparse.Namespace) -> dict:
                "b32_speedup_vs_transformers": _paired(times[base]["b32"], t["b32"]),
                "b32_speedup_vs_ort_int8": _paired(times[int8]["b32"], t["b32"]),
                "b1_p50_ratio_vs_ort_int8": _pct(t["b1"], 0.5) / _pct(times[int8]["b1"], 0.5)}
+        # paired at batch 1: each round's p50 over its --b1-reps runs against ort_int8's in the same round
+        per_round = _round_p50_ratios(t["b1"], times[int8]["b1"], args.b1_reps)
+        row |= {"b1_p50_ratio_vs_ort_int8_paired": statistics.median(per_round),
+                "b1_p50_ratio_vs_ort_int8_p10_p90": [_pct(per_round, 0.1), _pct(per_round, 0.9)],
+                "b1_rounds_at_or_below_ort_int8": sum(r <= 1.0 for r in per_round) / len(per_round)}
         out["implementations"][name] = row
         print(f"{name:<20}{row['b1_p50_ms']:>10.1f}{row['b1_p99_ms']:>10.1f}{row['b32_ms']:>9.0f}"
               f"{row['seq_per_s']:>8.1f}{row['b32_speedup_vs_transformers']:>15.2f}x"
@@ -289,7 +294,16 @@ def summarise(times: dict, args: argparse.Namespace) -> dict:
     print(f"\nbest of ours at batch {args.batch}: {best32} ({out['best_ours_b32_speedup_vs_ort_int8']:.2f}x ort_int8, "
           f"{out['best_ours_b32_speedup_vs_transformers']:.2f}x transformers fp32, paired); at batch 1: {best1} "
           f"(p50 {out['best_ours_b1_p50_ratio_vs_ort_int8']:.2f}x ort_int8's)")
+    print("batch 1, paired by round (median, p10-p90, share of rounds <= 1.0x ort_int8): " + "; ".join(
+        f"{n} {r['b1_p50_ratio_vs_ort_int8_paired']:.3f}x ({r['b1_p50_ratio_vs_ort_int8_p10_p90'][0]:.2f}-"
+        f"{r['b1_p50_ratio_vs_ort_int8_p10_p90'][1]:.2f}, {r['b1_rounds_at_or_below_ort_int8']:.0%})"
+        for n, r in ours.items()))
     return out
+
+
+def _round_p50_ratios(ours: list[float], ref: list[float], reps: int) -> list[float]:
+    """Per round: the p50 of ours' ``reps`` batch-1 runs over the p50 of ``ref``'s in the same round."""
+    return [statistics.median(ours[i:i + reps]) / statistics.median(ref[i:i + reps]) for i in range(0, len(ref), reps)]
 
 
 def _paired(base: list[float], other: list[float]) -> float:

@@ -47,6 +47,10 @@ def test_onnx_inference_reports_every_implementation_and_agreement(run_dir):
         assert row["b1_p50_ms"] > 0 and row["b1_p99_ms"] >= row["b1_p50_ms"] and row["seq_per_s"] > 0, name
         assert res["agreement_with_transformers_fp32"][name] >= 0 and name in res["accuracy"]
         assert res["alone_vs_batched_max_logit_diff"][name] >= 0
+        if name.startswith("ours_"):
+            low, high = row["b1_p50_ratio_vs_ort_int8_p10_p90"]
+            assert 0 < low <= row["b1_p50_ratio_vs_ort_int8_paired"] <= high, name
+            assert 0 <= row["b1_rounds_at_or_below_ort_int8"] <= 1, name
     assert res["max_abs_logit_diff_vs_transformers"]["ours_onnx_fp32"] <= 1e-4
     assert res["best_ours_b32"].startswith("ours_") and res["omp_wait_policy"] == "PASSIVE"
 
