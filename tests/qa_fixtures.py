@@ -24,7 +24,8 @@ FILLER = ["the", "river", "runs", "through", "green", "hills", "and", "old",
 
 
 def tiny_checkpoint(root: Path, extra_text: list[str] = (), seed: int = 0) -> Path:
-    """A randomly initialised ``tiny`` checkpoint with a WordPiece tokenizer trained on toy text."""
+    """A randomly initialised ``tiny`` checkpoint with a WordPiece vocabulary of toy text (its characters, two-letter
+    pieces and words)."""
     text = [" ".join(FILLER), " ".join(CITIES), " ".join(COUNTRIES), "what is the capital of ? . , ' s",
             "who when where which", *extra_text]
     tok_dir = root / "tok"

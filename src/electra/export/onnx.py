@@ -63,9 +63,9 @@ FP32_TOLERANCE = 1e-3  # export refuses a fp32 graph further than this from PyTo
 DEFAULT_OPSET = 17
 FP32_NODES = ("/head/", "/encoder/layers.0/ffn_out/")  # ONNX node-name parts that int8 quantization leaves fp32
 TENSOR_FP32_NODES = FP32_NODES  # the same for --quantize int8-tensor (per tensor)
-# int8-tensor: these of the TENSOR_FP32_NODES become per-row int8 (MatMulNBits) instead: block 0's FFN output
-# (GELU-fed, the largest activation outliers) is too coarse for one scale per tensor but keeps its predictions
-# at one scale per row and block of ROW_BLOCK channels, at about half its fp32 cost
+# int8-tensor: these of the TENSOR_FP32_NODES become per-row int8 (MatMulNBits). One scale per tensor is too coarse
+# for block 0's FFN output (its GELU-fed input has the largest outliers); one scale per row and block of ROW_BLOCK
+# channels keeps the predictions, at about half the node's fp32 cost
 TENSOR_ROW_NODES = ("/encoder/layers.0/ffn_out/",)
 QUANTIZATIONS = ("int8", "int8-tensor")
 ROW_BLOCK = 128  # int8: activation and weight quantization blocks of this many input channels (MatMulNBits)
