@@ -225,9 +225,12 @@ def plot(results: dict, path: str) -> None:
             rows = res.get(lang, {}).get("rows", [])
             if not any(r["edits"] for r in rows):
                 continue  # a model that never edits has no curve
-            floors = sorted({r.get("min_generator_prob", DEFAULT_MIN_GENERATOR_PROB) for r in rows})
+            def floor(r: dict) -> float:
+                return r.get("min_generator_prob", DEFAULT_MIN_GENERATOR_PROB)
+
+            floors = sorted({floor(r) for r in rows})
             for g in floors:
-                sel = [r for r in rows if r.get("min_generator_prob", DEFAULT_MIN_GENERATOR_PROB) == g]
+                sel = [r for r in rows if floor(r) == g]
                 if not any(r["edits"] for r in sel):
                     continue
                 ts = [r["threshold"] for r in sel]
@@ -238,8 +241,8 @@ def plot(results: dict, path: str) -> None:
                         ax_p.annotate(str(r["edits"]), (t, r["corr_p"]), textcoords="offset points", xytext=(0, 5),
                                       fontsize=7, color=line.get_color(), ha="center")
                 ax_r.plot(ts, [r["corr_r"] for r in sel], "s--", color=line.get_color(), label=tag)
-            ax_p.plot([r["threshold"] for r in rows if r.get("min_generator_prob") == floors[0]],
-                      [r["det_p"] for r in rows if r.get("min_generator_prob") == floors[0]], "^:", color="grey",
+            first = [r for r in rows if floor(r) == floors[0]]  # detection does not depend on the floor
+            ax_p.plot([r["threshold"] for r in first], [r["det_p"] for r in first], "^:", color="grey",
                       alpha=0.6, label=f"{name} {lang}: detection precision")
     for ax in (ax_p, ax_r):
         ax.axvline(DEFAULT_THRESHOLD, color="grey", lw=0.8, ls="--")  # the default

@@ -182,6 +182,12 @@ class RescorePipeline(Pipeline):
 
     task = "rescore"
 
+    def __init__(self, model: LoadedModel, max_input_tokens: int | None = None):
+        from electra.scoring import Scorer
+
+        super().__init__(model, max_input_tokens)
+        self.scorer = Scorer(model)
+
     def prepare(self, value: Any, method: str = "rtd") -> Item:
         from electra.scoring import SCORERS
 
@@ -202,15 +208,9 @@ class RescorePipeline(Pipeline):
         return Item((encs, method), max(len(e.ids) for e in encs) * len(encs))
 
     def run(self, items: list[Item]) -> list[dict[str, Any]]:
-        from electra.scoring import pll_scores, rtd_scores
-
         out = []
         for encs, method in (i.data for i in items):
-            if method == "rtd":
-                scores = rtd_scores(self.model.runners["discriminator"], encs)
-            else:
-                scores = pll_scores(self.model.runners["generator"], encs, self.tokenizer.token_to_id("[MASK]"),
-                                    method == "pll-word")
+            scores = self.scorer.score_encodings(method, encs)
             values = [round(s.score, 4) for s in scores]
             out.append({"scores": values, "ranking": sorted(range(len(values)), key=lambda k: -scores[k].score)})
         return out

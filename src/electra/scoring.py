@@ -205,7 +205,10 @@ class Scorer:
     def score(self, method: str, candidates: Sequence[str], contexts: Sequence[str | None] | None = None
               ) -> list[SentenceScore]:
         """Per-token and per-sentence scores of ``candidates`` (each after its context, if given)."""
-        encodings = self.encode(candidates, contexts)
+        return self.score_encodings(method, self.encode(candidates, contexts))
+
+    def score_encodings(self, method: str, encodings: Sequence[Encoding]) -> list[SentenceScore]:
+        """:meth:`score` of texts already encoded (e.g. checked against a server's token limit)."""
         if method == "rtd":
             return rtd_scores(self.loaded.runners["discriminator"], encodings)
         if method in ("pll", "pll-word"):
