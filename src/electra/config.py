@@ -407,6 +407,11 @@ class PretrainConfig:
     generator_weight: float = 1.0
     discriminator_weight: float = 50.0
     temperature: float = 1.0
+    # > 0: a replacement curriculum. The generator's samples are drawn at this temperature at step 0, falling
+    # linearly to ``temperature`` at max_steps: flatter, easier-to-spot replacements early, while both networks are
+    # weak (the paper's §3.2 and google-research/electra#37: a generator that gets good fast makes detection too
+    # hard too early). 0: ``temperature`` throughout (the paper's recipe).
+    temperature_start: float = 0.0
     # False: the generator's output layer (tied to the word embeddings) sends no gradient into them, so rows of
     # rare tokens are not all pushed along one direction by the softmax (docs/learning-at-cpu-scale.md §5).
     generator_output_grad: bool = True
@@ -457,7 +462,8 @@ class PretrainConfig:
         "lr": positive(), "warmup_steps": at_least(0), "weight_decay": at_least(0),
         "adam_beta1": interval(0, 1, "[)"), "adam_beta2": interval(0, 1, "[)"), "adam_eps": positive(),
         "grad_clip": at_least(0), "mask_prob": interval(0, 1, "()"), "generator_weight": at_least(0),
-        "discriminator_weight": at_least(0), "temperature": positive(), "precision": one_of("auto", "fp32", "bf16"),
+        "discriminator_weight": at_least(0), "temperature": positive(), "temperature_start": at_least(0),
+        "precision": one_of("auto", "fp32", "bf16"),
         "device": DEVICE, "seed": at_least(0), "log_every": at_least(1), "save_every": at_least(1),
         "keep_last": Rule("a number >= 0 (0: keep every checkpoint)", lambda v: _finite(v) and v >= 0),
         "generator_training": one_of(*GENERATOR_TRAINING), "two_stage_generator_steps": at_least(0),
@@ -485,6 +491,9 @@ class PretrainConfig:
         if self.position_init != "normal" and self.init_from:
             raise ElectraError(f"pretrain option position_init = {self.position_init!r}: not with init_from "
                                f"{self.init_from!r}, whose trained position table would be replaced; drop one of them")
+        if self.temperature_start > 0 and self.compile:
+            raise ElectraError(f"pretrain option temperature_start = {self.temperature_start}: not with compile (a "
+                               "temperature that changes every step would recompile the step); drop one of them")
         if self.generator_weight == 0 and self.discriminator_weight == 0:
             raise ElectraError("pretrain options generator_weight = 0 and discriminator_weight = 0: expected at "
                                "least one > 0 (nothing would be trained)")

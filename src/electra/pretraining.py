@@ -100,6 +100,14 @@ def sample_from_softmax(logits: Tensor, rng: torch.Generator, temperature: float
         return torch.searchsorted(cdf, u, right=True).squeeze(-1).clamp_(max=cdf.shape[-1] - 1)
 
 
+def annealed_temperature(step: int, max_steps: int, start: float, end: float) -> float:
+    """The sampling temperature at ``step`` of a replacement curriculum: ``start`` at step 0, linearly to ``end``
+    at ``max_steps`` (``start`` 0: no curriculum, ``end`` throughout)."""
+    if start <= 0:
+        return end
+    return start + (end - start) * min(1.0, step / max(1, max_steps))
+
+
 def gumbel_sample(logits: Tensor, rng: torch.Generator, temperature: float = 1.0) -> Tensor:
     """Sample token ids from softmax(logits / T) with the Gumbel-max trick (as google-research/electra), in fp32,
     without gradient. The benchmark's reference uses it; our objectives use :func:`sample_from_softmax`."""

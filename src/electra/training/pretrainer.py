@@ -30,7 +30,7 @@ from electra.config import PRESETS, ModelConfig, PretrainConfig
 from electra.detection_eval import DetectionReport, evaluate_on_data
 from electra.errors import ElectraError, os_reason
 from electra.modeling import Electra
-from electra.pretraining import SpecialIds
+from electra.pretraining import SpecialIds, annealed_temperature
 from electra.training.optim import AdamW, param_groups
 
 RUN_FILE = "run.json"
@@ -359,6 +359,7 @@ def pretrain(cfg: PretrainConfig, config_file: str | None = None,
     done = start
     for step in range(start, cfg.max_steps):
         factor = objectives.begin_step(objective, step, cfg.max_steps, cfg.warmup_steps)
+        objective.temperature = annealed_temperature(step, cfg.max_steps, cfg.temperature_start, cfg.temperature)
         body = body_lr_factor(step, freeze, cfg.warmup_steps)
         for g in optimizer.param_groups:
             g["lr"] = g["base_lr"] * factor * (body if g.get("body") else 1.0)
@@ -374,6 +375,8 @@ def pretrain(cfg: PretrainConfig, config_file: str | None = None,
             now = time.perf_counter()
             values["tokens_per_s"] = values.pop("tokens") * n_sum / (now - t_last)
             values["lr"] = cfg.lr * factor
+            if cfg.temperature_start > 0:
+                values["temperature"] = objective.temperature
             logger.log(done, values)
             if not all(math.isfinite(v) for v in values.values()):
                 raise ElectraError(f"step {done}: non-finite loss or metric ({values}); lower --lr or check data")
