@@ -14,6 +14,7 @@ ROOT = Path(__file__).resolve().parents[1]
 CORPUS = Path(__file__).parent / "fixtures" / "corpus" / "tiny-en.txt"
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
+import cpu_recipe  # noqa: E402
 from cpu_recipe import parse_arm  # noqa: E402
 
 
@@ -24,6 +25,25 @@ def test_arm_specs_override_pretrain_and_model_fields_with_typed_values():
     assert parse_arm("cpu:init_embeddings=runs/v.txt")[1] == {"preset": "cpu", "init_embeddings": "runs/v.txt"}
     with pytest.raises(SystemExit, match="unknown arm 'huge'"):
         parse_arm("huge")
+
+
+def test_given_steps_skip_the_probe_and_size_the_schedule_to_them(monkeypatch, tmp_path):
+    def no_probe(*a, **k):
+        raise AssertionError("probed although --steps was given")
+
+    seen = {}
+
+    def fake_pretrain(cfg, **kw):
+        seen["cfg"] = cfg
+        return tmp_path
+
+    monkeypatch.setattr(cpu_recipe, "plan_steps", no_probe)
+    monkeypatch.setattr(cpu_recipe, "pretrain", fake_pretrain)
+    run, steps, tps = cpu_recipe.pretrain_for(60, "d", "h", tmp_path / "arm", {"preset": "cpu"}, {}, 32, 0, steps=28000)
+    cfg = seen["cfg"]
+    assert (run, steps, tps) == (tmp_path, 28000, 0.0)
+    assert (cfg.max_steps, cfg.warmup_steps, cfg.max_minutes) == (28000, 2800, 60)
+    assert cfg.train_word_embeddings is False  # the preset still applies
 
 
 @pytest.mark.slow
