@@ -1,11 +1,11 @@
 """Which pre-training recipe pays off on a CPU: ablation arms at one wall-clock budget each, side by side.
 
     python benchmarks/cpu_recipe.py --data DATA --held-out HELD [--arms tiny,wide2x256,...] [--minutes 6]
-        [--tasks sst2] [--train-limit 2000] [--seeds 3] [--out runs/cpu-recipe]
+        [--steps N] [--tasks sst2] [--train-limit 2000] [--seeds 3] [--out runs/cpu-recipe]
 
 Every arm pre-trains from scratch on the same prepared shards for ``--minutes`` of wall-clock time: a 16-step probe
-measures its step rate, and the LR schedule is sized to the steps that rate buys (warm-up 10%, linear decay to zero
-at the deadline), as ``electra demo`` does. Then, per arm:
+measures its step rate (or ``--steps`` fixes the count), and the LR schedule is sized to the steps that rate buys
+(warm-up 10%, linear decay to zero at the deadline), as ``electra demo`` does. Then, per arm:
 
 * held-out detection (documents never trained on) against the arm's own generator and against replacements drawn
   from the corpus's unigram distribution — the second is the same task for every arm, so it compares them;
@@ -124,6 +124,8 @@ def main() -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", type=Path, default=Path("runs/cpu-recipe"))
     args = p.parse_args()
+    if args.steps < 0:
+        raise SystemExit(f"--steps: expected a positive number of steps (or 0 to probe), got {args.steps}")
 
     held = PretrainingData(args.held_out, seed=0)
     unigram = unigram_distribution(PretrainingData(args.data, seed=0),
@@ -171,7 +173,8 @@ def main() -> None:
     print(f"\n{'arm':28}{'params':>9}{'steps':>7}{'tok/s':>8}{'AUC own':>9}{'AUC uni':>9}{'gen acc':>8}"
           + "".join(f"{t + ' pre/rand':>18}" for t in tasks))
     for r in rows:
-        print(f"{r['arm']:28}{r['params_disc'] / 1e6:>8.2f}M{r['steps_done']:>7}{r.get('tokens_per_s_run', 0):>8.0f}"
+        tps = r.get("tokens_per_s_run", r["tokens_per_s"])  # rows written before the run's median was recorded
+        print(f"{r['arm']:28}{r['params_disc'] / 1e6:>8.2f}M{r['steps_done']:>7}{tps:>8.0f}"
               f"{r['auc_own']:>9.3f}{r['auc_unigram']:>9.3f}{r['generator_accuracy']:>8.3f}"
               + "".join(f"{r['pretrained'].get(t, float('nan')):>10.3f}/{r['random'].get(t, float('nan')):.3f}"
                         for t in tasks))
