@@ -31,7 +31,8 @@ def add_pretrain(sub: argparse._SubParsersAction) -> None:
                       ("--lr", float),
                       ("--warmup-steps", int), ("--weight-decay", float), ("--mask-prob", float),
                       ("--generator-weight", float), ("--discriminator-weight", float),
-                      ("--temperature", float), ("--temperature-start", float), ("--save-every", int), ("--keep-last", int),
+                      ("--temperature", float), ("--temperature-start", float), ("--save-every", int),
+                      ("--keep-last", int),
                       ("--log-every", int), ("--seed", int), ("--grad-clip", float),
                       ("--freeze-body-steps", int), ("--new-parts-lr", float)]:
         p.add_argument(flag, type=typ)
@@ -76,8 +77,8 @@ def pretrain_config_from_args(args: argparse.Namespace):  # noqa: ANN201
     if file_values:  # errors in the file name the file
         PretrainConfig.for_preset(preset, source=args.config, **file_values)
     names = ["objective", "max_steps", "max_minutes", "stop_step", "batch_size", "grad_accum", "lr", "warmup_steps",
-             "weight_decay", "mask_prob", "generator_weight", "discriminator_weight", "temperature", "temperature_start",
-             "save_every",
+             "weight_decay", "mask_prob", "generator_weight", "discriminator_weight", "temperature",
+             "temperature_start", "save_every",
              "keep_last",
              "log_every", "seed", "grad_clip", "precision", "device", "compile", "bias_correction", "init_from",
              "generator_output_grad", "train_word_embeddings",
