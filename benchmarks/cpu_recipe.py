@@ -5,7 +5,7 @@
 
 Every arm pre-trains from scratch on the same prepared shards for ``--minutes`` of wall-clock time: a 16-step probe
 measures its step rate (or ``--steps`` fixes the count), and the LR schedule is sized to the steps that rate buys
-(warm-up 10%, linear decay to zero at the deadline), as ``electra demo`` does. Then, per arm:
+(warm-up 10%, linear decay to zero at the last step), as ``electra demo`` does. Then, per arm:
 
 * held-out detection (documents never trained on) against the arm's own generator and against replacements drawn
   from the corpus's unigram distribution — the second is the same task for every arm, so it compares them;
