@@ -233,3 +233,36 @@ def test_no_train_word_embeddings_keeps_them_at_their_initialisation(data_dir, t
     emb, emb0 = trained.discriminator.encoder.embeddings, initial.discriminator.encoder.embeddings
     assert torch.equal(emb.word_embeddings.weight, emb0.word_embeddings.weight)
     assert not torch.equal(emb.position_embeddings.weight, emb0.position_embeddings.weight)
+
+
+def _first_step_deltas(run: Path) -> dict[str, object]:
+    import torch
+
+    from electra.checkpoint import load_checkpoint
+    from electra.modeling import Electra
+
+    trained = load_checkpoint(resolve_checkpoint(run))
+    torch.manual_seed(0)  # the run's seed, drawn right before the model is built
+    initial = Electra(trained.config)
+    now, then = trained.discriminator.encoder.embeddings, initial.discriminator.encoder.embeddings
+    return {name: getattr(now, name).weight - getattr(then, name).weight
+            for name in ("word_embeddings", "position_embeddings")}
+
+
+def test_word_embeddings_lr_scale_scales_their_update_and_nothing_else(data_dir, tmp_path):
+    import torch
+
+    one_step = dict(max_steps=1, save_every=1, warmup_steps=0)  # (the warm-up's first step has LR 0)
+    full = _first_step_deltas(pretrain(config(data_dir, tmp_path / "full", **one_step), progress=False))
+    scaled = _first_step_deltas(pretrain(config(data_dir, tmp_path / "scaled", **one_step,
+                                                word_embeddings_lr_scale=0.25), progress=False))
+    assert full["word_embeddings"].abs().max() > 0
+    torch.testing.assert_close(scaled["word_embeddings"], 0.25 * full["word_embeddings"], rtol=1e-3, atol=1e-7)
+    torch.testing.assert_close(scaled["position_embeddings"], full["position_embeddings"], rtol=0, atol=0)
+
+
+def test_word_embeddings_lr_scale_is_refused_when_they_are_held_fixed(data_dir, tmp_path):
+    with pytest.raises(ElectraError, match="word_embeddings_lr_scale = 0.1: needs train_word_embeddings"):
+        config(data_dir, tmp_path / "run", train_word_embeddings=False, word_embeddings_lr_scale=0.1)
+    with pytest.raises(ElectraError, match="word_embeddings_lr_scale"):
+        config(data_dir, tmp_path / "run", word_embeddings_lr_scale=0)

@@ -34,7 +34,8 @@ def add_pretrain(sub: argparse._SubParsersAction) -> None:
                       ("--temperature", float), ("--temperature-start", float), ("--save-every", int),
                       ("--keep-last", int),
                       ("--log-every", int), ("--seed", int), ("--grad-clip", float),
-                      ("--freeze-body-steps", int), ("--new-parts-lr", float)]:
+                      ("--freeze-body-steps", int), ("--new-parts-lr", float),
+                      ("--word-embeddings-lr-scale", float)]:
         p.add_argument(flag, type=typ)
     p.add_argument("--generator-size", type=float, help="generator width as a fraction of the discriminator's")
     p.add_argument("--precision", choices=["auto", "fp32", "bf16"])
@@ -82,7 +83,7 @@ def pretrain_config_from_args(args: argparse.Namespace):  # noqa: ANN201
              "keep_last",
              "log_every", "seed", "grad_clip", "precision", "device", "compile", "bias_correction", "init_from",
              "generator_output_grad", "train_word_embeddings",
-             "held_out", "freeze_body_steps", "new_parts_lr", *VARIANT_OPTIONS]
+             "held_out", "freeze_body_steps", "new_parts_lr", "word_embeddings_lr_scale", *VARIANT_OPTIONS]
     overrides = {**file_values, **{n: getattr(args, n) for n in names if getattr(args, n) is not None}}
     cfg = PretrainConfig.for_preset(preset, data=args.data, out=args.out, **overrides)
     if model_values and cfg.preset in PRESETS and not cfg.init_from:  # errors in the file name the file

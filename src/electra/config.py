@@ -418,6 +418,9 @@ class PretrainConfig:
     # False: the word embeddings stay as initialised (random, or --init-embeddings) for the whole run; the rest of
     # the network learns around them (docs/learning-at-cpu-scale.md §5).
     train_word_embeddings: bool = True
+    # The word embeddings' LR as a fraction of ``lr`` (the middle ground between frozen and trained at the body's LR;
+    # needs train_word_embeddings). Weight decay follows it (AdamW's decay is scaled by the LR).
+    word_embeddings_lr_scale: float = 1.0
     precision: str = "auto"  # "auto" (bf16 where the hardware is fast at it), "fp32", "bf16"
     device: str = "auto"
     compile: bool = False
@@ -470,7 +473,7 @@ class PretrainConfig:
         "position_init": one_of(*POSITION_INITS),
         "adversarial_mlm_steps": at_least(0), "adversarial_baseline": one_of("learned", "mean"),
         "adversarial_entropy": at_least(0), "freeze_body_steps": at_least(0),
-        "new_parts_lr": at_least(0),
+        "new_parts_lr": at_least(0), "word_embeddings_lr_scale": positive(),
     }
 
     def __post_init__(self) -> None:
@@ -494,6 +497,9 @@ class PretrainConfig:
         if self.temperature_start > 0 and self.compile:
             raise ElectraError(f"pretrain option temperature_start = {self.temperature_start}: not with compile (a "
                                "temperature that changes every step would recompile the step); drop one of them")
+        if self.word_embeddings_lr_scale != 1 and not self.train_word_embeddings:
+            raise ElectraError(f"pretrain option word_embeddings_lr_scale = {self.word_embeddings_lr_scale}: needs "
+                               "train_word_embeddings (they are held fixed); drop one of them")
         if self.generator_weight == 0 and self.discriminator_weight == 0:
             raise ElectraError("pretrain options generator_weight = 0 and discriminator_weight = 0: expected at "
                                "least one > 0 (nothing would be trained)")

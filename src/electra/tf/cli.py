@@ -11,7 +11,8 @@ from electra.errors import ElectraError
 # PretrainConfig fields the Keras trainer does not implement, with the value that means "off".
 UNSUPPORTED = {"objective": "electra", "generator_training": "joint", "grad_accum": 1, "max_minutes": 0.0,
                "stop_step": 0, "init_embeddings": "", "compile": False, "position_init": "normal",
-               "generator_output_grad": True, "train_word_embeddings": True, "temperature_start": 0.0}
+               "generator_output_grad": True, "train_word_embeddings": True, "temperature_start": 0.0,
+               "word_embeddings_lr_scale": 1.0}
 UNSUPPORTED_FLAGS = ("resume", "save_every", "keep_last")
 SUPPORTED = ("--data --out --preset --config --init-from --max-steps --batch-size --lr --warmup-steps "
              "--weight-decay --mask-prob --generator-weight --discriminator-weight --temperature --log-every --seed "

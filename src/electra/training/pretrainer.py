@@ -93,6 +93,15 @@ def split_groups(groups: list[dict], ids: set[int], flag: str) -> list[dict]:
     return out
 
 
+def scale_word_embeddings_lr(groups: list[dict], model: Electra, scale: float) -> list[dict]:
+    """``groups`` with the word-embedding tables (one when tied) in groups of their own at ``scale`` x their LR."""
+    if scale == 1:
+        return groups
+    ids = {id(net.encoder.embeddings.word_embeddings.weight) for net in (model.discriminator, model.generator)}
+    return [{**g, "lr": g["lr"] * scale, "base_lr": g["base_lr"] * scale} if g["word_embeddings"] else g
+            for g in split_groups(groups, ids, "word_embeddings")]
+
+
 def body_parameter_ids(model: Electra) -> set[int]:
     """The discriminator's body: its encoder, with the embeddings it shares with the generator."""
     return {id(p) for p in model.discriminator.encoder.parameters()}
@@ -321,6 +330,7 @@ def pretrain(cfg: PretrainConfig, config_file: str | None = None,
     objective = objectives.build_objective(model, special, data.max_seq_len, cfg).to(device)
     trained = objectives.trained_parameters_root(objective)
     groups, freeze = warm_start_groups(param_groups(trained, cfg.lr, cfg.weight_decay), model, cfg, dist.is_main)
+    groups = scale_word_embeddings_lr(groups, model, cfg.word_embeddings_lr_scale)
     optimizer = AdamW(groups, lr=cfg.lr, betas=(cfg.adam_beta1, cfg.adam_beta2), eps=cfg.adam_eps,
                       weight_decay=cfg.weight_decay, bias_correction=cfg.bias_correction)
     start = 0
