@@ -1,0 +1,148 @@
+"""What pre-training is worth as labelled data grows: one GLUE task fine-tuned from a checkpoint and from random
+initialisation at several training-set sizes, side by side.
+
+    python benchmarks/label_curve.py --model CKPT [--task sst2] [--limits 250,500,1000,2000,4000,8000,16000,all]
+        [--seeds 3] [--glue ../shared/data/glue] [--out runs/label-curve] [--plot docs/label-curve.png]
+
+Each size is one ``benchmarks/finetune_glue.py`` run (the official recipe, both arms, seeds ``--seed`` …); its
+final JSON line is kept as ``OUT/LIMIT.json``, and a size whose file is there is not run again, so an interrupted
+curve goes on where it stopped. ``all`` is the whole training split. Prints a table (median [min–max] per arm and
+the gap), draws the curve (``--plot``, needs matplotlib) and ends with a JSON line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+DEFAULT_GLUE = ROOT.parent / "shared" / "data" / "glue"
+METRIC = {"sst2": "acc", "cola": "mcc", "mrpc": "f1", "stsb": "pearson", "qnli": "acc", "rte": "acc",
+          "mnli": "acc", "qqp": "f1", "wnli": "acc"}
+
+
+def parse_limits(text: str) -> list[int | None]:
+    """``250,1000,all`` -> [250, 1000, None] (None: the whole split); sizes must be positive integers."""
+    out: list[int | None] = []
+    for item in text.split(","):
+        item = item.strip()
+        if item == "all":
+            out.append(None)
+        elif item.isdigit() and int(item) > 0:
+            out.append(int(item))
+        else:
+            raise SystemExit(f"--limits: {item!r} is not a positive number of examples or 'all'")
+    return out
+
+
+def run_size(limit: int | None, args: argparse.Namespace) -> dict:
+    """One size through finetune_glue.py, or its kept result."""
+    path = args.out / f"{limit or 'all'}.json"
+    if path.is_file():
+        return json.loads(path.read_text())
+    cmd = [sys.executable, str(ROOT / "benchmarks" / "finetune_glue.py"), "--model", f"pretrained={args.model}",
+           "--tasks", args.task, "--seeds", str(args.seeds), "--seed", str(args.seed), "--precision", args.precision,
+           "--data", str(args.glue), "--out", str(args.out / f"{limit or 'all'}")]
+    if limit is not None:
+        cmd += ["--train-limit", str(limit)]
+    res = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
+    if res.returncode != 0:
+        raise SystemExit(f"finetune_glue.py failed at --train-limit {limit}:\n{res.stderr[-3000:]}")
+    line = json.loads(res.stdout.strip().splitlines()[-1])
+    if args.task not in line["results"]:
+        raise SystemExit(f"finetune_glue.py skipped {args.task}: no {args.glue}/<task>/train.tsv")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(line) + "\n")
+    tmp.replace(path)
+    return line
+
+
+def train_size(line: dict, glue: Path, task: str) -> int:
+    """Examples fine-tuned on: the limit, or the split's size when there was none (or it was larger)."""
+    from finetune_glue import FOLDERS
+
+    with open(glue / FOLDERS[task] / "train.tsv", encoding="utf-8") as f:
+        n = sum(1 for _ in f) - 1  # header
+    return min(line["train_limit"], n) if line["train_limit"] else n
+
+
+def points(lines: list[dict], args: argparse.Namespace) -> list[dict]:
+    """One row per size: examples, and per arm the median, min and max of the task's metric."""
+    metric = METRIC[args.task]
+    rows = []
+    for line in lines:
+        res = line["results"][args.task]
+        arm = next(a for a in res if a != "random")
+        row = {"examples": train_size(line, args.glue, args.task)}
+        for name, key in ((arm, "pretrained"), ("random", "random")):
+            spread = res[name]["spread"].get(metric) or {"min": res[name][metric], "max": res[name][metric]}
+            row[key] = {"median": res[name][metric], "min": spread["min"], "max": spread["max"]}
+        rows.append(row)
+    return sorted(rows, key=lambda r: r["examples"])
+
+
+def plot(rows: list[dict], path: Path, task: str, seeds: int) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6.5, 4))
+    xs = [r["examples"] for r in rows]
+    for key, label, color in (("pretrained", "pre-trained", "tab:blue"), ("random", "random init", "tab:gray")):
+        med = [r[key]["median"] for r in rows]
+        err = [[m - r[key]["min"] for m, r in zip(med, rows, strict=True)],
+               [r[key]["max"] - m for m, r in zip(med, rows, strict=True)]]
+        ax.errorbar(xs, med, yerr=err, marker="o", capsize=3, label=label, color=color)
+    ax.set_xscale("log")
+    ax.set_xlabel(f"{task} training examples (log scale)")
+    ax.set_ylabel(f"dev {METRIC[task]}")
+    ax.set_title(f"{task}: median of {seeds} seed(s), bars min-max")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--model", required=True, help="pre-trained checkpoint or run folder")
+    p.add_argument("--task", default="sst2", choices=sorted(METRIC))
+    p.add_argument("--limits", default="250,500,1000,2000,4000,8000,16000")
+    p.add_argument("--seeds", type=int, default=3)
+    p.add_argument("--seed", type=int, default=42)
+    p.add_argument("--precision", default="auto", choices=["fp32", "bf16", "auto"])
+    p.add_argument("--glue", type=Path, default=DEFAULT_GLUE)
+    p.add_argument("--out", type=Path, default=ROOT / "runs" / "label-curve")
+    p.add_argument("--plot", type=Path, help="PNG of the curve")
+    args = p.parse_args()
+    if args.seeds < 1:
+        raise SystemExit(f"--seeds {args.seeds}: expected at least 1")
+    limits = parse_limits(args.limits)
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    lines = []
+    for limit in limits:
+        print(f"{args.task}, {limit or 'all'} training examples ...", flush=True)
+        lines.append(run_size(limit, args))
+    rows = points(lines, args)
+    print(f"\n{args.task} dev {METRIC[args.task]}, median [min-max] of {args.seeds} seed(s)")
+    print(f"{'examples':>9}  {'pre-trained':24}  {'random init':24}  gap")
+    for r in rows:
+        cells = [f"{r[k]['median']:.3f} [{r[k]['min']:.3f}-{r[k]['max']:.3f}]" for k in ("pretrained", "random")]
+        print(f"{r['examples']:>9}  {cells[0]:24}  {cells[1]:24}  "
+              f"{r['pretrained']['median'] - r['random']['median']:+.3f}")
+    if args.plot:
+        plot(rows, args.plot, args.task, args.seeds)
+        print(f"curve: {args.plot}")
+    print(json.dumps({"benchmark": "label_curve", "model": str(args.model), "task": args.task,
+                      "metric": METRIC[args.task], "seeds": args.seeds, "points": rows}))
+
+
+if __name__ == "__main__":
+    main()
