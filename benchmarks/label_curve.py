@@ -63,10 +63,10 @@ def run_size(limit: int | None, args: argparse.Namespace) -> dict:
 
 def train_size(line: dict, glue: Path, task: str) -> int:
     """Examples fine-tuned on: the limit, or the split's size when there was none (or it was larger)."""
+    from electra.data.glue import get_task, load_split
     from finetune_glue import FOLDERS
 
-    with open(glue / FOLDERS[task] / "train.tsv", encoding="utf-8") as f:
-        n = sum(1 for _ in f) - 1  # header
+    n = len(load_split(get_task(task), glue / FOLDERS[task], "train"))  # (CoLA's file has no header row)
     return min(line["train_limit"], n) if line["train_limit"] else n
 
 
