@@ -18,10 +18,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+from electra.data.glue import get_task, load_split
+from finetune_glue import FOLDERS
+
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_GLUE = ROOT.parent / "shared" / "data" / "glue"
-METRIC = {"sst2": "acc", "cola": "mcc", "mrpc": "f1", "stsb": "pearson", "qnli": "acc", "rte": "acc",
-          "mnli": "acc", "qqp": "f1", "wnli": "acc"}
 
 
 def parse_limits(text: str) -> list[int | None]:
@@ -53,7 +54,7 @@ def run_size(limit: int | None, args: argparse.Namespace) -> dict:
         raise SystemExit(f"finetune_glue.py failed at --train-limit {limit}:\n{res.stderr[-3000:]}")
     line = json.loads(res.stdout.strip().splitlines()[-1])
     if args.task not in line["results"]:
-        raise SystemExit(f"finetune_glue.py skipped {args.task}: no {args.glue}/<task>/train.tsv")
+        raise SystemExit(f"finetune_glue.py skipped {args.task}: no {args.glue / FOLDERS[args.task]}/train.tsv")
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")
     tmp.write_text(json.dumps(line) + "\n")
@@ -61,23 +62,15 @@ def run_size(limit: int | None, args: argparse.Namespace) -> dict:
     return line
 
 
-def train_size(line: dict, glue: Path, task: str) -> int:
-    """Examples fine-tuned on: the limit, or the split's size when there was none (or it was larger)."""
-    from electra.data.glue import get_task, load_split
-    from finetune_glue import FOLDERS
-
-    n = len(load_split(get_task(task), glue / FOLDERS[task], "train"))  # (CoLA's file has no header row)
-    return min(line["train_limit"], n) if line["train_limit"] else n
-
-
-def points(lines: list[dict], args: argparse.Namespace) -> list[dict]:
-    """One row per size: examples, and per arm the median, min and max of the task's metric."""
-    metric = METRIC[args.task]
+def points(lines: list[dict], task: str, metric: str, split_size: int) -> list[dict]:
+    """One row per size: examples (the limit, or the split's size when there was none or it was larger), and per
+    arm the median, min and max of ``metric``."""
     rows = []
     for line in lines:
-        res = line["results"][args.task]
+        res = line["results"][task]
         arm = next(a for a in res if a != "random")
-        row = {"examples": train_size(line, args.glue, args.task)}
+        limit = line["train_limit"]
+        row = {"examples": min(limit, split_size) if limit else split_size}
         for name, key in ((arm, "pretrained"), ("random", "random")):
             spread = res[name]["spread"].get(metric) or {"min": res[name][metric], "max": res[name][metric]}
             row[key] = {"median": res[name][metric], "min": spread["min"], "max": spread["max"]}
@@ -85,7 +78,7 @@ def points(lines: list[dict], args: argparse.Namespace) -> list[dict]:
     return sorted(rows, key=lambda r: r["examples"])
 
 
-def plot(rows: list[dict], path: Path, task: str, seeds: int) -> None:
+def plot(rows: list[dict], path: Path, task: str, metric: str, seeds: int) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -100,7 +93,7 @@ def plot(rows: list[dict], path: Path, task: str, seeds: int) -> None:
         ax.errorbar(xs, med, yerr=err, marker="o", capsize=3, label=label, color=color)
     ax.set_xscale("log")
     ax.set_xlabel(f"{task} training examples (log scale)")
-    ax.set_ylabel(f"dev {METRIC[task]}")
+    ax.set_ylabel(f"dev {metric}")
     ax.set_title(f"{task}: median of {seeds} seed(s), bars min-max")
     ax.grid(alpha=0.3)
     ax.legend()
@@ -113,7 +106,7 @@ def plot(rows: list[dict], path: Path, task: str, seeds: int) -> None:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", required=True, help="pre-trained checkpoint or run folder")
-    p.add_argument("--task", default="sst2", choices=sorted(METRIC))
+    p.add_argument("--task", default="sst2", choices=sorted(FOLDERS))
     p.add_argument("--limits", default="250,500,1000,2000,4000,8000,16000")
     p.add_argument("--seeds", type=int, default=3)
     p.add_argument("--seed", type=int, default=42)
@@ -125,23 +118,25 @@ def main() -> None:
     if args.seeds < 1:
         raise SystemExit(f"--seeds {args.seeds}: expected at least 1")
     limits = parse_limits(args.limits)
-    sys.path.insert(0, str(ROOT / "benchmarks"))
+    task = get_task(args.task)
+    metric = task.report[0]  # the task's headline metric, as finetune_glue.py reports it
     lines = []
     for limit in limits:
         print(f"{args.task}, {limit or 'all'} training examples ...", flush=True)
         lines.append(run_size(limit, args))
-    rows = points(lines, args)
-    print(f"\n{args.task} dev {METRIC[args.task]}, median [min-max] of {args.seeds} seed(s)")
+    split_size = len(load_split(task, args.glue / FOLDERS[args.task], "train"))  # (CoLA's file has no header)
+    rows = points(lines, args.task, metric, split_size)
+    print(f"\n{args.task} dev {metric}, median [min-max] of {args.seeds} seed(s)")
     print(f"{'examples':>9}  {'pre-trained':24}  {'random init':24}  gap")
     for r in rows:
         cells = [f"{r[k]['median']:.3f} [{r[k]['min']:.3f}-{r[k]['max']:.3f}]" for k in ("pretrained", "random")]
         print(f"{r['examples']:>9}  {cells[0]:24}  {cells[1]:24}  "
               f"{r['pretrained']['median'] - r['random']['median']:+.3f}")
     if args.plot:
-        plot(rows, args.plot, args.task, args.seeds)
+        plot(rows, args.plot, args.task, metric, args.seeds)
         print(f"curve: {args.plot}")
     print(json.dumps({"benchmark": "label_curve", "model": str(args.model), "task": args.task,
-                      "metric": METRIC[args.task], "seeds": args.seeds, "points": rows}))
+                      "metric": metric, "seeds": args.seeds, "points": rows}))
 
 
 if __name__ == "__main__":
