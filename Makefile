@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 # requirements-tf.lock: the optional TensorFlow / Keras 3 extra (electra.tf), installed too so CI runs its parity
 # tests; constrained by requirements.lock, whose versions it leaves unchanged.
 
-.PHONY: install demo test lint clean
+.PHONY: install demo test test-fast lint clean
 
 install: $(STAMP)
 
@@ -24,6 +24,10 @@ demo: install
 
 test: install
 	$(BIN)/python -m pytest -q
+
+# for development: the slow-marked end-to-end tests left out (CI runs them: `make test`)
+test-fast: install
+	$(BIN)/python -m pytest -q -m "not slow"
 
 lint: install
 	$(BIN)/ruff check src tests benchmarks

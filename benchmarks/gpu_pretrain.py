@@ -59,7 +59,7 @@ def log(msg: str) -> None:
 def prepare_data(corpus: Path, squad_dev: Path, out: Path) -> Path:
     """corpus -> out/train, SQuAD dev contexts -> out/held-out, with BERT's uncased vocabulary."""
     from electra.data.prepare import prepare
-    from electra.hf_bert import minilm_dir
+    from electra.interop.hf_bert import minilm_dir
     from electra.tokenization import tokenizer_from_vocab
     from warm_start import squad_contexts
 

@@ -1,6 +1,6 @@
 """Inference throughput: our sequence classifier vs `transformers`' ElectraForSequenceClassification, side by side.
 
-Both models hold the same weights (ours converted with ``electra.hf``'s key map, the classifier head in the
+Both models hold the same weights (ours converted with ``electra.interop.hf``'s key map, the classifier head in the
 ``transformers`` style: dense -> GELU -> linear on ``[CLS]``). Timed alternately in one process, batch 32 x 128 by
 default, under ``torch.inference_mode()`` and the same glibc malloc settings for all (``--system-malloc`` to opt
 out; ``electra`` commands apply them at start-up):
@@ -38,7 +38,7 @@ from torch import nn
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
 from electra.config import EncoderConfig, ModelConfig  # noqa: E402
-from electra.hf import to_hf_config, to_hf_state_dict  # noqa: E402
+from electra.interop.hf import to_hf_config, to_hf_state_dict  # noqa: E402
 from electra.modeling import Electra  # noqa: E402
 from electra.tasks.heads import ClassificationHead  # noqa: E402
 from electra.tasks.runner import TaskModel  # noqa: E402

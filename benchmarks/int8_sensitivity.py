@@ -51,9 +51,8 @@ def main(argv: list[str] | None = None) -> None:
         _torch_export,
         targets,
     )
-    from electra.inference import pad_batch
     from electra.tasks.runner import load_task_model, run_tokenizer_dir, train_subset_indices
-    from electra.tokenization import load_tokenizer
+    from electra.tokenization import load_tokenizer, pad_batch
 
     spec = load_task_model(args.model).spec
     task = get_task("sst2")

@@ -78,7 +78,7 @@ def setup(work: Path) -> dict[str, Any]:
 def fingerprint(run: Path, mode: str) -> dict[str, Any]:
     """What must be identical: the final checkpoint's files, and the curve (pre-training) or the best model and
     results (fine-tuning)."""
-    from electra.training.checkpointing import find_latest_checkpoint
+    from electra.checkpoint import find_latest_checkpoint
 
     latest = find_latest_checkpoint(run)
     if latest is None:

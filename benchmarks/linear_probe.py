@@ -27,8 +27,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 from electra.checkpoint import load_checkpoint, resolve_checkpoint, tokenizer_dir  # noqa: E402
 from electra.data.glue import get_task, load_split  # noqa: E402
 from electra.errors import ElectraError  # noqa: E402
-from electra.inference import pad_batch  # noqa: E402
-from electra.tokenization import load_tokenizer  # noqa: E402
+from electra.tokenization import (
+    load_tokenizer,  # noqa: E402
+    pad_batch,  # noqa: E402
+)
 
 SST2 = Path(__file__).resolve().parents[2] / "shared" / "data" / "glue" / "SST-2"
 

@@ -314,9 +314,8 @@ def _paired(base: list[float], other: list[float]) -> float:
 def agreement(impls: dict, args: argparse.Namespace) -> dict:
     import numpy as np
 
-    from electra.inference import pad_batch
     from electra.tasks.runner import load_task_model, run_tokenizer_dir
-    from electra.tokenization import load_tokenizer
+    from electra.tokenization import load_tokenizer, pad_batch
 
     spec = load_task_model(args.model).spec
     with args.tsv.open(newline="", encoding="utf-8") as f:

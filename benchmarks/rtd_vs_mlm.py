@@ -105,7 +105,7 @@ def prepare_data(args: argparse.Namespace, out: Path) -> Path:
 # ---- pre-training at equal compute ----------------------------------------------------------------------
 def word_vectors(data: Path) -> str:
     """One epoch of 64-dimensional word2vec over the prepared shards (cached beside them)."""
-    from electra.wordvectors import train_word_vectors
+    from electra.init.wordvectors import train_word_vectors
 
     path = data.parent / f"{data.name}-w2v64.txt"
     if not path.is_file():

@@ -39,7 +39,7 @@ from electra.data.prepare import prepare  # noqa: E402
 from electra.data.pretraining_data import PretrainingData  # noqa: E402
 from electra.detection_eval import evaluate_on_data, unigram_distribution  # noqa: E402
 from electra.generation import detect  # noqa: E402
-from electra.hf_bert import DEFAULT_GENERATOR_INIT, GENERATOR_INITS, generator_shape, import_bert, minilm_dir  # noqa: E402
+from electra.interop.hf_bert import DEFAULT_GENERATOR_INIT, GENERATOR_INITS, generator_shape, import_bert, minilm_dir  # noqa: E402
 from electra.modeling import Electra  # noqa: E402
 from electra.tokenization import load_tokenizer  # noqa: E402
 from electra.training.pretrainer import pretrain  # noqa: E402

@@ -29,8 +29,8 @@ from electra.checkpoint import load_checkpoint, resolve_checkpoint  # noqa: E402
 from electra.config import ModelConfig, PretrainConfig  # noqa: E402
 from electra.data.pretraining_data import PretrainingData  # noqa: E402
 from electra.detection_eval import evaluate_on_data, unigram_distribution  # noqa: E402
+from electra.init.wordvectors import train_word_vectors  # noqa: E402
 from electra.training.pretrainer import pretrain  # noqa: E402
-from electra.wordvectors import train_word_vectors  # noqa: E402
 
 
 def main() -> None:

@@ -195,7 +195,7 @@ def _squad_file(data: bytes, tmp: Path) -> Any:
 
 def _squad_object(args: tuple[Any, Any, str], tmp: Path) -> Any:
     from electra.data.squad import WindowConfig, make_features, parse_squad
-    from electra.squad_metrics import score_files
+    from electra.metrics.squad import score_files
 
     data, preds, task = args
     examples, _ = parse_squad(data, "d.json")
@@ -276,7 +276,7 @@ def _pristine() -> Path:
     """A tiny pre-training run (one training checkpoint), a fine-tuned run and an HF export, made once."""
     from electra.checkpoint import save_checkpoint
     from electra.config import ModelConfig
-    from electra.hf import export_hf
+    from electra.interop.hf import export_hf
     from electra.modeling import Electra
     from electra.tasks.heads import ClassificationHead
     from electra.tasks.runner import TaskModel, save_task_model
@@ -360,11 +360,11 @@ def _damage(folder: Path, steps: list[tuple[str, str, Any]]) -> None:
 
 
 def _checkpoint(args: tuple[str, list[tuple[str, str, Any]]], tmp: Path) -> Any:
-    from electra.checkpoint import load_checkpoint
-    from electra.hf import electra_from_hf, export_hf
+    from electra.checkpoint import find_latest_checkpoint, load_checkpoint
+    from electra.interop.hf import electra_from_hf, export_hf
     from electra.tasks.runner import load_task_model
     from electra.tokenization import load_tokenizer
-    from electra.training.checkpointing import find_latest_checkpoint, load_training_checkpoint
+    from electra.training.checkpointing import load_training_checkpoint
     from electra.training.optim import AdamW
 
     kind, steps = args
@@ -443,7 +443,7 @@ def vectors_text(draw: st.DrawFn) -> str:
 
 
 def _word_vectors(args: tuple[bytes, str], tmp: Path) -> Any:
-    from electra.embeddings_init import read_word_vectors
+    from electra.init.embeddings import read_word_vectors
 
     data, suffix = args
     if suffix == ".txt.gz":

@@ -7,8 +7,8 @@ import pytest
 import torch
 
 from electra.config import ModelConfig
-from electra.embeddings_init import detect_format, init_word_embeddings, projection_matrix, read_word_vectors
 from electra.errors import ElectraError
+from electra.init.embeddings import detect_format, init_word_embeddings, projection_matrix, read_word_vectors
 from electra.modeling import Electra
 
 VOCAB = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "the", "cat", "Sat", "##s", "zebra"]

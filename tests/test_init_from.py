@@ -107,7 +107,7 @@ def import_tiny_bert(tmp_path: Path, generator_init: str = "new") -> Path:
     """A random 2 x 32 transformers BertModel with a tokenizer of the fixture corpus, imported (a new generator
     unless ``generator_init`` says otherwise)."""
     transformers = pytest.importorskip("transformers")
-    from electra.hf_bert import import_bert
+    from electra.interop.hf_bert import import_bert
     from hf_models import randomize
 
     tok_dir = tmp_path / "tok"

@@ -7,8 +7,8 @@ import torch
 
 from electra.config import ModelConfig, PretrainConfig
 from electra.errors import ElectraError
+from electra.init.positions import init_position_embeddings, sinusoids
 from electra.modeling import Electra
-from electra.position_init import init_position_embeddings, sinusoids
 
 
 def test_sinusoids_match_the_transformer_formula():

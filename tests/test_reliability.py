@@ -21,7 +21,7 @@ import pytest
 import torch
 
 import electra.tasks.runner as runner
-from electra.checkpoint import save_checkpoint
+from electra.checkpoint import find_latest_checkpoint, save_checkpoint, verify_checkpoint
 from electra.cli import main
 from electra.config import EncoderConfig, ModelConfig, PretrainConfig
 from electra.data.prepare import prepare
@@ -32,7 +32,6 @@ from electra.tasks.qa import QAParams, finetune_qa
 from electra.tasks.runner import FinetuneConfig
 from electra.tasks.tagging import TagParams, finetune_tagging
 from electra.tokenization import train_tokenizer
-from electra.training.checkpointing import find_latest_checkpoint, verify_checkpoint
 from qa_fixtures import CITIES, COUNTRIES, FILLER, tiny_checkpoint, toy_squad, write_json
 
 FIXTURES = Path(__file__).parent / "fixtures"

@@ -12,13 +12,13 @@ from electra.export.onnx import (  # noqa: E402
     TENSOR_FP32_NODES,
     _fuse,
     _pre_process,
-    _session,
     _torch_export,
     check_batch,
     export_onnx,
     read_meta,
     targets,
 )
+from electra.export.session import ort_session  # noqa: E402
 from electra.export.smoothing import calibration_batches, smooth_graph  # noqa: E402
 
 TEXTS = ["the film is a delight", "a dull , lifeless movie", "it rains in the north", "one\ttwo words"] * 5
@@ -58,8 +58,8 @@ def test_smoothing_leaves_the_fp32_graph_equal(pre, calibration):
     assert {f"/encoder/layers.{i}/ffn_in/MatMul" for i in range(layers)} <= set(names)
     assert "Attention_0" in names  # query/key/value of block 0, fed by the embeddings' LayerNorm
     b = _batch(target)
-    want = _session(path).run(["logits"], b)[0]
-    got = _session(path.with_name("smoothed.onnx")).run(["logits"], b)[0]
+    want = ort_session(path).run(["logits"], b)[0]
+    got = ort_session(path.with_name("smoothed.onnx")).run(["logits"], b)[0]
     assert np.abs(got - want).max() <= 1e-5 * max(1.0, np.abs(want).max())
 
 

@@ -14,8 +14,8 @@ import string
 
 import pytest
 
-from electra import squad_metrics as sm
 from electra.errors import ElectraError
+from electra.metrics import squad as sm
 from electra.word_tokenize import word_tokenize
 
 

@@ -6,7 +6,7 @@ import pytest
 from seqeval.metrics import accuracy_score, classification_report, f1_score, precision_score, recall_score
 from seqeval.metrics.sequence_labeling import get_entities as seqeval_entities
 
-from electra.tagging_metrics import entity_scores, get_entities
+from electra.metrics.tagging import entity_scores, get_entities
 
 CASES = {
     "bio": ([["B-PER", "I-PER", "O", "B-LOC"], ["O", "B-ORG", "I-ORG", "I-ORG"]],

@@ -11,17 +11,11 @@ import pytest
 import torch
 from torch import nn
 
-from electra.checkpoint import load_checkpoint
+from electra.checkpoint import find_latest_checkpoint, load_checkpoint, verify_checkpoint
 from electra.config import ModelConfig
 from electra.errors import ElectraError
 from electra.modeling import Electra
-from electra.training.checkpointing import (
-    find_latest_checkpoint,
-    load_training_checkpoint,
-    read_training_state,
-    save_training_checkpoint,
-    verify_checkpoint,
-)
+from electra.training.checkpointing import load_training_checkpoint, read_training_state, save_training_checkpoint
 from electra.training.optim import AdamW, param_groups
 
 IDS = torch.tensor([[2, 5, 9, 11, 3, 7, 1, 0], [4, 8, 15, 16, 23, 42, 6, 0]])

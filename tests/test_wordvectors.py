@@ -13,10 +13,10 @@ from electra.cli import main
 from electra.config import ModelConfig
 from electra.data.corpus import Corpus
 from electra.data.prepare import prepare
-from electra.embeddings_init import init_word_embeddings, read_word_vectors
+from electra.init.embeddings import init_word_embeddings, read_word_vectors
+from electra.init.wordvectors import complete_vectors, train_word_vectors
 from electra.modeling import Electra
 from electra.tokenization import SPECIAL_TOKENS, load_tokenizer, train_tokenizer, vocab_tokens
-from electra.wordvectors import complete_vectors, train_word_vectors
 
 pytest.importorskip("gensim", reason="electra wordvectors needs gensim (pip install 'electra[wordvectors]')")
 

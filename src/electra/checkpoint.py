@@ -5,14 +5,11 @@ Written atomically (a temporary sibling directory, then a rename) and read witho
 
 from __future__ import annotations
 
-import contextlib
-import glob
+import hashlib
 import json
-import os
+import logging
 import re
 import shutil
-import tempfile
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -21,79 +18,17 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from electra.config import ModelConfig
-from electra.errors import ElectraError, os_reason
+from electra.errors import ElectraError
+from electra.files import atomic_directory
 from electra.modeling import Electra
+
+log = logging.getLogger(__name__)
 
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.safetensors"
 TOKENIZER_DIR = "tokenizer"
 FORMAT = "electra-checkpoint"
-
-
-@contextlib.contextmanager
-def atomic_directory(path: str | Path, what: str = "folder", intact: str | None = None) -> Iterator[Path]:
-    """Yield a temporary directory next to ``path``; on success it replaces ``path`` in one rename.
-
-    A failed write (a full disk, a file-size limit, a read-only folder: any ``OSError``) leaves ``path`` as it
-    was, removes the temporary directory and raises one ``ElectraError`` saying so (``intact`` names what is
-    kept, by default ``path``'s previous contents)."""
-    path = Path(path)
-    tmp: Path | None = None
-    recover_swap(path)
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.tmp-", dir=path.parent))
-        yield tmp
-        for f in tmp.rglob("*"):  # make the bytes durable before the rename makes them visible
-            if f.is_file():
-                with open(f, "rb") as fh:
-                    os.fsync(fh.fileno())
-        if path.exists():
-            old = path.with_name(f".{path.name}.old-{os.getpid()}")
-            os.replace(path, old)
-            os.replace(tmp, path)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, path)
-    except (OSError, SafetensorError) as e:  # safetensors reports its I/O errors as SafetensorError
-        kept = intact or (f"the previous {path.name} is unchanged" if path.exists() else "nothing was written")
-        raise ElectraError(f"{path}: could not write the {what} ({write_reason(e)}); {kept}") from None
-    finally:
-        if tmp is not None and tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
-
-
-def recover_swap(path: str | Path) -> bool:
-    """Undo a replacement that was killed between its two renames: ``path`` is missing but its previous
-    version (``.NAME.old-PID``, complete) is still there. Returns whether it restored one."""
-    path = Path(path)
-    if path.exists() or not path.parent.is_dir():
-        return False
-    olds = sorted(path.parent.glob(f".{glob.escape(path.name)}.old-*"), key=lambda p: p.stat().st_mtime)
-    if not olds:
-        return False
-    os.replace(olds[-1], path)
-    return True
-
-
-def write_reason(e: Exception) -> str:
-    """Why a write failed, briefly: "File too large", "No space left on device", ..."""
-    if isinstance(e, OSError):
-        return os_reason(e)
-    return re.sub(r"\s*\(os error \d+\)$", "", str(e).rsplit("I/O error: ", 1)[-1])
-
-
-def write_text_atomic(path: str | Path, text: str, what: str = "file") -> None:
-    """Write a small text file through a temporary sibling and a rename: the old file or the new, never half."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        tmp.write_text(text, encoding="utf-8")
-        os.replace(tmp, path)
-    except OSError as e:
-        tmp.unlink(missing_ok=True)
-        kept = f"the previous {path.name} is unchanged" if path.exists() else "nothing was written"
-        raise ElectraError(f"{path}: could not write the {what} ({os_reason(e)}); {kept}") from None
+TRAINING_FORMAT = "electra-training-checkpoint"  # a run's step folder (electra.training.checkpointing)
 
 
 def _shared_keys(model: Electra) -> set[str]:
@@ -196,8 +131,6 @@ def resolve_checkpoint(path: str | Path) -> Path:
     path = Path(path)
     if (path / CONFIG_FILE).is_file() or not (path / "checkpoints").is_dir():
         return path
-    from electra.training.checkpointing import find_latest_checkpoint
-
     latest = find_latest_checkpoint(path)
     if latest is None:
         raise ElectraError(f"{path}: run folder has no complete checkpoint yet")
@@ -217,3 +150,76 @@ def load_encoder_for_finetuning(path: str | Path) -> tuple[ModelConfig, torch.nn
     objective = meta.get("objective", "electra")
     encoder = model.generator.encoder if objective == "mlm" else model.discriminator.encoder
     return model.config, encoder, tokenizer_dir(ckpt)
+
+CHECKPOINTS_DIR = "checkpoints"
+
+
+MANIFEST_FILE = "manifest.json"
+
+
+_STEP_DIR = re.compile(r"^step-(\d+)$")
+
+
+def _sha256(file: Path) -> str:
+    h = hashlib.sha256()
+    with open(file, "rb") as f:
+        while chunk := f.read(1 << 20):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _write_manifest(directory: Path, step: int) -> None:
+    files = {f.relative_to(directory).as_posix(): {"size": f.stat().st_size, "sha256": _sha256(f)}
+             for f in sorted(directory.rglob("*")) if f.is_file()}
+    manifest = {"format": TRAINING_FORMAT, "version": 1, "step": step, "files": files}
+    (directory / MANIFEST_FILE).write_text(json.dumps(manifest, indent=1) + "\n")
+
+
+def verify_checkpoint(path: str | Path) -> str | None:
+    """``None`` when every file listed in the manifest has its size and sha256, else the reason it fails."""
+    path = Path(path)
+    try:
+        manifest = json.loads((path / MANIFEST_FILE).read_text(encoding="utf-8"))
+        files = manifest["files"]
+    except FileNotFoundError:
+        return f"no {MANIFEST_FILE} (incomplete save)"
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        return f"unreadable {MANIFEST_FILE} ({e})"
+    for name, want in files.items():
+        f = path / name
+        if not f.is_file():
+            return f"{name} is missing"
+        if f.stat().st_size != want["size"]:
+            return f"{name} has {f.stat().st_size} bytes, manifest says {want['size']}"
+        if _sha256(f) != want["sha256"]:
+            return f"{name} does not match its sha256 in the manifest"
+    return None
+
+
+def checkpoint_step(path: str | Path) -> int | None:
+    """The step number of a ``step-NNNNNNNN`` folder, else ``None``."""
+    m = _STEP_DIR.match(Path(path).name)
+    return int(m.group(1)) if m else None
+
+
+def _step_dirs(root: Path) -> list[Path]:
+    if not root.is_dir():
+        return []
+    dirs = [d for d in root.iterdir() if d.is_dir() and checkpoint_step(d) is not None]
+    return sorted(dirs, key=checkpoint_step, reverse=True)
+
+
+def find_latest_checkpoint(run_dir: str | Path) -> Path | None:
+    """The newest checkpoint in ``run_dir/checkpoints`` that verifies; damaged ones are logged and skipped."""
+    root = Path(run_dir) / CHECKPOINTS_DIR
+    if not root.is_dir():
+        return None
+    for d in sorted(root.iterdir()):
+        if d.name.startswith(".") and any(s in d.name for s in (".tmp-", ".old-", ".del-")):
+            log.warning("skipping %s: leftover of an interrupted save", d)
+    for d in _step_dirs(root):
+        reason = verify_checkpoint(d)
+        if reason is None:
+            return d
+        log.warning("skipping damaged checkpoint %s: %s", d, reason)
+    return None

@@ -346,7 +346,7 @@ PRESETS: dict[str, dict[str, Any]] = {
 
 OBJECTIVES = ("electra", "mlm", "electra-15", "replace-mlm", "all-tokens-mlm")  # see electra.objectives
 GENERATOR_TRAINING = ("joint", "two-stage", "adversarial")
-POSITION_INITS = ("normal", "sinusoidal")  # see electra.position_init
+POSITION_INITS = ("normal", "sinusoidal")  # see electra.init.positions
 
 _TINY_RECIPE = dict(batch_size=32, lr=1e-3, warmup_steps=100, max_steps=2000, mask_prob=0.15, bias_correction=True)
 # The paper's pre-training hyperparameters (Table 6 / google-research/electra configure_pretraining.py).
@@ -434,8 +434,8 @@ class PretrainConfig:
     adversarial_mlm_steps: int = 0  # adversarial: MLM warm-start steps before REINFORCE
     adversarial_baseline: str = "learned"  # adversarial: "learned" (the paper's) or "mean" (running mean)
     adversarial_entropy: float = 0.0  # adversarial: entropy bonus coefficient
-    init_embeddings: str = ""  # word2vec/GloVe file to initialise the word embeddings from (electra.embeddings_init)
-    position_init: str = "normal"  # "sinusoidal": the position table starts as sinusoids (electra.position_init)
+    init_embeddings: str = ""  # word2vec/GloVe file to initialise the word embeddings from (electra.init.embeddings)
+    position_init: str = "normal"  # "sinusoidal": the position table starts as sinusoids (electra.init.positions)
     init_from: str = ""  # checkpoint or run folder whose weights start the run (shape from it; optimizer/step fresh)
     held_out: str = ""  # prepared folder of text not trained on: the end-of-run detection report is measured there
     # --init-from an imported BERT, whose detection head (and a new generator) start untrained: > 0 holds the

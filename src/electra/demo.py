@@ -104,7 +104,7 @@ def word_vectors(out: Path, seed: int) -> str:
         print("[3/6] word vectors: skipped (gensim is not installed: pip install 'electra[wordvectors]'); "
               "the word embeddings stay random, still held fixed")
         return ""
-    from electra.wordvectors import train_word_vectors
+    from electra.init.wordvectors import train_word_vectors
 
     report = train_word_vectors([out / "data"], out / "vectors.txt", dim=64, epochs=1, seed=seed, progress=False)
     print(f"[3/6] word vectors: word2vec over the shards, 1 epoch: {report.format()}")

@@ -40,7 +40,7 @@ def encode(tokenizer: Tokenizer, text: str, max_len: int) -> Encoding:
 
 
 def _inputs(encodings: list[Encoding]) -> dict[str, np.ndarray]:
-    from electra.inference import pad_batch
+    from electra.tokenization import pad_batch
 
     return pad_batch([e.ids for e in encodings])
 
@@ -208,7 +208,7 @@ def load_pair(path: str | Path, backend: str = "torch", precision: str = "fp32",
 def generator_probs(pair: Pair, rows: Sequence[Sequence[int]], positions: Sequence[Sequence[int]],
                     temperature: float = 1.0) -> list[np.ndarray]:
     """The generator's softmax (at ``temperature``) at ``positions`` of each row: one (n_i, vocab) array each."""
-    from electra.inference import pad_batch
+    from electra.tokenization import pad_batch
 
     batch = pad_batch(rows)
     width = max(1, max(len(p) for p in positions))
@@ -225,7 +225,7 @@ def generator_probs(pair: Pair, rows: Sequence[Sequence[int]], positions: Sequen
 
 def replaced_probs(pair: Pair, rows: Sequence[Sequence[int]]) -> list[np.ndarray]:
     """The discriminator's p(replaced) at every position of each row (``[CLS]``/``[SEP]`` included)."""
-    from electra.inference import pad_batch
+    from electra.tokenization import pad_batch
 
     logits = pair.discriminator(pad_batch(rows))["logits"].astype(np.float64)
     return [1.0 / (1.0 + np.exp(-logits[i, :len(r)])) for i, r in enumerate(rows)]
@@ -786,9 +786,9 @@ def augment_file(pair: Pair, task: Any, input_path: str | Path, out_path: str | 
     """Write ``out_path``: every line of the task's TSV file ``input_path``, then ``copies`` augmented rows per
     example (text columns replaced by :func:`augment_text`, the other columns copied). Written to a temporary
     file and renamed. Returns (examples, new rows)."""
-    from electra.checkpoint import write_text_atomic
     from electra.config import at_least, check_values, interval
     from electra.data.glue import _rows
+    from electra.files import write_text_atomic
 
     check_values("augment option", {"copies": copies, "mask_prob": mask_prob},
                  {"copies": at_least(1), "mask_prob": interval(0, 1, "(]")})

@@ -33,7 +33,7 @@ from __future__ import annotations
 import copy
 import shutil
 import tempfile
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import SimpleNamespace
@@ -44,6 +44,9 @@ import torch
 from torch import Tensor, nn
 
 from electra.errors import ElectraError
+from electra.export.onnx import MODEL_FILE, export_onnx, read_meta
+from electra.export.session import ort_session
+from electra.tokenization import pad_to
 
 BACKENDS = ("torch", "onnx")
 PRECISIONS = ("fp32", "bf16", "int8")
@@ -84,20 +87,8 @@ class OnnxRunner(Runner):
     backend = "onnx"
 
     def __init__(self, folder: str | Path, threads: int | None = None):
-        from electra.export.onnx import MODEL_FILE, read_meta
-
-        try:
-            import onnxruntime as ort
-        except ImportError:
-            raise ElectraError("--backend onnx needs onnxruntime (pip install onnxruntime)") from None
         self.meta = read_meta(folder)
-        opts = ort.SessionOptions()
-        opts.intra_op_num_threads = threads or torch.get_num_threads()
-        opts.inter_op_num_threads = 1
-        opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        self.session = ort.InferenceSession(str(Path(folder) / MODEL_FILE), opts,
-                                            providers=["CPUExecutionProvider"])
+        self.session = ort_session(Path(folder) / MODEL_FILE, threads or torch.get_num_threads())
         self.outputs = tuple(o["name"] for o in self.meta["outputs"])
         self.min_sequence = int(self.meta.get("min_sequence_length", 1))
         self.precision = "int8" if self.meta.get("quantization") else "fp32"
@@ -107,29 +98,6 @@ class OnnxRunner(Runner):
         feeds = {k: np.ascontiguousarray(batch[k], dtype=np.int64) for k in
                  ("input_ids", "attention_mask", "token_type_ids")}
         return dict(zip(self.outputs, self.session.run(list(self.outputs), feeds)))
-
-
-def pad_to(batch: Arrays, length: int) -> Arrays:
-    """Right-pad every input to at least ``length`` positions (padding: id 0, mask 0, segment 0)."""
-    seq = batch["input_ids"].shape[1]
-    if seq >= length:
-        return batch
-    return {k: np.pad(v, ((0, 0), (0, length - seq))) for k, v in batch.items()}
-
-
-def pad_batch(rows: Sequence[Sequence[int]], types: Sequence[Sequence[int]] | None = None,
-              pad_id: int = 0) -> Arrays:
-    """Pad token id lists (and their segment ids) to the longest; the attention mask marks real tokens."""
-    width = max(len(r) for r in rows)
-    ids = np.full((len(rows), width), pad_id, dtype=np.int64)
-    mask = np.zeros_like(ids)
-    tt = np.zeros_like(ids)
-    for i, r in enumerate(rows):
-        ids[i, :len(r)] = r
-        mask[i, :len(r)] = 1
-        if types is not None:
-            tt[i, :len(r)] = types[i]
-    return {"input_ids": ids, "attention_mask": mask, "token_type_ids": tt}
 
 
 # ---- torch precisions ----------------------------------------------------------------------------------
@@ -274,7 +242,6 @@ def load_model(path: str | Path, backend: str = "torch", precision: str = "fp32"
             raise ElectraError(f"{path}: an ONNX export; run it with --backend onnx")
         return _load_onnx_folder(path, precision, threads)
     if backend == "onnx":
-        from electra.export.onnx import export_onnx
 
         tmp = Path(tempfile.mkdtemp(prefix="electra-onnx-"))
         try:

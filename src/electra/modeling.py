@@ -4,7 +4,7 @@ Reads top to bottom like the paper's §2 and google-research/electra's ``model/m
 (with a projection when the embedding size differs from the hidden size), post-LN Transformer blocks with
 attention through ``scaled_dot_product_attention`` (written out on the CPU where that is faster: with dropout
 and in bf16, see :func:`written_out_attention`), then a head. Weight names map one-to-one onto the Hugging Face
-``transformers`` ELECTRA classes (see ``electra.hf``).
+``transformers`` ELECTRA classes (see ``electra.interop.hf``).
 """
 
 from __future__ import annotations

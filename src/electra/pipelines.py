@@ -27,7 +27,8 @@ import numpy as np
 from tokenizers import Tokenizer
 
 from electra.errors import ElectraError
-from electra.inference import LoadedModel, as_task_model, pad_batch
+from electra.inference import LoadedModel, as_task_model
+from electra.tokenization import pad_batch
 
 
 @dataclass

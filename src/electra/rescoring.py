@@ -16,14 +16,27 @@ settings of equal cost the one nearest to 0 wins, so a list set on which the mod
 from __future__ import annotations
 
 import itertools
+import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from electra.data import ranking as R
 from electra.data.ranking import RankItem
 from electra.errors import ElectraError
+from electra.files import write_text_atomic
+from electra.metrics.nbest import choice_wer, compositional_oracle_wer, edit_matrix, oracle_choice
+from electra.metrics.ranking import mutual_submission, ranking_metrics
+from electra.metrics.text import bleu, chrf, sentence_bleu, sentence_chrf
+from electra.scoring import SCORERS, SentenceScore
+from electra.scoring import Scorer as PairScorer
+from electra.tasks.ranking import RANKING_TASKS, list_scores
+from electra.tasks.registry import RANKING, family_of_run
+from electra.tasks.runner import BEST_DIR, TASK_FILE, load_task_model, run_tokenizer_dir
+from electra.tokenization import encode_candidates, load_tokenizer
 
 LAMBDAS = (0.0, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 5.0, 10.0)
 MIN_GAIN = 0.01  # relative improvement over the 1-best, on the tuning lists, needed to leave it
@@ -183,8 +196,6 @@ def mbr_choice(items: Sequence[RankItem], utility: str = "chrf") -> list[int]:
             out.append(0)
             continue
         if utility == "chrf":
-            from electra.metrics.text import sentence_chrf
-
             u = np.array([[sentence_chrf(a, [b]) if i != j else 0.0 for j, b in enumerate(c)]
                           for i, a in enumerate(c)])
         elif utility == "edit":
@@ -234,8 +245,6 @@ def rescore_asr(scorer: Any, items: Sequence[RankItem], methods: Sequence[str], 
                 params: Params | None = None, k: int = 5) -> Rescored:
     """Rescore HyPoradise-style n-best lists; metrics: ``wer``, ``one_best_wer``, ``oracle_wer``,
     ``compositional_oracle_wer`` (when every item has a reference)."""
-    from electra.metrics.nbest import choice_wer, compositional_oracle_wer, edit_matrix, oracle_choice
-
     f = build_features(items, model_scores(scorer, items, methods))
     has_refs = all(it.references for it in items)
     edits = words = None
@@ -270,8 +279,6 @@ def rescore_asr(scorer: Any, items: Sequence[RankItem], methods: Sequence[str], 
 
 def sentence_bleu_costs(items: Sequence[RankItem], refs: Sequence[Sequence[str]], lang: str = "en") -> np.ndarray:
     """``-sentence_bleu`` of every candidate against its segment's references (the MT tuning cost)."""
-    from electra.metrics.text import sentence_bleu
-
     return pad([[-sentence_bleu(c, list(r), lang) for c in it.candidates] for it, r in zip(items, refs)], 1e9)
 
 
@@ -283,8 +290,6 @@ def rescore_mt(scorer: Any, items: Sequence[RankItem], systems: Sequence[str], m
     Metrics on the items' references:
     ``bleu``/``chrf`` (+ signatures) of the reranked output, of the best single system (by the tuning data),
     and the sentence-BLEU oracle selected with the tuning references."""
-    from electra.metrics.text import bleu, chrf
-
     # a pre-trained pair scores the target side alone (the source is another language); a reranker run its pairs
     scores = model_scores(scorer, items, methods, use_context=getattr(scorer, "wants_source", False))
     has_refs = all(it.references for it in items)
@@ -341,8 +346,6 @@ def rescore_mt(scorer: Any, items: Sequence[RankItem], systems: Sequence[str], m
 def rescore_choice(scorer: Any, items: Sequence[RankItem], methods: Sequence[str],
                    dev: Sequence[RankItem] | None = None, params: Params | None = None, k: int = 5) -> Rescored:
     """Multiple choice (MuTual): each option scored after the dialogue; R@1, R@2, MRR when labels exist."""
-    from electra.metrics.ranking import ranking_metrics
-
     def labelled(its: Sequence[RankItem]) -> np.ndarray | None:
         if not all(it.label is not None for it in its):
             return None
@@ -381,10 +384,6 @@ def records(items: Sequence[RankItem], result: Rescored, systems: Sequence[str] 
 
 def write_outputs(out: str, recs: Sequence[dict], extra: dict[str, str] | None = None) -> None:
     """Write ``out`` (JSON Lines) and any ``extra`` files only once everything is computed, each atomically."""
-    import json
-
-    from electra.checkpoint import write_text_atomic
-
     texts = {out: "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in recs), **(extra or {})}
     for path, text in texts.items():
         write_text_atomic(path, text, "rescoring output")
@@ -392,8 +391,6 @@ def write_outputs(out: str, recs: Sequence[dict], extra: dict[str, str] | None =
 
 def parse_scorer(spec: str) -> list[str]:
     """``"rtd"``, ``"pll"``, ``"pll-word"`` or a ``+``-joined combination (each gets its own lambda)."""
-    from electra.scoring import SCORERS
-
     methods = [m.strip() for m in spec.split("+") if m.strip()]
     bad = [m for m in methods if m not in SCORERS]
     if not methods or bad or len(set(methods)) != len(methods):
@@ -408,8 +405,6 @@ def rescore_file(task: str, model: str, input: str, out: str, *, dev: str | None
                  tune_references: Sequence[str] | None = None, lang: str = "en", submission: str | None = None,
                  max_length: int = 256, backend: str = "torch", precision: str = "fp32") -> dict[str, Any]:
     """``electra rescore``: read, score, tune, choose, and only then write ``out`` (and ``submission``)."""
-    from electra.data import ranking as R
-
     reranker = _is_reranker_run(model)
     methods = ["reranker"] if reranker else parse_scorer(scorer)
     params = Params({m: lam for m in methods}, beta) if lam is not None else None
@@ -418,11 +413,7 @@ def rescore_file(task: str, model: str, input: str, out: str, *, dev: str | None
 
     def make_scorer() -> Any:
         if reranker:
-            from electra.tasks.ranking import RerankerScorer
-
             return RerankerScorer(model)
-        from electra.scoring import Scorer as PairScorer
-
         return PairScorer(model, backend, precision, max_length)
 
     if task == "asr":
@@ -446,8 +437,6 @@ def rescore_file(task: str, model: str, input: str, out: str, *, dev: str | None
         result = rescore_choice(make_scorer(), items, methods, dev_items, params,
                                 folds or 5)
         if submission:
-            from electra.metrics.ranking import mutual_submission
-
             extra[submission] = mutual_submission([it.id for it in items], result.rankings)
     else:
         raise ElectraError(f"--task {task!r}: expected asr, mt or dialogue")
@@ -457,14 +446,34 @@ def rescore_file(task: str, model: str, input: str, out: str, *, dev: str | None
 
 def _is_reranker_run(model: str) -> bool:
     """Whether ``model`` is a fine-tuned reranker (``electra finetune --task mutual|asr-nbest|...``)."""
-    from pathlib import Path
-
-    from electra.tasks.runner import BEST_DIR, TASK_FILE
-
     for d in (Path(model), Path(model) / BEST_DIR):
         if (d / TASK_FILE).is_file():
-            from electra.tasks.ranking import RANKING_TASKS
-            from electra.tasks.runner import read_task_meta
-
-            return read_task_meta(model).get("spec", {}).get("task") in RANKING_TASKS
+            return family_of_run(model) is RANKING
     return False
+
+
+class RerankerScorer:
+    """A fine-tuned reranker run with the face of :class:`electra.scoring.Scorer`: ``score("reranker", texts,
+    contexts)`` gives each (context, candidate) its cross-encoder score, so ``electra rescore`` can use it."""
+
+    wants_source = True  # mt-rerank runs were trained with the source as context
+
+    def __init__(self, run: str | Path):
+        self.model = load_task_model(run)
+        if self.model.spec.get("task") not in RANKING_TASKS:
+            raise ElectraError(f"{run}: not a reranker run (task {self.model.spec.get('task')!r})")
+        tok_dir = run_tokenizer_dir(run)
+        if tok_dir is None:
+            raise ElectraError(f"{run}: run has no tokenizer/ folder")
+        self.tokenizer = load_tokenizer(tok_dir)
+        self.max_len = int(self.model.spec.get("max_seq_len", 256))
+
+    def score(self, method: str, texts: Sequence[str], contexts: Sequence[str | None] | None = None) -> list:
+        encs = encode_candidates(self.tokenizer, texts, contexts, self.max_len)
+        feats = [{"ids": [e.ids], "types": [e.type_ids]} for e in encs]
+        order = sorted(range(len(feats)), key=lambda i: len(encs[i].ids))
+        scores = list_scores(self.model, [feats[i] for i in order], 64, self.tokenizer.token_to_id("[PAD]") or 0)
+        out: list[Any] = [None] * len(feats)
+        for i, s in zip(order, scores):
+            out[i] = SentenceScore([], [], float(s[0]))
+        return out

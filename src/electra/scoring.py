@@ -29,10 +29,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-from tokenizers import Encoding, Tokenizer
+from tokenizers import Encoding
 
 from electra.errors import ElectraError
-from electra.inference import pad_batch
+from electra.tokenization import encode_candidates, pad_batch
 
 SCORERS = ("rtd", "pll", "pll-word")
 
@@ -56,36 +56,6 @@ class SentenceScore:
         if self.replaced_prob:
             out["replaced_prob"] = [round(p, 4) for p in self.replaced_prob]
         return out
-
-
-def encode_candidates(tokenizer: Tokenizer, candidates: Sequence[str], contexts: Sequence[str | None] | None = None,
-                      max_len: int = 512) -> list[Encoding]:
-    """``[CLS] candidate [SEP]`` or ``[CLS] context [SEP] candidate [SEP]``; an over-long context is cut from
-    its start (the turns nearest the candidate are kept), an over-long candidate from its end."""
-    out = []
-    for i, cand in enumerate(candidates):
-        ctx = contexts[i] if contexts is not None else None
-        enc = tokenizer.encode(cand) if ctx is None else tokenizer.encode(ctx, cand)
-        if len(enc.ids) > max_len:
-            enc = _truncate(tokenizer, ctx, cand, max_len)
-        out.append(enc)
-    return out
-
-
-def _truncate(tokenizer: Tokenizer, ctx: str | None, cand: str, max_len: int) -> Encoding:
-    cand_ids = tokenizer.encode(cand, add_special_tokens=False).ids
-    if ctx is None or len(cand_ids) + 3 >= max_len:
-        cand_ids = cand_ids[: max_len - (3 if ctx is not None else 2)]
-        ctx_ids: list[int] = []
-    else:
-        ctx_ids = tokenizer.encode(ctx, add_special_tokens=False).ids
-        ctx_ids = ctx_ids[len(ctx_ids) - (max_len - 3 - len(cand_ids)):]
-    text_a = tokenizer.decode(ctx_ids) if ctx_ids else None
-    enc = tokenizer.encode(text_a, tokenizer.decode(cand_ids)) if text_a else tokenizer.encode(tokenizer.decode(
-        cand_ids))
-    if len(enc.ids) > max_len:  # decode/encode round trips are not always exact: cut hard
-        enc.truncate(max_len)
-    return enc
 
 
 def scored_positions(enc: Encoding) -> list[int]:

@@ -13,7 +13,8 @@ import json
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
-from tokenizers import Tokenizer, decoders, normalizers, pre_tokenizers, processors, trainers
+import numpy as np
+from tokenizers import Encoding, Tokenizer, decoders, normalizers, pre_tokenizers, processors, trainers
 from tokenizers.models import WordPiece
 
 from electra.errors import ElectraError
@@ -213,3 +214,54 @@ def special_ids(tok: Tokenizer, names: Sequence[str] = SPECIAL_TOKENS) -> dict[s
             raise ElectraError(f"tokenizer has no {name} token")
         ids[name] = i
     return ids
+
+def pad_to(batch: dict[str, np.ndarray], length: int) -> dict[str, np.ndarray]:
+    """Right-pad every input to at least ``length`` positions (padding: id 0, mask 0, segment 0)."""
+    seq = batch["input_ids"].shape[1]
+    if seq >= length:
+        return batch
+    return {k: np.pad(v, ((0, 0), (0, length - seq))) for k, v in batch.items()}
+
+
+def pad_batch(rows: Sequence[Sequence[int]], types: Sequence[Sequence[int]] | None = None,
+              pad_id: int = 0) -> dict[str, np.ndarray]:
+    """Pad token id lists (and their segment ids) to the longest; the attention mask marks real tokens."""
+    width = max(len(r) for r in rows)
+    ids = np.full((len(rows), width), pad_id, dtype=np.int64)
+    mask = np.zeros_like(ids)
+    tt = np.zeros_like(ids)
+    for i, r in enumerate(rows):
+        ids[i, :len(r)] = r
+        mask[i, :len(r)] = 1
+        if types is not None:
+            tt[i, :len(r)] = types[i]
+    return {"input_ids": ids, "attention_mask": mask, "token_type_ids": tt}
+
+def encode_candidates(tokenizer: Tokenizer, candidates: Sequence[str], contexts: Sequence[str | None] | None = None,
+                      max_len: int = 512) -> list[Encoding]:
+    """``[CLS] candidate [SEP]`` or ``[CLS] context [SEP] candidate [SEP]``; an over-long context is cut from
+    its start (the turns nearest the candidate are kept), an over-long candidate from its end."""
+    out = []
+    for i, cand in enumerate(candidates):
+        ctx = contexts[i] if contexts is not None else None
+        enc = tokenizer.encode(cand) if ctx is None else tokenizer.encode(ctx, cand)
+        if len(enc.ids) > max_len:
+            enc = _truncate(tokenizer, ctx, cand, max_len)
+        out.append(enc)
+    return out
+
+
+def _truncate(tokenizer: Tokenizer, ctx: str | None, cand: str, max_len: int) -> Encoding:
+    cand_ids = tokenizer.encode(cand, add_special_tokens=False).ids
+    if ctx is None or len(cand_ids) + 3 >= max_len:
+        cand_ids = cand_ids[: max_len - (3 if ctx is not None else 2)]
+        ctx_ids: list[int] = []
+    else:
+        ctx_ids = tokenizer.encode(ctx, add_special_tokens=False).ids
+        ctx_ids = ctx_ids[len(ctx_ids) - (max_len - 3 - len(cand_ids)):]
+    text_a = tokenizer.decode(ctx_ids) if ctx_ids else None
+    enc = tokenizer.encode(text_a, tokenizer.decode(cand_ids)) if text_a else tokenizer.encode(tokenizer.decode(
+        cand_ids))
+    if len(enc.ids) > max_len:  # decode/encode round trips are not always exact: cut hard
+        enc.truncate(max_len)
+    return enc

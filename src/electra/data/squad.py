@@ -17,8 +17,8 @@ from typing import Any
 
 from tokenizers import Tokenizer
 
+from electra.config import read_json
 from electra.errors import ElectraError
-from electra.squad_metrics import load_json
 
 
 @dataclass
@@ -245,3 +245,7 @@ def make_features(examples: list[QAExample], tokenizer: Tokenizer, cfg: WindowCo
                 f.start, f.end = target[0] - start + doc_offset, target[1] - start + doc_offset
             features.append(f)
     return features
+
+def load_json(path: str | Path, what: str) -> Any:
+    """Parse a JSON file; errors name the file, line and column (``electra.config.read_json``)."""
+    return read_json(path, f"{what} file")

@@ -51,9 +51,13 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from electra.checkpoint import load_checkpoint, read_checkpoint_meta, resolve_checkpoint, tokenizer_dir
 from electra.errors import ElectraError
+from electra.export.session import ort_session
 from electra.export.smoothing import ALPHA, calibration_batches, smooth_graph
 from electra.modeling import Block, Encoder, activation
+from electra.tasks.registry import family_of
+from electra.tasks.runner import BEST_DIR, TASK_FILE, load_task_model, read_task_meta, run_tokenizer_dir
 
 FORMAT = "electra-onnx"
 MODEL_FILE = "model.onnx"
@@ -193,8 +197,6 @@ class Target:
 def targets(source: str | Path) -> list[Target]:
     """What exporting ``source`` means: a pre-trained checkpoint or run folder (discriminator + generator),
     or a fine-tuned task run (classification/regression, QA, tagging)."""
-    from electra.tasks.runner import BEST_DIR, TASK_FILE
-
     src = Path(source)
     if (src / TASK_FILE).is_file() or (src / BEST_DIR / TASK_FILE).is_file():
         return [_task_target(src)]
@@ -202,8 +204,6 @@ def targets(source: str | Path) -> list[Target]:
 
 
 def _pretrained_targets(src: Path) -> list[Target]:
-    from electra.checkpoint import load_checkpoint, read_checkpoint_meta, resolve_checkpoint, tokenizer_dir
-
     ckpt = resolve_checkpoint(src)
     meta = read_checkpoint_meta(ckpt)
     model = load_checkpoint(ckpt).eval()
@@ -223,25 +223,15 @@ def _pretrained_targets(src: Path) -> list[Target]:
 
 
 def _task_target(src: Path) -> Target:
-    from electra.tasks.runner import load_task_model, read_task_meta, run_tokenizer_dir
-
     model = load_task_model(src).eval()
     spec = model.spec
-    head_cls = type(model.head).__name__
     task = spec.get("task")
-    if head_cls == "ClassificationHead":
-        kind, names = "classification", ("logits",)
-        labels = spec.get("labels") or []
-        sub = "regression" if model.head.num_labels == 1 else "classification"
-    elif head_cls == "SpanQAHead":
-        kind, labels, sub = "qa", [], "qa"
-        h = model.head
-        names = (("start_logits", "start_top_log_probs", "start_top_index", "end_top_log_probs", "end_top_index")
-                 if h.joint else ("start_logits", "end_logits")) + (("answerable_logit",) if h.answerable else ())
-    elif head_cls == "TokenClassificationHead":
-        kind, names, labels, sub = "tagging", ("logits",), spec.get("labels") or [], "tagging"
-    else:
-        raise ElectraError(f"{src}: head {head_cls} has no ONNX export")
+    kind = model.head.kind
+    if not family_of(kind).onnx:
+        raise ElectraError(f"{src}: {kind} runs have no ONNX export yet (serve them with the torch backend)")
+    names = model.head.output_names()
+    labels = (spec.get("labels") or []) if kind in ("classification", "tagging") else []
+    sub = "regression" if kind == "classification" and model.head.num_labels == 1 else kind
     graph = OnnxGraph(kind, model.encoder, model.head, names, cls_only=model.head.reads_cls_only)
     meta = {"kind": kind, "task": task, "task_type": sub, "labels": labels, "spec": spec,
             "head": read_task_meta(src)["head"], "source": str(src)}
@@ -282,21 +272,11 @@ def _torch_export(target: Target, path: Path, opset: int) -> None:
                           dynamic_axes=dynamic, opset_version=opset, do_constant_folding=True)
 
 
-def _session(path: Path, threads: int = 1):  # noqa: ANN202
-    import onnxruntime as ort
-
-    opts = ort.SessionOptions()
-    opts.intra_op_num_threads = threads
-    opts.inter_op_num_threads = 1
-    opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
-
-
 def compare(path: Path, target: Target, seq: int = 24) -> dict[str, float]:
     """Max |onnx - torch| per float output and argmax agreement of the main output, on :func:`check_batch`."""
     cfg = target.graph.encoder.config
     batch = check_batch(cfg.vocab_size, max(seq, target.min_sequence + 4), seed=1)
-    got = _session(path).run(list(target.graph.outputs), {n: batch[n].numpy() for n in INPUTS})
+    got = ort_session(path).run(list(target.graph.outputs), {n: batch[n].numpy() for n in INPUTS})
     with torch.no_grad():
         want = target.reference(batch)
     res: dict[str, float] = {}

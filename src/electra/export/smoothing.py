@@ -22,6 +22,8 @@ from typing import Any
 import numpy as np
 
 from electra.errors import ElectraError
+from electra.export.session import ort_session
+from electra.tokenization import load_tokenizer, pad_batch
 
 ALPHA = 0.5  # SmoothQuant's default migration strength
 CALIBRATION_LINES = 1000  # at most this many lines of --calibration are read
@@ -33,8 +35,6 @@ def calibration_batches(tokenizer_dir: str | Path, path: str | Path, max_len: in
                         limit: int = CALIBRATION_LINES) -> list[dict[str, np.ndarray]]:
     """Padded input batches of the first ``limit`` non-empty lines of ``path`` (one text per line; a TAB
     separates the two texts of a pair)."""
-    from electra.inference import pad_batch
-    from electra.tokenization import load_tokenizer
 
     p = Path(path)
     if not p.is_file():
@@ -70,14 +70,13 @@ def input_absmax(path: Path, tensors: list[str], batches: list[dict[str, np.ndar
     import onnx
     from onnx import helper
 
-    from electra.export.onnx import _session
 
     model = onnx.load(str(path))
     have = {o.name for o in model.graph.output}
     model.graph.output.extend(helper.make_empty_tensor_value_info(t) for t in tensors if t not in have)
     probe = path.with_name(path.stem + "-probe.onnx")
     onnx.save(model, str(probe))
-    session = _session(probe, threads)
+    session = ort_session(probe, threads)
     amax: dict[str, np.ndarray] = {}
     for b in batches:
         for t, v in zip(tensors, session.run(tensors, b)):

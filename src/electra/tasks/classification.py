@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
@@ -20,15 +20,16 @@ import torch
 from tokenizers import Tokenizer
 
 from electra import metrics as M
-from electra.checkpoint import write_text_atomic
 from electra.config import Rule, at_least, check_values, interval, one_of, validate
 from electra.data.glue import Example, TaskDef, custom_task, get_task, load_split, read_examples
 from electra.errors import ElectraError
+from electra.files import write_text_atomic
 from electra.tasks.heads import ClassificationHead
 from electra.tasks.runner import (
     BEST_DIR,
     Batch,
     FinetuneConfig,
+    RunLoader,
     TaskModel,
     collate,
     finetune,
@@ -43,6 +44,8 @@ from electra.tasks.runner import (
     train_subset_indices,
 )
 from electra.tokenization import load_tokenizer
+
+Augmenter = Callable[[Sequence[Example], int, int], list[Example]]  # (examples, copies, seed) -> new examples
 
 
 @dataclass
@@ -210,9 +213,12 @@ def _gold(features: list[dict[str, Any]], regression: bool) -> np.ndarray:
 
 # ---- fine-tuning -------------------------------------------------------------------------------------------
 def finetune_task(task: TaskDef, model_path: str | Path, data_dir: str | Path, out_dir: str | Path,
-                  config: FinetuneConfig, options: TaskOptions | None = None, resume: bool = False) -> dict[str, Any]:
+                  config: FinetuneConfig, options: TaskOptions | None = None, resume: bool = False,
+                  augmenter: Augmenter | None = None) -> dict[str, Any]:
     """Fine-tune one model on ``task``; returns the runner's results (best dev metrics etc.). ``resume``
-    continues the run in ``out_dir`` from its last checkpoint (see :func:`electra.tasks.runner.finetune`)."""
+    continues the run in ``out_dir`` from its last checkpoint (see :func:`electra.tasks.runner.finetune`).
+    ``augmenter(examples, copies, seed)`` adds ``options.augment`` new versions of each training example (the
+    checkpoint's generator and discriminator: :func:`electra.generation.augmentation.augmenter`)."""
     options = options or TaskOptions()
     set_seed(config.seed)
     encoder = load_encoder(model_path, random_init=options.random_init, seed=config.seed)
@@ -230,7 +236,9 @@ def finetune_task(task: TaskDef, model_path: str | Path, data_dir: str | Path, o
     if options.dev_limit:
         dev = dev[: options.dev_limit]
     if options.augment:
-        train = train + augment_examples(model_path, train, options.augment, config.seed)
+        if augmenter is None:
+            raise ElectraError("--augment: no augmenter given (electra.generation.augmentation.augmenter)")
+        train = train + augmenter(train, options.augment, config.seed)
     swap = task.swap_pairs if options.swap_pairs is None else options.swap_pairs
     if swap:
         train = train + [dataclasses.replace(e, texts=e.texts[::-1]) for e in train if len(e.texts) == 2]
@@ -267,35 +275,20 @@ def finetune_task(task: TaskDef, model_path: str | Path, data_dir: str | Path, o
     return results
 
 
-def augment_examples(model_path: str | Path, examples: Sequence[Example], copies: int, seed: int
-                     ) -> list[Example]:
-    """``copies`` corrupt-and-reconstruct versions of each example (:func:`electra.generation.augment_text`
-    with the pre-trained checkpoint's generator and discriminator), labels kept; fewer when the discriminator
-    finds no plausible distinct version. Pairs get both texts augmented."""
-    from electra.generation import augment_text, load_pair
-
-    pair = load_pair(model_path, command="finetune --augment")
-    rng = np.random.default_rng(seed)
-    out = []
-    for e in examples:
-        versions = [augment_text(pair, t, copies, rng) for t in e.texts]
-        for k in range(min(len(v) for v in versions)):
-            out.append(dataclasses.replace(e, texts=tuple(v[k] for v in versions), guid=f"{e.guid}-aug{k}"))
-    return out
 
 
 def finetune_seeds(task: TaskDef, model_path: str | Path, data_dir: str | Path, out_dir: str | Path,
                    config: FinetuneConfig, options: TaskOptions | None = None, seeds: int = 1,
-                   resume: bool = False) -> dict[str, Any]:
+                   resume: bool = False, augmenter: Augmenter | None = None) -> dict[str, Any]:
     """``seeds`` fine-tunings (seed, seed+1, ...) into ``out_dir/seed-N``; median and spread of metrics."""
     check_values("finetune option", {"seeds": seeds}, {"seeds": at_least(1)})
     if seeds == 1:
-        return finetune_task(task, model_path, data_dir, out_dir, config, options, resume)
+        return finetune_task(task, model_path, data_dir, out_dir, config, options, resume, augmenter)
     runs = []
     for k in range(seeds):
         seed = config.seed + k
         runs.append(finetune_task(task, model_path, data_dir, Path(out_dir) / f"seed-{seed}",
-                                  dataclasses.replace(config, seed=seed), options, resume))
+                                  dataclasses.replace(config, seed=seed), options, resume, augmenter))
     names = sorted(runs[0]["best"])
     summary = {"task": task.name, "main_metric": task.metric, "report": list(task.report),
                "seeds": [config.seed + k for k in range(seeds)],
@@ -338,9 +331,10 @@ def single_run(path: str | Path) -> Path:
 
 
 def ensemble_scores(runs: Sequence[str | Path], examples: Sequence[Example], device: str = "auto",
-                    backend: str = "torch", precision: str = "fp32") -> tuple[np.ndarray, dict[str, Any], TaskDef]:
-    """Average of the runs' probabilities (or values) on ``examples``; all runs must share labels. Another
-    ``backend``/``precision`` than torch fp32 runs on the CPU (see :mod:`electra.inference`)."""
+                    load: RunLoader | None = None) -> tuple[np.ndarray, dict[str, Any], TaskDef]:
+    """Average of the runs' probabilities (or values) on ``examples``; all runs must share labels. ``load``
+    gives each run's model another way than PyTorch fp32 (``electra predict --backend onnx``: an onnxruntime
+    session, see :mod:`electra.inference`)."""
     total, first_spec = None, None
     dev = pick_device(device)
     for run in runs:
@@ -350,8 +344,7 @@ def ensemble_scores(runs: Sequence[str | Path], examples: Sequence[Example], dev
         elif (spec["labels"], spec["regression"]) != (first_spec["labels"], first_spec["regression"]):
             raise ElectraError(f"{run}: its labels {spec['labels']} differ from {runs[0]}'s "
                                f"{first_spec['labels']}: cannot ensemble")
-        model = load_task_model(run, dev) if (backend, precision) == ("torch", "fp32") else _runner_model(
-            run, backend, precision)
+        model = load(run)[0] if load is not None else load_task_model(run, dev)
         tok = prepare_tokenizer(None, run, model.encoder.config.vocab_size, spec["max_seq_len"],
                                 model.encoder.config.max_position_embeddings)
         feats = encode(tok, [dataclasses.replace(e, label=None) for e in examples], None)
@@ -361,10 +354,6 @@ def ensemble_scores(runs: Sequence[str | Path], examples: Sequence[Example], dev
     return total / len(runs), first_spec, task_from_spec(first_spec)
 
 
-def _runner_model(run: str | Path, backend: str, precision: str) -> torch.nn.Module:
-    from electra.inference import as_task_model, load_model
-
-    return as_task_model(load_model(run, backend, precision))
 
 
 def _check_task(requested: str | None, spec: dict[str, Any], run: Path) -> None:
@@ -403,15 +392,14 @@ def evaluate_runs(runs: Sequence[str | Path], data_dir: str | Path, split: str =
 
 
 def predict_file(runs: Sequence[str | Path], input_file: str | Path, out_file: str | Path,
-                 task: str | None = None, device: str = "auto", backend: str = "torch",
-                 precision: str = "fp32") -> int:
+                 task: str | None = None, device: str = "auto", load: RunLoader | None = None) -> int:
     """Write ``index<TAB>prediction`` (GLUE submission format), one row per input row, in order."""
     runs = expand_runs(runs)
     spec = read_task_meta(runs[0])["spec"]
     _check_task(task, spec, runs[0])
     taskdef = task_from_spec(spec)
     examples = read_examples(taskdef, input_file)
-    avg, spec, taskdef = ensemble_scores(runs, examples, device, backend, precision)
+    avg, spec, taskdef = ensemble_scores(runs, examples, device, load)
     out_file = Path(out_file)
     out_file.parent.mkdir(parents=True, exist_ok=True)
     with open(out_file, "w", encoding="utf-8") as f:

@@ -25,19 +25,17 @@ from typing import Any, ClassVar
 
 import numpy as np
 import torch
-import torch.nn.functional as F
-from torch import Tensor, nn
 
-from electra.checkpoint import write_text_atomic
-from electra.config import EncoderConfig, Rule, at_least, interval, one_of, validate
-from electra.data.squad import QAExample, QAFeature, WindowConfig, make_features, parse_squad, read_squad
+from electra.config import Rule, at_least, interval, one_of, validate
+from electra.data.squad import QAExample, QAFeature, WindowConfig, load_json, make_features, parse_squad, read_squad
 from electra.errors import ElectraError
-from electra.modeling import activation
-from electra.squad_metrics import cmrc2018, load_json, squad_v1, squad_v2
+from electra.files import write_text_atomic
+from electra.metrics.squad import cmrc2018, squad_v1, squad_v2
+from electra.tasks.heads import SpanQAHead
 from electra.tasks.runner import (
     Batch,
     FinetuneConfig,
-    Head,
+    RunLoader,
     TaskModel,
     collate,
     finetune,
@@ -73,100 +71,6 @@ def get_task(name: str) -> QATask:
 
 
 # ---- the head -------------------------------------------------------------------------------------------
-def _init(layer: nn.Linear, std: float) -> nn.Linear:
-    nn.init.trunc_normal_(layer.weight, std=std, a=-2 * std, b=2 * std)
-    nn.init.zeros_(layer.bias)
-    return layer
-
-
-class SpanQAHead(Head):
-    """Start/end span head (joint or independent) with an optional answerability classifier."""
-
-    def __init__(self, config: EncoderConfig, joint: bool = True, answerable: bool = False, beam_size: int = 20,
-                 answerable_weight: float = 0.5, inner_size: int = 512):
-        super().__init__(config, joint=joint, answerable=answerable, beam_size=beam_size,
-                         answerable_weight=answerable_weight, inner_size=inner_size)
-        h, std = config.hidden_size, config.initializer_range
-        self.act = config.hidden_act
-        self.joint, self.answerable = joint, answerable
-        self.beam_size, self.answerable_weight = beam_size, answerable_weight
-        self.start = _init(nn.Linear(h, 1), std)
-        if joint:
-            self.end_hidden = _init(nn.Linear(2 * h, inner_size), std)  # official "qa_hidden"
-        self.end = _init(nn.Linear(inner_size if joint else h, 1), std)
-        if answerable:
-            self.answerable_hidden = _init(nn.Linear(2 * h, inner_size), std)
-            self.answerable_out = _init(nn.Linear(inner_size, 1), std)
-
-    @staticmethod
-    def answer_mask(batch: Batch) -> Tensor:
-        """1 on context tokens (segment 1, not padding) and on [CLS]; as the official ``answer_mask``."""
-        mask = (batch["token_type_ids"] * batch["attention_mask"]).float()
-        mask[:, 0] = 1.0
-        return mask
-
-    def joint_end_logits(self, hidden: Tensor, start_hidden: Tensor, mask: Tensor, chunk: int = 4) -> Tensor:
-        """End logits (batch, k, seq) given start hidden states (batch, k, hidden).
-
-        dense([s; h]) = W_s s + W_h h + b is computed without materialising the concatenation, ``chunk``
-        starts at a time (the (batch, chunk, seq, 512) activation is the memory peak).
-        """
-        h = hidden.shape[-1]
-        w, b = self.end_hidden.weight, self.end_hidden.bias
-        per_token = hidden @ w[:, h:].T + b  # (batch, seq, inner)
-        per_start = start_hidden @ w[:, :h].T  # (batch, k, inner)
-        logits = torch.cat([self.end(activation(self.act, per_start[:, i:i + chunk, None, :]
-                                                 + per_token[:, None, :, :])).squeeze(-1)
-                            for i in range(0, per_start.shape[1], chunk)], dim=1)
-        return logits + 1000.0 * (mask[:, None, :] - 1)
-
-    def forward(self, hidden: Tensor, batch: Batch) -> dict[str, Tensor]:
-        mask = self.answer_mask(batch)
-        start_logits = self.start(hidden).squeeze(-1) + 1000.0 * (mask - 1)
-        out: dict[str, Tensor] = {"logits": start_logits, "start_logits": start_logits}
-        training = "start_positions" in batch
-        if not self.joint:
-            out["end_logits"] = self.end(hidden).squeeze(-1) + 1000.0 * (mask - 1)
-        elif training:
-            starts = batch["start_positions"].long()
-            start_hidden = hidden[torch.arange(hidden.shape[0]), starts][:, None]
-            out["end_logits"] = self.joint_end_logits(hidden, start_hidden, mask)[:, 0]
-        else:
-            k = min(self.beam_size, hidden.shape[1])
-            start_lp = F.log_softmax(start_logits, -1)
-            top_lp, top_idx = start_lp.topk(k, -1)
-            start_hidden = hidden.gather(1, top_idx[..., None].expand(-1, -1, hidden.shape[-1]))
-            end_lp = F.log_softmax(self.joint_end_logits(hidden, start_hidden, mask), -1)
-            end_top_lp, end_top_idx = end_lp.topk(k, -1)
-            out.update(start_top_log_probs=top_lp, start_top_index=top_idx, end_top_log_probs=end_top_lp,
-                       end_top_index=end_top_idx)
-        if self.answerable:
-            start_p = F.softmax(start_logits, -1)
-            start_feature = (start_p[..., None] * hidden).sum(1)
-            inner = activation(self.act, self.answerable_hidden(torch.cat([hidden[:, 0], start_feature], -1)))
-            out["answerable_logit"] = self.answerable_out(inner).squeeze(-1)  # > 0: unanswerable
-        if training:
-            loss = (F.cross_entropy(start_logits, batch["start_positions"].long(), reduction="none")
-                    + F.cross_entropy(out["end_logits"], batch["end_positions"].long(), reduction="none")) / 2
-            if self.answerable:
-                loss = loss + self.answerable_weight * F.binary_cross_entropy_with_logits(
-                    out["answerable_logit"], batch["is_impossible"].float(), reduction="none")
-            out["loss"] = loss.mean()
-        return out
-
-    @torch.no_grad()
-    def span_log_probs(self, hidden: Tensor, batch: Batch, rows: Tensor, starts: Tensor, ends: Tensor) -> Tensor:
-        """Score of given spans (row of the batch, start, end): start + end log-probs (joint) or logits."""
-        mask = self.answer_mask(batch)
-        start_logits = self.start(hidden).squeeze(-1) + 1000.0 * (mask - 1)
-        if not self.joint:
-            end_logits = self.end(hidden).squeeze(-1) + 1000.0 * (mask - 1)
-            return start_logits[rows, starts] + end_logits[rows, ends]
-        start_lp = F.log_softmax(start_logits, -1)[rows, starts]
-        end = self.joint_end_logits(hidden[rows], hidden[rows, starts][:, None], mask[rows])[:, 0]
-        return start_lp + F.log_softmax(end, -1)[torch.arange(len(rows)), ends]
-
-
 # ---- batches --------------------------------------------------------------------------------------------
 def feature_dict(f: QAFeature, index: int, training: bool) -> dict[str, Any]:
     d = {"input_ids": f.input_ids, "token_type_ids": f.token_type_ids, "attention_mask": [1] * len(f.input_ids),
@@ -477,17 +381,12 @@ def load_qa_run(run: str | Path) -> tuple[TaskModel, Any]:
 
 
 def predict_file(run: str | Path, data: str | Path, out: str | Path | None = None, batch_size: int = 32,
-                 na_threshold: float | None = None, backend: str = "torch", precision: str = "fp32"
-                 ) -> dict[str, Prediction]:
+                 na_threshold: float | None = None, load: RunLoader | None = None) -> dict[str, Prediction]:
     """Predict every question of a SQuAD-format file; ``out`` gets predictions.json (official format),
     nbest.json and, for SQuAD 2.0, na_probs.json (the no-answer scores the official script takes).
-    ``backend``/``precision``: see :mod:`electra.inference`."""
-    if (backend, precision) == ("torch", "fp32"):
-        model, tokenizer = load_qa_run(run)
-    else:
-        from electra.inference import load_task_runner
-
-        model, tokenizer = load_task_runner(run, backend, precision, "qa")
+    ``load(run)`` gives the model and tokenizer another way than PyTorch fp32 (``--backend onnx``: see
+    :func:`electra.inference.load_task_runner`)."""
+    model, tokenizer = load(run) if load is not None else load_qa_run(run)
     preds = predict_examples(model, tokenizer, read_squad(data), batch_size, na_threshold)
     if out is not None:
         out = Path(out)
@@ -575,6 +474,8 @@ def answer(run: str | Path, context: str, question: str, candidates: list[str] |
 
 
 # ---- command-line entry points (``electra finetune/evaluate/predict --task squad1|squad2|cmrc2018``) --------
+
+
 def resolve_qa_data(data: str | Path) -> tuple[str, str | None]:
     """(train file, dev file or None) from a JSON file or a directory with ``*train*.json``/``*dev*.json``."""
     p = Path(data)
@@ -591,42 +492,12 @@ def resolve_qa_data(data: str | Path) -> tuple[str, str | None]:
     raise ElectraError(f"{p}: expected a *train*.json (and *dev*.json), or a single .json file to split")
 
 
-def finetune_from_args(args: Any) -> dict[str, Any]:
-    """``electra finetune --task squad1|squad2|cmrc2018 --model CKPT --data FILE|DIR --out RUN [...]``."""
-    from electra.tasks.options import arg, finetune_config_from_args
-
-    def get(name: str, default: Any = None) -> Any:
-        return arg(args, name, default)
-
-    train, dev = resolve_qa_data(args.data)
-    params = QAParams(args.task, args.model, args.out, train, get("dev_file") or dev,
-                      dev_fraction=get("dev_fraction", 0.1), max_seq_length=get("max_seq_len"),
-                      doc_stride=get("doc_stride", 128), max_query_length=get("max_query_length", 64),
-                      n_best=get("n_best", 20), max_answer_length=get("max_answer_length", 30),
-                      joint=not get("independent", False),
-                      answerable=False if get("no_answerable", False) else None,
-                      max_train_questions=get("train_limit"), max_dev_questions=get("dev_limit"),
-                      random_init=bool(get("random_init", False)), tokenizer=get("tokenizer"))
-    return finetune_qa(params, finetune_config_from_args(args, default_epochs=2.0), resume=bool(get("resume", False)))
-
-
-def evaluate_from_args(args: Any) -> dict[str, float]:
-    """``electra evaluate --model RUN --data FILE|DIR`` for a QA run (a directory: its ``*dev*.json``)."""
-    data = Path(args.data)
-    if data.is_dir():
-        devs = sorted(data.glob("*dev*.json")) or sorted(data.glob("*.json"))
-        if not devs:
-            raise ElectraError(f"{data}: no .json file to evaluate on")
-        data = devs[0]
-    return evaluate_file(args.model, data)
-
-
-def predict_from_args(args: Any) -> int:
-    """``electra predict --model RUN --input FILE --out OUT``: OUT.json gets the official predictions
-    (with OUT.nbest.json and, for SQuAD 2.0, OUT.na_probs.json beside it); any other OUT is a directory."""
-    out = Path(args.out)
-    preds = predict_file(args.model, args.input, out if out.suffix != ".json" else None,
-                         backend=getattr(args, "backend", "torch"), precision=getattr(args, "precision", "fp32"))
+def write_predictions(run: str | Path, data: str | Path, out: str | Path, load: RunLoader | None = None) -> int:
+    """``out`` ending in ``.json`` gets the official predictions (question id -> answer), with ``.nbest.json``
+    and, when the run predicts no-answer scores, ``.na_probs.json`` beside it; any other ``out`` is a directory
+    (:func:`predict_file`). Returns the number of questions."""
+    out = Path(out)
+    preds = predict_file(run, data, out if out.suffix != ".json" else None, load=load)
     if out.suffix == ".json":
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(json.dumps({q: p.text for q, p in preds.items()}, ensure_ascii=False, indent=1) + "\n")

@@ -27,45 +27,14 @@ from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
-from torch import Tensor, nn
 
-from electra.config import EncoderConfig
 from electra.data import ranking as R
-from electra.dropout import Dropout
 from electra.errors import ElectraError
-from electra.tasks.runner import Batch, FinetuneConfig, Head, TaskModel, train_subset_indices
+from electra.tasks.heads import RankingHead
+from electra.tasks.runner import Batch, FinetuneConfig, TaskModel, train_subset_indices
+from electra.tokenization import encode_candidates
 
 RANKING_TASKS = ("asr-nbest", "mt-rerank", "mutual", "ranking")
-
-
-class RankingHead(Head):
-    """``[CLS]`` -> dropout -> linear -> one score per candidate, reshaped to (lists, candidates)."""
-
-    reads_cls_only = True
-
-    def __init__(self, config: EncoderConfig, loss: str = "choice", dropout: float | None = None):
-        super().__init__(config, loss=loss, dropout=dropout)
-        if loss not in ("choice", "listwise"):
-            raise ValueError(f"ranking loss {loss!r}: expected 'choice' or 'listwise'")
-        self.dropout = Dropout(config.hidden_dropout if dropout is None else dropout)
-        self.out = nn.Linear(config.hidden_size, 1)
-        nn.init.trunc_normal_(self.out.weight, std=config.initializer_range, a=-2 * config.initializer_range,
-                              b=2 * config.initializer_range)
-        nn.init.zeros_(self.out.bias)
-
-    def forward(self, hidden: Tensor, batch: Batch) -> dict[str, Tensor]:
-        valid = batch["candidate_mask"].bool()
-        scores = self.out(self.dropout(hidden[:, 0])).squeeze(-1).view(valid.shape)
-        scores = scores.masked_fill(~valid, -1e4)
-        out = {"logits": scores}
-        if "target" in batch:
-            logp = scores.float().log_softmax(-1)
-            t = batch["target"].float()
-            out["loss"] = (t * (torch.log(t.clamp_min(1e-12)) - logp)).masked_fill(~valid, 0.0).sum(-1).mean()
-        elif "labels" in batch:
-            out["loss"] = F.cross_entropy(scores.float(), batch["labels"].long())
-        return out
 
 
 def listwise_target(costs: Sequence[float], temperature: float) -> list[float]:
@@ -173,8 +142,6 @@ def _load_mt(folder: Path, dev_fraction: float) -> RankingData:
 def encode_lists(tok: Any, items: Sequence[R.RankItem], max_len: int, loss: str, temperature: float
                  ) -> list[dict[str, Any]]:
     """Per list: the candidates' token ids (context first, cut from its left), and the target or label."""
-    from electra.scoring import encode_candidates
-
     out = []
     for it in items:
         encs = encode_candidates(tok, it.candidates, [it.context] * len(it.candidates) if it.context else None,
@@ -331,52 +298,7 @@ def finetune_ranking(task: str, model_path: str | Path, data: str | Path, out_di
                        greater_is_better=rd.metric not in ("wer", "mean_cost"), resume=resume)
     results.update(train_lists=len(train), dev_lists=len(dev), lists_per_batch=per,
                    examples_seen=results["steps"] * per)
-    from electra.checkpoint import write_text_atomic
+    from electra.files import write_text_atomic
 
     write_text_atomic(Path(out_dir) / "results.json", json.dumps(results, indent=2) + "\n", "results")
     return results
-
-
-def finetune_from_args(args: Any) -> dict[str, Any]:
-    """``electra finetune --task asr-nbest|mt-rerank|mutual|ranking --model CKPT --data FILE|DIR --out RUN``."""
-    from electra.tasks.options import arg, finetune_config_from_args
-
-    opts = RankingOptions(max_seq_len=arg(args, "max_seq_len", {"asr-nbest": 64, "mt-rerank": 128}.get(args.task,
-                                                                                                      256)),
-                          temperature=arg(args, "temperature", 0.1), dev_fraction=arg(args, "dev_fraction", 0.1),
-                          train_limit=arg(args, "train_limit"), dev_limit=arg(args, "dev_limit"),
-                          random_init=bool(arg(args, "random_init", False)), tokenizer=arg(args, "tokenizer"))
-    return finetune_ranking(args.task, args.model, args.data, args.out, finetune_config_from_args(args, 2.0), opts,
-                            arg(args, "dev_file"), resume=bool(arg(args, "resume", False)))
-
-
-class RerankerScorer:
-    """A fine-tuned reranker run with the face of :class:`electra.scoring.Scorer`: ``score("reranker", texts,
-    contexts)`` gives each (context, candidate) its cross-encoder score, so ``electra rescore`` can use it."""
-
-    wants_source = True  # mt-rerank runs were trained with the source as context
-
-    def __init__(self, run: str | Path):
-        from electra.tasks.runner import load_task_model, run_tokenizer_dir
-        from electra.tokenization import load_tokenizer
-
-        self.model = load_task_model(run)
-        if self.model.spec.get("task") not in RANKING_TASKS:
-            raise ElectraError(f"{run}: not a reranker run (task {self.model.spec.get('task')!r})")
-        tok_dir = run_tokenizer_dir(run)
-        if tok_dir is None:
-            raise ElectraError(f"{run}: run has no tokenizer/ folder")
-        self.tokenizer = load_tokenizer(tok_dir)
-        self.max_len = int(self.model.spec.get("max_seq_len", 256))
-
-    def score(self, method: str, texts: Sequence[str], contexts: Sequence[str | None] | None = None) -> list:
-        from electra.scoring import SentenceScore, encode_candidates
-
-        encs = encode_candidates(self.tokenizer, texts, contexts, self.max_len)
-        feats = [{"ids": [e.ids], "types": [e.type_ids]} for e in encs]
-        order = sorted(range(len(feats)), key=lambda i: len(encs[i].ids))
-        scores = list_scores(self.model, [feats[i] for i in order], 64, self.tokenizer.token_to_id("[PAD]") or 0)
-        out: list[Any] = [None] * len(feats)
-        for i, s in zip(order, scores):
-            out[i] = SentenceScore([], [], float(s[0]))
-        return out

@@ -15,7 +15,6 @@ A run directory holds ``best/`` (``task.json`` + ``model.safetensors`` + ``token
 from __future__ import annotations
 
 import dataclasses
-import importlib
 import json
 import math
 import random
@@ -33,47 +32,25 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import Tensor, nn
 
-from electra.checkpoint import (
-    atomic_directory,
-    load_encoder_for_finetuning,
-    recover_swap,
-    resolve_checkpoint,
-    tokenizer_dir,
-    write_text_atomic,
-)
+from electra.checkpoint import load_encoder_for_finetuning, resolve_checkpoint, tokenizer_dir
 from electra.config import DEVICE, EncoderConfig, Rule, at_least, interval, one_of, positive, read_json, validate
 from electra.errors import ElectraError
+from electra.files import atomic_directory, recover_swap, write_text_atomic
 from electra.modeling import Electra, Encoder
+from electra.tasks.heads import HEADS, Batch, Head
+from electra.tokenization import load_tokenizer
 from electra.training.optim import AdamW, param_groups
 from electra.training.schedule import lr_multiplier
 
-Batch = dict[str, Tensor]
+RunLoader = Callable[[Path], tuple[nn.Module, Any]]  # a run -> (a model taking collated batches, its tokenizer)
 TASK_FILE = "task.json"
 WEIGHTS_FILE = "model.safetensors"
 TOKENIZER_DIR = "tokenizer"
 BEST_DIR = "best"
 FORMAT = "electra-task"
-# where task heads live
-_HEAD_MODULES = ("electra.tasks.heads", "electra.tasks.qa", "electra.tasks.tagging", "electra.tasks.ranking")
 
 
 # ---- the task model -----------------------------------------------------------------------------------
-class Head(nn.Module):
-    """Base of task heads. Built as ``cls(encoder_config, **args)``; ``args`` (JSON values) are saved with the
-    run so :func:`load_task_model` can rebuild the head. ``forward(hidden, batch)`` returns a dict with
-    ``"logits"`` and, when the batch carries the labels, ``"loss"`` (a scalar). A head that reads only the
-    ``[CLS]`` position sets ``reads_cls_only``: the encoder's last layer then computes that row alone."""
-
-    reads_cls_only = False
-
-    def __init__(self, config: EncoderConfig, **args: Any):
-        super().__init__()
-        self.args = args
-
-    def forward(self, hidden: Tensor, batch: Batch) -> dict[str, Tensor]:  # pragma: no cover - abstract
-        raise NotImplementedError
-
-
 class TaskModel(nn.Module):
     """Encoder + head. ``spec`` is free JSON describing the task (name, labels, max length, ...)."""
 
@@ -157,8 +134,6 @@ def read_task_meta(path: str | Path) -> dict[str, Any]:
 
 def load_run_with_tokenizer(run: str | Path, tasks: Iterable[str], kind: str) -> tuple[TaskModel, Any]:
     """A fine-tuned run of one of ``tasks`` and its tokenizer, with one-line errors otherwise."""
-    from electra.tokenization import load_tokenizer
-
     model = load_task_model(run)
     if model.spec.get("task") not in tasks:
         raise ElectraError(f"{run}: not a {kind} run (task {model.spec.get('task')!r})")
@@ -177,11 +152,11 @@ def load_task_model(path: str | Path, map_location: str | torch.device = "cpu") 
     if not isinstance(head_info, dict) or not isinstance(head_info.get("args", {}), dict):
         raise ElectraError(f"{where}: \"head\" must be an object with \"module\", \"class\" and \"args\"")
     module, name = head_info.get("module"), head_info.get("class")
-    if not isinstance(module, str) or not module.startswith("electra.") or module not in _HEAD_MODULES:
-        raise ElectraError(f"{where}: head module {module!r} is not one of electra's ({', '.join(_HEAD_MODULES)})")
-    cls = getattr(importlib.import_module(module), name, None) if isinstance(name, str) else None
-    if not (isinstance(cls, type) and issubclass(cls, Head)):
-        raise ElectraError(f"{where}: {module} has no task head class {name!r}")
+    if not isinstance(module, str) or not module.startswith("electra."):
+        raise ElectraError(f"{where}: head module {module!r} is not one of electra's")
+    cls = HEADS.get(name) if isinstance(name, str) else None  # by class name: heads have moved between modules
+    if cls is None:
+        raise ElectraError(f"{where}: head {name!r} is not one of {', '.join(HEADS)}")
     config = EncoderConfig.from_dict(meta.get("model"), source=f"{where}: model")
     spec = meta.get("spec", {})
     if not isinstance(spec, dict):
@@ -376,12 +351,8 @@ def finetune(model: TaskModel, train_batches: Callable[[int], Iterable[Batch]], 
     """
     from tqdm.auto import tqdm
 
-    from electra.training.checkpointing import (
-        CHECKPOINTS_DIR,
-        find_latest_checkpoint,
-        load_training_checkpoint,
-        save_training_checkpoint,
-    )
+    from electra.checkpoint import CHECKPOINTS_DIR, find_latest_checkpoint
+    from electra.training.checkpointing import load_training_checkpoint, save_training_checkpoint
 
     if steps_per_epoch <= 0:
         raise ElectraError("finetune: the training split yields no batches")

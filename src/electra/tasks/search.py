@@ -18,9 +18,9 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from electra.checkpoint import write_text_atomic
 from electra.errors import ElectraError
-from electra.tasks.classification import TaskOptions, finetune_seeds
+from electra.files import write_text_atomic
+from electra.tasks.classification import Augmenter, TaskOptions, finetune_seeds
 from electra.tasks.runner import FinetuneConfig
 
 CONFIG_KEYS = ("lr", "epochs", "max_steps", "batch_size", "warmup_fraction", "weight_decay", "layerwise_decay")
@@ -56,7 +56,8 @@ def trial_name(values: dict[str, Any]) -> str:
 
 
 def search(task: Any, model_path: str | Path, data_dir: str | Path, out_dir: str | Path, config: FinetuneConfig,
-           options: TaskOptions, seeds: int, grid: dict[str, list[float | int]]) -> dict[str, Any]:
+           options: TaskOptions, seeds: int, grid: dict[str, list[float | int]],
+           augmenter: Augmenter | None = None) -> dict[str, Any]:
     """Fine-tune every grid point over ``seeds`` seeds; the best (median main metric on dev) becomes ``out_dir``'s
     run. Returns ``{"trials": [...], "best_trial": name, "best": its results["best"], "metric": name}``."""
     out = Path(out_dir)
@@ -69,7 +70,7 @@ def search(task: Any, model_path: str | Path, data_dir: str | Path, out_dir: str
         cfg = dataclasses.replace(config, **{k: v for k, v in values.items() if k in CONFIG_KEYS})
         opts = dataclasses.replace(options, **{k: v for k, v in values.items() if k in OPTION_KEYS})
         name = trial_name(values)
-        res = finetune_seeds(task, model_path, data_dir, out / "trials" / name, cfg, opts, seeds)
+        res = finetune_seeds(task, model_path, data_dir, out / "trials" / name, cfg, opts, seeds, augmenter=augmenter)
         best = res["best"][metric]
         per_seed = ([json.loads((Path(r) / "results.json").read_text())["best"][metric] for r in res["runs"]]
                     if seeds > 1 else [best])

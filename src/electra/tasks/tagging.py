@@ -2,7 +2,7 @@
 
 google-research/electra's ``tagging_tasks.py``: one linear layer over each token's hidden state, the label
 on each word's first sub-token, cross-entropy over those positions. Scored with entity-level
-precision/recall/F1 as seqeval computes them (``electra.tagging_metrics``).
+precision/recall/F1 as seqeval computes them (``electra.metrics.tagging``).
 """
 
 from __future__ import annotations
@@ -17,26 +17,23 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import torch
-import torch.nn.functional as F
-from torch import Tensor, nn
 
-from electra.checkpoint import write_text_atomic
-from electra.config import EncoderConfig, Rule, at_least, one_of, validate
-from electra.data.conll import IGNORE, Sentence, TagFeature, label_list, make_tag_features, read_conll, to_iob2
-from electra.dropout import Dropout
+from electra.config import Rule, at_least, one_of, validate
+from electra.data.conll import Sentence, TagFeature, label_list, make_tag_features, read_conll, to_iob2
 from electra.errors import ElectraError
-from electra.tagging_metrics import entity_scores
+from electra.files import write_text_atomic
+from electra.metrics.tagging import entity_scores
+from electra.tasks.heads import TokenClassificationHead
 from electra.tasks.runner import (
     Batch,
     FinetuneConfig,
-    Head,
+    RunLoader,
     TaskModel,
     collate,
     finetune,
     load_encoder,
     load_run_with_tokenizer,
     official_hparams,
-    read_task_meta,
     run_inference,
     run_tokenizer_dir,
 )
@@ -60,25 +57,6 @@ def get_task(name: str) -> TagTask:
     if name not in TASKS:
         raise ElectraError(f"--task {name!r}: expected one of {', '.join(TASKS)}")
     return TASKS[name]
-
-
-class TokenClassificationHead(Head):
-    """dropout -> linear on every token; loss over labelled (first sub-token) positions only."""
-
-    def __init__(self, config: EncoderConfig, num_labels: int = 9, dropout: float | None = None):
-        super().__init__(config, num_labels=num_labels, dropout=dropout)
-        self.dropout = Dropout(config.hidden_dropout if dropout is None else dropout)
-        self.out = nn.Linear(config.hidden_size, num_labels)
-        std = config.initializer_range
-        nn.init.trunc_normal_(self.out.weight, std=std, a=-2 * std, b=2 * std)
-        nn.init.zeros_(self.out.bias)
-
-    def forward(self, hidden: Tensor, batch: Batch) -> dict[str, Tensor]:
-        logits = self.out(self.dropout(hidden))
-        out = {"logits": logits}
-        if "labels" in batch:
-            out["loss"] = F.cross_entropy(logits.flatten(0, 1), batch["labels"].flatten(), ignore_index=IGNORE)
-        return out
 
 
 def _read(path: str | Path, task: TagTask, unlabelled: bool = False) -> list[Sentence]:
@@ -215,16 +193,11 @@ def evaluate_file(run: str | Path, data: str | Path) -> dict[str, Any]:
     return score(model, sentences, tokenizer)
 
 
-def predict_file(run: str | Path, data: str | Path, out: str | Path, backend: str = "torch",
-                 precision: str = "fp32") -> int:
+def predict_file(run: str | Path, data: str | Path, out: str | Path, load: RunLoader | None = None) -> int:
     """Write ``word<TAB>predicted label`` lines (blank line between sentences); returns the sentence count.
-    ``backend``/``precision``: see :mod:`electra.inference`."""
-    if (backend, precision) == ("torch", "fp32"):
-        model, tokenizer = load_tagging_run(run)
-    else:
-        from electra.inference import load_task_runner
-
-        model, tokenizer = load_task_runner(run, backend, precision, "tagging")
+    ``load(run)`` gives the model and tokenizer another way than PyTorch fp32 (``--backend onnx``: see
+    :func:`electra.inference.load_task_runner`)."""
+    model, tokenizer = load(run) if load is not None else load_tagging_run(run)
     sentences = read_conll(data, unlabelled=True)
     pred = predict_labels(model, sentences, tokenizer)
     with open(out, "w", encoding="utf-8") as f:
@@ -232,36 +205,3 @@ def predict_file(run: str | Path, data: str | Path, out: str | Path, backend: st
             f.writelines(f"{w}\t{label}\n" for w, label in zip(s.words, labs))
             f.write("\n")
     return len(sentences)
-
-
-# ---- command-line entry points (``electra finetune/evaluate/predict --task conll2003|tags``) --------------
-def finetune_from_args(args: Any) -> dict[str, Any]:
-    """``electra finetune --task conll2003 --data DIR`` (train.txt/valid.txt) or ``--task tags --data TRAIN
-    --dev-file DEV``."""
-    from electra.tasks.options import arg, finetune_config_from_args
-
-    task = get_task(args.task)
-    def get(name: str, default: Any = None) -> Any:
-        return arg(args, name, default)
-
-    train = resolve_files(task, args.data, "train")
-    dev = get("dev_file") or (resolve_files(task, args.data, "dev") if Path(args.data).is_dir() else None)
-    if dev is None:
-        raise ElectraError(f"--task {task.name}: give the dev file with --dev-file")
-    params = TagParams(task.name, args.model, args.out, str(train), str(dev), max_seq_length=get("max_seq_len", 128),
-                       max_train_sentences=get("train_limit"), max_dev_sentences=get("dev_limit"),
-                       random_init=bool(get("random_init", False)), tokenizer=get("tokenizer"))
-    return finetune_tagging(params, finetune_config_from_args(args, default_epochs=3.0),
-                            resume=bool(get("resume", False)))
-
-
-def evaluate_from_args(args: Any) -> dict[str, Any]:
-    """``electra evaluate --model RUN --data FILE|DIR [--split dev|test]``."""
-    model_task = get_task(read_task_meta(args.model)["spec"]["task"])
-    split = getattr(args, "split", "dev") or "dev"
-    return evaluate_file(args.model, resolve_files(model_task, args.data, split))
-
-
-def predict_from_args(args: Any) -> int:
-    return predict_file(args.model, args.input, args.out, getattr(args, "backend", "torch"),
-                        getattr(args, "precision", "fp32"))

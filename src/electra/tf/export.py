@@ -64,8 +64,9 @@ def export_savedmodel(checkpoint: str | Path, out: str | Path) -> list[Path]:
     import tensorflow as tf
     import torch
 
-    from electra.checkpoint import atomic_directory, load_checkpoint, read_checkpoint_meta, resolve_checkpoint
+    from electra.checkpoint import load_checkpoint, read_checkpoint_meta, resolve_checkpoint
     from electra.checkpoint import tokenizer_dir as find_tokenizer
+    from electra.files import atomic_directory
     from electra.tf.weights import from_torch
 
     if keras.backend.backend() != "tensorflow":

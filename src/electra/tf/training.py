@@ -18,10 +18,11 @@ from typing import Any
 
 import numpy as np
 
-from electra.checkpoint import atomic_directory, write_model, write_text_atomic
+from electra.checkpoint import write_model
 from electra.config import PretrainConfig
 from electra.data.pretraining_data import PretrainingData
 from electra.errors import ElectraError
+from electra.files import atomic_directory, write_text_atomic
 from electra.pretraining import SpecialIds
 from electra.tf import keras_module
 from electra.tf.modeling import Electra, build
@@ -156,7 +157,7 @@ def pretrain(cfg: PretrainConfig, model_overrides: dict[str, Any] | None = None,
     ``cfg.init_from`` starts from a checkpoint (its weights and shape)."""
     import shutil
 
-    from electra.training.checkpointing import CHECKPOINTS_DIR, _write_manifest
+    from electra.checkpoint import CHECKPOINTS_DIR, _write_manifest
     from electra.training.pretrainer import RUN_FILE, check_run_folder, load_init_weights, resolve_model_config
 
     cfg.check_paths()

@@ -2,7 +2,7 @@
 
 The Keras side names each variable by our checkpoint key (``torch_weights()``), so porting is a rename table
 plus a transpose per dense kernel. Reading and writing go through the PyTorch side's own code
-(:mod:`electra.checkpoint`, :mod:`electra.hf`): every check, the tied-embedding rule, ``has_generator``, the
+(:mod:`electra.checkpoint`, :mod:`electra.interop.hf`): every check, the tied-embedding rule, ``has_generator``, the
 atomic write and the tokenizer copy are the same, and a Keras-saved checkpoint loads there with no missing key.
 """
 
@@ -85,7 +85,7 @@ def save_checkpoint(model: Electra, path: str | Path, *, tokenizer_dir: str | Pa
 def load_hf(disc_dir: str | Path, gen_dir: str | Path | None = None) -> tuple[Electra, bool]:
     """Hugging Face ELECTRA directories (``ElectraForPreTraining`` [+ ``ElectraForMaskedLM``]; safetensors or
     ``pytorch_model.bin``) as a Keras model; returns (model, has_generator)."""
-    from electra.hf import electra_from_hf
+    from electra.interop.hf import electra_from_hf
 
     model, has_generator = electra_from_hf(disc_dir, gen_dir)
     return from_torch(model), has_generator

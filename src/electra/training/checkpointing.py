@@ -15,12 +15,10 @@ safetensors by name. A step folder is loadable as a plain model checkpoint with 
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
 import random
-import re
 import shutil
 from collections.abc import Callable
 from pathlib import Path
@@ -35,23 +33,21 @@ from torch import nn
 from torch.optim import Optimizer
 
 from electra.checkpoint import (
+    CHECKPOINTS_DIR,
     WEIGHTS_FILE,
     _shared_keys,
-    atomic_directory,
+    _step_dirs,
+    _write_manifest,
     load_state,
     read_checkpoint_meta,
+    verify_checkpoint,
     write_model,
 )
 from electra.errors import ElectraError
+from electra.files import atomic_directory
 from electra.modeling import Electra
 
 log = logging.getLogger(__name__)
-
-CHECKPOINTS_DIR = "checkpoints"
-MANIFEST_FILE = "manifest.json"
-FORMAT = "electra-training-checkpoint"
-_STEP_DIR = re.compile(r"^step-(\d+)$")
-
 
 def _unwrap(model: nn.Module) -> nn.Module:
     """The module under DistributedDataParallel / DataParallel / torch.compile wrappers."""
@@ -175,56 +171,7 @@ def _set_rng_state(s: dict[str, Any]) -> None:
 
 
 # ---- manifest --------------------------------------------------------------------------------------
-def _sha256(file: Path) -> str:
-    h = hashlib.sha256()
-    with open(file, "rb") as f:
-        while chunk := f.read(1 << 20):
-            h.update(chunk)
-    return h.hexdigest()
-
-
-def _write_manifest(directory: Path, step: int) -> None:
-    files = {f.relative_to(directory).as_posix(): {"size": f.stat().st_size, "sha256": _sha256(f)}
-             for f in sorted(directory.rglob("*")) if f.is_file()}
-    manifest = {"format": FORMAT, "version": 1, "step": step, "files": files}
-    (directory / MANIFEST_FILE).write_text(json.dumps(manifest, indent=1) + "\n")
-
-
-def verify_checkpoint(path: str | Path) -> str | None:
-    """``None`` when every file listed in the manifest has its size and sha256, else the reason it fails."""
-    path = Path(path)
-    try:
-        manifest = json.loads((path / MANIFEST_FILE).read_text(encoding="utf-8"))
-        files = manifest["files"]
-    except FileNotFoundError:
-        return f"no {MANIFEST_FILE} (incomplete save)"
-    except (OSError, ValueError, KeyError, TypeError) as e:
-        return f"unreadable {MANIFEST_FILE} ({e})"
-    for name, want in files.items():
-        f = path / name
-        if not f.is_file():
-            return f"{name} is missing"
-        if f.stat().st_size != want["size"]:
-            return f"{name} has {f.stat().st_size} bytes, manifest says {want['size']}"
-        if _sha256(f) != want["sha256"]:
-            return f"{name} does not match its sha256 in the manifest"
-    return None
-
-
 # ---- public API ------------------------------------------------------------------------------------
-def checkpoint_step(path: str | Path) -> int | None:
-    """The step number of a ``step-NNNNNNNN`` folder, else ``None``."""
-    m = _STEP_DIR.match(Path(path).name)
-    return int(m.group(1)) if m else None
-
-
-def _step_dirs(root: Path) -> list[Path]:
-    if not root.is_dir():
-        return []
-    dirs = [d for d in root.iterdir() if d.is_dir() and checkpoint_step(d) is not None]
-    return sorted(dirs, key=checkpoint_step, reverse=True)
-
-
 def save_training_checkpoint(run_dir: str | Path, step: int, model: nn.Module, optimizer: Optimizer,
                              state: dict[str, Any], tokenizer_dir: str | Path | None = None,
                              keep_last: int = 3, *, has_generator: bool = True,
@@ -268,22 +215,6 @@ def save_training_checkpoint(run_dir: str | Path, step: int, model: nn.Module, o
             os.replace(old, gone)
             shutil.rmtree(gone, ignore_errors=True)
     return path
-
-
-def find_latest_checkpoint(run_dir: str | Path) -> Path | None:
-    """The newest checkpoint in ``run_dir/checkpoints`` that verifies; damaged ones are logged and skipped."""
-    root = Path(run_dir) / CHECKPOINTS_DIR
-    if not root.is_dir():
-        return None
-    for d in sorted(root.iterdir()):
-        if d.name.startswith(".") and any(s in d.name for s in (".tmp-", ".old-", ".del-")):
-            log.warning("skipping %s: leftover of an interrupted save", d)
-    for d in _step_dirs(root):
-        reason = verify_checkpoint(d)
-        if reason is None:
-            return d
-        log.warning("skipping damaged checkpoint %s: %s", d, reason)
-    return None
 
 
 def read_training_state(path: str | Path) -> dict[str, Any]:

@@ -259,15 +259,11 @@ def pretrain(cfg: PretrainConfig, config_file: str | None = None,
     """Run (or resume) pre-training; returns the run folder."""
     from tqdm.auto import tqdm
 
-    from electra.checkpoint import write_model, write_text_atomic
+    from electra.checkpoint import find_latest_checkpoint, write_model
     from electra.data.pretraining_data import PretrainingData
+    from electra.files import write_text_atomic
     from electra.training.allocator import tune_malloc
-    from electra.training.checkpointing import (
-        collect_rng_states,
-        find_latest_checkpoint,
-        load_training_checkpoint,
-        save_training_checkpoint,
-    )
+    from electra.training.checkpointing import collect_rng_states, load_training_checkpoint, save_training_checkpoint
     from electra.training.distributed import barrier, cleanup, init_distributed
     from electra.training.metrics_log import MetricsLogger
     from electra.training.precision import EMULATED_BF16_MESSAGE, autocast_context, default_precision, emulated_bf16
@@ -314,13 +310,13 @@ def pretrain(cfg: PretrainConfig, config_file: str | None = None,
         if dist.is_main:
             print(summary)
     if cfg.init_embeddings:  # (on resume the checkpoint's weights replace these)
-        from electra.embeddings_init import init_word_embeddings
+        from electra.init.embeddings import init_word_embeddings
 
         report = init_word_embeddings(model, cfg.init_embeddings, data.tokenizer_dir, seed=cfg.seed)
         if dist.is_main:
             print(report.format())
     if cfg.position_init != "normal":  # (never with init_from: PretrainConfig refuses the pair)
-        from electra.position_init import init_position_embeddings
+        from electra.init.positions import init_position_embeddings
 
         init_position_embeddings(model, cfg.position_init)
     model.generator.output_grad = cfg.generator_output_grad

@@ -19,7 +19,7 @@ Every vocabulary entry gets a vector, so the file is *vocabulary-complete*:
   standard deviation, seeded by ``(seed, token id)``.
 
 The output is word2vec text format (a ``count dim`` header, then ``token v1 ... vD`` per line) in vocabulary
-id order, written atomically, which ``electra.embeddings_init`` recognises as vocabulary-complete and then
+id order, written atomically, which ``electra.init.embeddings`` recognises as vocabulary-complete and then
 uses for every entry but the special tokens (``##pieces`` included).
 
 Reproducibility: with ``workers=1`` (the default) the same corpus, options and ``seed`` give the same file

@@ -1,7 +1,7 @@
 """Warm start from a BERT-architecture checkpoint (``BertModel``, ``BertForMaskedLM``, ``BertForPreTraining``).
 
 ELECTRA's discriminator *is* a BERT encoder, so a BERT body becomes our discriminator encoder unchanged
-(embedding size = hidden size, no projection; the same rename table as ``electra.hf``). What BERT lacks is
+(embedding size = hidden size, no projection; the same rename table as ``electra.interop.hf``). What BERT lacks is
 made as google-research/electra would make it:
 
 - the discriminator head (dense -> GELU -> one logit) is new, initialised as the official code (truncated
@@ -33,7 +33,7 @@ from torch import Tensor
 from electra.checkpoint import save_checkpoint
 from electra.config import EncoderConfig, ModelConfig, read_json
 from electra.errors import ElectraError
-from electra.hf import encoder_from_hf, from_hf_config, load_network, read_hf_dir
+from electra.interop.hf import encoder_from_hf, from_hf_config, load_network, read_hf_dir
 from electra.modeling import Electra
 
 GENERATOR_INITS = ("new", "truncate")

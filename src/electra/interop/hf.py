@@ -16,16 +16,10 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import Tensor
 
-from electra.checkpoint import (
-    atomic_directory,
-    load_checkpoint,
-    read_checkpoint_meta,
-    resolve_checkpoint,
-    save_checkpoint,
-    tokenizer_dir,
-)
+from electra.checkpoint import load_checkpoint, read_checkpoint_meta, resolve_checkpoint, save_checkpoint, tokenizer_dir
 from electra.config import EncoderConfig, ModelConfig, check_field_types, read_json
 from electra.errors import ElectraError
+from electra.files import atomic_directory
 from electra.modeling import Electra
 
 EXPORT_KINDS = ("discriminator", "generator")

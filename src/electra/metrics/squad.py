@@ -20,6 +20,8 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
+from electra.config import Rule, check_values
+from electra.data.squad import load_json, parse_squad
 from electra.errors import ElectraError
 
 # ---- SQuAD (identical normalisation in v1.1 and v2.0) ---------------------------------------------------
@@ -273,13 +275,6 @@ def cmrc2018(dataset: list[dict], predictions: Mapping[str, str]) -> dict[str, A
 
 
 # ---- files ----------------------------------------------------------------------------------------------
-def load_json(path: str | Path, what: str) -> Any:
-    """Parse a JSON file; errors name the file, line and column (``electra.config.read_json``)."""
-    from electra.config import read_json
-
-    return read_json(path, f"{what} file")
-
-
 def _check_map(obj: Any, path: str | Path, what: str, value_type: type | tuple) -> dict:
     if not isinstance(obj, dict):
         raise ElectraError(f"{path}: {what} must be a JSON object mapping question id to "
@@ -299,9 +294,6 @@ def score_files(task: str, data: str | Path, predictions: str | Path, na_probs: 
     """Score an official-format predictions file (question id -> answer text) against a data set file."""
     if task not in TASKS:
         raise ElectraError(f"--task {task!r}: expected one of {', '.join(TASKS)}")
-    from electra.config import Rule, check_values
-    from electra.data.squad import parse_squad
-
     check_values("score option", {"na_prob_thresh": na_prob_thresh},
                  {"na_prob_thresh": Rule("a finite number", lambda v: v == v and abs(v) != float("inf"))})
 

@@ -6,7 +6,7 @@ word2vec or GloVe file a word ``ing`` is not the piece ``##ing``.
 
 A *vocabulary-complete* file is different: a word2vec file (text or binary) whose header count equals the
 vocabulary size and whose words are exactly the vocabulary in id order, as ``electra wordvectors train``
-writes (``electra.wordvectors``: word2vec trained over the WordPiece tokens themselves). Such a file is
+writes (``electra.init.wordvectors``: word2vec trained over the WordPiece tokens themselves). Such a file is
 recognised automatically (``vocabulary_complete=None``) and then every entry but the special tokens of
 ``electra.tokenization.SPECIAL_TOKENS`` takes its vector, ``##pieces`` included; other bracketed entries
 (``[unused0]``) are ordinary entries there. ``vocabulary_complete=True`` demands such a file, ``False``

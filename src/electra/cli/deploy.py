@@ -1,0 +1,129 @@
+"""`electra export`, `electra import-hf`, `electra serve`: other formats in and out, and the HTTP service."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+from electra.cli.common import add_backend_args
+from electra.errors import ElectraError
+from electra.export.onnx import export_onnx, read_meta
+from electra.interop.hf import export_hf, import_hf
+from electra.interop.hf_bert import DEFAULT_GENERATOR_INIT, import_bert
+from electra.serve.limits import Limits
+from electra.serve.server import serve
+
+
+def add_export(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("export", help="export a checkpoint to Hugging Face transformers format, or a checkpoint "
+                                      "or fine-tuned run to ONNX")
+    p.add_argument("--checkpoint", required=True, help="our checkpoint or run folder, or (onnx) a fine-tuned run")
+    p.add_argument("--format", choices=["hf", "onnx", "tf-savedmodel"], default="hf",
+                   help="hf (transformers), onnx, or tf-savedmodel (TensorFlow Serving; needs electra[tf])")
+    p.add_argument("--out", required=True, help="output directory (a checkpoint gets discriminator/ and generator/)")
+    p.add_argument("--quantize", choices=["int8", "int8-tensor"],
+                   help="onnx: int8 dynamic quantization of the encoder; int8: activations per row (each input's "
+                        "result independent of its batch mates), int8-tensor: per tensor (onnxruntime's default)")
+    p.add_argument("--calibration", help="onnx, int8-tensor: text file (one input per line, TAB between a pair's "
+                                         "texts; the first 1,000 lines) to smooth activations on (SmoothQuant) "
+                                         "before quantizing")
+    p.add_argument("--opset", type=int, default=17, help="onnx: opset version (default 17)")
+    p.add_argument("--no-optimize", action="store_true", help="onnx: skip onnxruntime's transformer fusions")
+    p.set_defaults(handler=run_export)
+
+
+def run_export(args: argparse.Namespace) -> None:
+
+    if args.format == "tf-savedmodel":
+        if args.quantize or args.no_optimize or args.calibration:
+            raise ElectraError("--quantize/--no-optimize/--calibration apply to --format onnx only")
+        from electra.tf.export import export_savedmodel
+
+        for folder in export_savedmodel(args.checkpoint, args.out):
+            print(f"wrote {folder} (SavedModel, signature serving_default)")
+        return
+    if args.format == "onnx":
+
+
+        for folder in export_onnx(args.checkpoint, args.out, quantize=args.quantize, opset=args.opset,
+                                  optimize=not args.no_optimize, calibration=args.calibration):
+            meta = read_meta(folder)
+            fused = ", ".join(f"{k} {v}" for k, v in meta["fused_operators"].items()) or "none"
+            print(f"wrote {folder / 'model.onnx'} ({meta['kind']}; fused: {fused}; "
+                  f"{meta['quantization'] or 'fp32'}; parity {json.dumps(meta['parity'])})")
+        return
+    if args.quantize or args.no_optimize or args.calibration:
+        raise ElectraError("--quantize/--no-optimize/--calibration apply to --format onnx only")
+    out = export_hf(args.checkpoint, args.out)
+    written = [f"{out / kind} ({cls})" for kind, cls in (("discriminator", "ElectraForPreTraining"),
+                                                        ("generator", "ElectraForMaskedLM")) if (out / kind).is_dir()]
+    print("wrote " + " and ".join(written))
+
+
+def add_import_hf(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("import-hf", help="import transformers ELECTRA or BERT-architecture checkpoint directories")
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--discriminator", help="ELECTRA discriminator directory with config.json + weights")
+    src.add_argument("--bert", help="BERT-architecture directory (BertModel / BertForMaskedLM / "
+                                    "BertForPreTraining): its body becomes the discriminator")
+    p.add_argument("--generator", help="ELECTRA generator directory (optional; with --discriminator)")
+    p.add_argument("--generator-size", type=float,
+                   help="with --bert: generator width as a fraction of the BERT's (default 1 with truncate; 0.25 "
+                        "with new)")
+    p.add_argument("--generator-depth", type=float, help="with --bert: generator depth as a fraction (default 1/6 "
+                                                         "with truncate; 1 with new)")
+    p.add_argument("--generator-init", choices=["new", "truncate"],
+                   help="with --bert: the BERT's lowest blocks + its MLM head when it has one (truncate, the default), "
+                        "or a new generator")
+    p.add_argument("--seed", type=int, default=0, help="with --bert: seed of the new weights")
+    p.add_argument("--out", required=True, help="our checkpoint directory to write")
+    p.set_defaults(handler=run_import_hf)
+
+
+def run_import_hf(args: argparse.Namespace) -> None:
+    if args.bert is None:
+        if args.generator_size is not None or args.generator_depth is not None or args.generator_init is not None:
+            raise ElectraError("--generator-size/--generator-depth/--generator-init apply to --bert imports only")
+
+        print(f"wrote checkpoint {import_hf(args.discriminator, args.out, args.generator)}")
+        return
+    if args.generator is not None:
+        raise ElectraError("--generator goes with --discriminator (ELECTRA pairs); --bert builds its own generator")
+
+    out, report = import_bert(args.bert, args.out, generator_init=args.generator_init or DEFAULT_GENERATOR_INIT,
+                              seed=args.seed, generator_size=args.generator_size, generator_depth=args.generator_depth)
+    print(report.format())
+    print(f"wrote checkpoint {out}")
+
+
+def add_serve(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("serve", help="HTTP service + web page: detect, fill, classify, answer, tag")
+    p.add_argument("--model", required=True, nargs="+", action="extend", metavar="[NAME=]RUN",
+                   help="checkpoint/run folder (detect + fill), fine-tuned run (classify/answer/tag) or ONNX "
+                        "export folder; repeat for several")
+    p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
+    p.add_argument("--port", type=int, default=8000)
+    add_backend_args(p)
+    p.add_argument("--threads", type=int, help="inference threads (default: torch's, one per core)")
+    p.add_argument("--max-body-bytes", type=int, default=1 << 20, help="larger bodies get 413 (default 1 MiB)")
+    p.add_argument("--max-inputs", type=int, default=64, help="inputs per request, else 422 (default 64)")
+    p.add_argument("--max-input-tokens", type=int, help="tokens per input, else 422 (default: the model's "
+                                                        "maximum length); inputs are never truncated or split")
+    p.add_argument("--max-batch-tokens", type=int, default=16384, help="padded tokens per forward pass")
+    p.add_argument("--max-batch-size", type=int, default=64, help="inputs per forward pass")
+    p.add_argument("--max-wait-ms", type=float, default=5.0, help="how long an input waits for batch mates")
+    p.add_argument("--max-queue", type=int, default=1024, help="queued inputs per model and task, else 429")
+    p.add_argument("--graceful-seconds", type=float, default=30.0, help="on SIGTERM/SIGINT: time for requests "
+                                                                       "in flight to finish")
+    p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    p.set_defaults(handler=run_serve)
+
+
+def run_serve(args: argparse.Namespace) -> None:
+
+    limits = Limits(max_body_bytes=args.max_body_bytes, max_inputs=args.max_inputs,
+                    max_input_tokens=args.max_input_tokens, max_batch_tokens=args.max_batch_tokens,
+                    max_batch_size=args.max_batch_size, max_wait_ms=args.max_wait_ms,
+                    max_queue=args.max_queue).check()
+    serve(args.model, args.host, args.port, args.backend, args.precision, limits, args.threads,
+          args.graceful_seconds, args.log_level)

@@ -1,0 +1,1 @@
+"""Initialising parts of a model before pre-training: word vectors, position tables."""

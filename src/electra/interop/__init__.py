@@ -1,0 +1,1 @@
+"""Format converters: other libraries' checkpoints to ours and back (a rename table each)."""
