@@ -9,7 +9,11 @@ import argparse
 import sys
 from collections.abc import Callable, Sequence
 
+import torch
+
+from electra import __version__, extras
 from electra.cli import data, deploy, generation, pretrain, tasks
+from electra.cli.common import needed_extras
 from electra.errors import ElectraError, os_reason
 from electra.training.allocator import tune_malloc
 
@@ -23,16 +27,24 @@ COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="electra", description="Pre-train and fine-tune ELECTRA text encoders.")
+    parser.add_argument("--version", action="version", version=version_line())
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for add in COMMANDS:
         add(sub)
     return parser
 
 
+def version_line() -> str:
+    """``electra X (torch Y)``: the package's version (one place: ``electra.__version__``) and torch's."""
+    return f"electra {__version__} (torch {torch.__version__})"
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
     tune_malloc()  # every command moves batch-sized tensors: keep them in the heap (see allocator.py)
     try:
+        for extra in needed_extras(args):
+            extras.require(extra, args.command)
         code = args.handler(args)
     except ElectraError as e:
         print(f"electra: error: {e}", file=sys.stderr)

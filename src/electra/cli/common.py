@@ -12,6 +12,20 @@ from electra.pipelines import pipelines_for
 from electra.tokenization import load_tokenizer
 
 Handler = Callable[[argparse.Namespace], int | None]
+COMMAND_EXTRAS = {"serve": "serve", "wordvectors": "wordvectors", "demo": "wordvectors"}
+EXPORT_EXTRAS = {"onnx": "onnx", "tf-savedmodel": "tf"}
+
+
+def needed_extras(args: argparse.Namespace) -> list[str]:
+    """The optional extras (:mod:`electra.extras`) a parsed command needs: checked before it does any work."""
+    needed = [COMMAND_EXTRAS[args.command]] if args.command in COMMAND_EXTRAS else []
+    if args.command == "export" and args.format in EXPORT_EXTRAS:
+        needed.append(EXPORT_EXTRAS[args.format])
+    if getattr(args, "backend", None) == "onnx":
+        needed.append("onnx")
+    if getattr(args, "framework", None) == "tf":
+        needed.append("tf")
+    return needed
 
 
 def add_framework_arg(p: argparse.ArgumentParser) -> None:

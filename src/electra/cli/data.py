@@ -46,7 +46,6 @@ def _add_corpus_options(p: argparse.ArgumentParser) -> None:
 
 
 def run_tokenizer_train(args: argparse.Namespace) -> None:
-
     corpus = Corpus(args.input, text_field=args.text_field, errors=args.errors)
     tok = train_tokenizer(corpus.texts(), args.out, args.vocab_size, lowercase=args.lowercase,
                           min_frequency=args.min_frequency, limit_alphabet=args.limit_alphabet)
@@ -58,7 +57,6 @@ def run_tokenizer_train(args: argparse.Namespace) -> None:
 
 
 def run_tokenizer_from_vocab(args: argparse.Namespace) -> None:
-
     tok = tokenizer_from_vocab(args.vocab, args.out, lowercase=args.lowercase)
     print(f"wrote {args.out}: {tok.get_vocab_size():,} tokens ({'uncased' if args.lowercase else 'cased'})")
 
@@ -88,7 +86,6 @@ def add_wordvectors(sub: argparse._SubParsersAction) -> None:
 
 
 def run_wordvectors_train(args: argparse.Namespace) -> None:
-
     report = train_word_vectors(args.input, args.out, args.tokenizer, dim=args.dim, method=args.method,
                                 window=args.window, epochs=args.epochs, min_count=args.min_count,
                                 workers=args.workers, seed=args.seed, max_sentences=args.max_sentences,
@@ -115,7 +112,6 @@ def add_prepare(sub: argparse._SubParsersAction) -> None:
 
 
 def run_prepare(args: argparse.Namespace) -> None:
-
     summary = prepare(args.input, args.tokenizer, args.out, args.max_seq_len, workers=args.workers,
                       seed=args.seed, text_field=args.text_field, errors=args.errors,
                       overwrite=args.overwrite, progress=not args.quiet)

@@ -33,7 +33,6 @@ def add_export(sub: argparse._SubParsersAction) -> None:
 
 
 def run_export(args: argparse.Namespace) -> None:
-
     if args.format == "tf-savedmodel":
         if args.quantize or args.no_optimize or args.calibration:
             raise ElectraError("--quantize/--no-optimize/--calibration apply to --format onnx only")
@@ -120,7 +119,6 @@ def add_serve(sub: argparse._SubParsersAction) -> None:
 
 
 def run_serve(args: argparse.Namespace) -> None:
-
     limits = Limits(max_body_bytes=args.max_body_bytes, max_inputs=args.max_inputs,
                     max_input_tokens=args.max_input_tokens, max_batch_tokens=args.max_batch_tokens,
                     max_batch_size=args.max_batch_size, max_wait_ms=args.max_wait_ms,

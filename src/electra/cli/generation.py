@@ -43,8 +43,6 @@ def add_detect(sub: argparse._SubParsersAction) -> None:
 
 
 def run_detect(args: argparse.Namespace) -> None:
-
-
     if (args.text is None) == (args.data is None):
         raise ElectraError("detect: give either a TEXT or --data DIR (prepared shards), not both")
     if args.framework == "tf":
@@ -72,8 +70,6 @@ def run_detect(args: argparse.Namespace) -> None:
 
 
 def _detect_on_data(args: argparse.Namespace) -> None:
-
-
     if args.batches < 1:
         raise ElectraError(f"--batches {args.batches}: must be >= 1")
     model = load_checkpoint(resolve_checkpoint(args.model))
@@ -112,7 +108,6 @@ def _add_mask_predict_args(p: argparse.ArgumentParser) -> None:
 
 
 def _print_filled(results: list, as_json: bool) -> None:
-
     if as_json:
         print(json.dumps([r.to_dict() for r in results], ensure_ascii=False))
         return
@@ -121,8 +116,6 @@ def _print_filled(results: list, as_json: bool) -> None:
 
 
 def run_fill(args: argparse.Namespace) -> None:
-
-
     spans = args.iterations is not None or MASK_ANY in args.text or args.samples > 1 or any(
         n != 1 for _, _, n in _parse_markers(args.text))
     if spans and args.framework == "tf":
@@ -171,7 +164,6 @@ def add_generate(sub: argparse._SubParsersAction) -> None:
 
 
 def run_generate(args: argparse.Namespace) -> None:
-
     pair = load_pair(args.model, args.backend, args.precision, "generate")
     res = generate(pair, args.prompt, args.length, args.iterations, args.samples, args.confidence, args.top_k,
                    args.temperature, args.seed)
@@ -205,8 +197,6 @@ def add_correct(sub: argparse._SubParsersAction) -> None:
 
 
 def run_correct(args: argparse.Namespace) -> None:
-
-
     if (args.text is None) == (args.input is None):
         raise ElectraError("correct: give either a TEXT or --input FILE, not both")
     if args.nbest and args.input is None:
@@ -240,7 +230,6 @@ def add_augment(sub: argparse._SubParsersAction) -> None:
 
 
 def run_augment(args: argparse.Namespace) -> None:
-
     task = resolve_task(args.task, args.text_fields.split(",") if args.text_fields else None, args.label_field)
     pair = load_pair(args.model, args.backend, args.precision, "augment")
     n, new = augment_file(pair, task, args.input, args.out, args.copies, args.mask_prob, args.seed, progress=True)
@@ -273,8 +262,6 @@ def add_rescore(sub: argparse._SubParsersAction) -> None:
 
 
 def run_rescore(args: argparse.Namespace) -> None:
-
-
     metrics = rescore_file(args.task, args.model, args.input, args.out, dev=args.dev, scorer=args.scorer,
                            lam=args.lam, beta=args.beta, folds=args.folds, candidates=args.candidates,
                            references=args.references, tune_references=args.tune_references, lang=args.lang,

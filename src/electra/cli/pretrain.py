@@ -108,7 +108,6 @@ def _add_variant_options(p: argparse.ArgumentParser) -> None:
 
 
 def run_pretrain(args: argparse.Namespace) -> None:
-
     cfg, model_values = pretrain_config_from_args(args)
     if args.framework == "tf":
         from electra.tf.cli import pretrain_tf
@@ -135,7 +134,6 @@ def add_demo(sub: argparse._SubParsersAction) -> None:
 
 
 def run_demo(args: argparse.Namespace) -> None:
-
     demo(args.out, minutes=args.minutes, steps=args.steps, batch_size=args.batch_size, seed=args.seed,
          progress=not args.no_progress)
 
@@ -148,5 +146,4 @@ def add_plot(sub: argparse._SubParsersAction) -> None:
 
 
 def run_plot(args: argparse.Namespace) -> None:
-
     print(plot_curves(args.run, smoothing=args.smoothing))

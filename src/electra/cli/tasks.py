@@ -231,7 +231,6 @@ def run_predict(args: argparse.Namespace) -> None:
 
 
 def add_score(sub: argparse._SubParsersAction) -> None:
-
     p = sub.add_parser("score", help="score system outputs (WER/CER, BLEU/chrF, ROUGE; one segment per line) or a QA "
                                      "predictions file as the official SQuAD / CMRC 2018 scripts")
     p.add_argument("--task", required=True, choices=(*TEXT_TASKS, *QA_TASKS, "mutual"))
@@ -249,7 +248,6 @@ def add_score(sub: argparse._SubParsersAction) -> None:
 
 
 def run_score(args: argparse.Namespace) -> None:
-
     if args.task in QA_TASKS:
 
         if not args.data:
@@ -283,8 +281,6 @@ def add_answer(sub: argparse._SubParsersAction) -> None:
 
 
 def run_answer(args: argparse.Namespace) -> None:
-
-
     context = args.context
     if len(context) < 4096 and Path(context).is_file():
         context = Path(context).read_text(encoding="utf-8")
