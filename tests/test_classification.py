@@ -19,6 +19,7 @@ from electra.tasks.classification import (
     evaluate_runs,
     finetune_seeds,
     finetune_task,
+    label_names,
     predict_file,
 )
 from electra.tasks.runner import FinetuneConfig, load_task_model
@@ -201,3 +202,37 @@ def test_glue_slice_finetunes_and_predicts_the_test_file(checkpoint, tmp_path, c
     lines = (tmp_path / "pred.tsv").read_text().splitlines()
     n = len((data / "test.tsv").read_text(encoding="utf-8").splitlines()) - 1
     assert len(lines) == n + 1 and lines[1].split("\t")[0] == "0"
+
+
+def sst2_like(folder: Path) -> Path:
+    """SST-2's layout (sentence<TAB>label, 0 / 1) on a few made-up sentences."""
+    folder.mkdir(parents=True, exist_ok=True)
+    rows = [("a good film", 1), ("a bad film", 0), ("good fun", 1), ("bad and boring", 0)] * 4
+    for split in ("train", "dev"):
+        (folder / f"{split}.tsv").write_text("sentence\tlabel\n" + "".join(f"{s}\t{y}\n" for s, y in rows))
+    (folder / "test.tsv").write_text("index\tsentence\n0\ta good film\n1\tbad and boring\n")
+    return folder
+
+
+def test_a_fine_tuned_sst2_run_stores_its_label_names(checkpoint, tmp_path):
+    finetune_task(get_task("sst2"), checkpoint, sst2_like(tmp_path / "data"), tmp_path / "run", FAST)
+    spec = load_task_model(tmp_path / "run").spec
+    assert (spec["labels"], spec["label_names"]) == (["0", "1"], ["negative", "positive"])
+
+
+def test_label_names_of_a_run_without_them_come_from_the_task_table():
+    assert label_names({"task": "sst2", "labels": ["0", "1"]}) == ["negative", "positive"]
+    assert label_names({"task": "custom", "labels": ["neg", "pos"]}) == ["neg", "pos"]
+
+
+def test_predict_with_label_names_writes_the_names(checkpoint, tmp_path):
+    data = sst2_like(tmp_path / "data")
+    finetune_task(get_task("sst2"), checkpoint, data, tmp_path / "run", FAST)
+    main_args = ["predict", "--model", str(tmp_path / "run"), "--input", str(data / "test.tsv")]
+    for out, flag, allowed in (("ids.tsv", [], {"0", "1"}), ("names.tsv", ["--label-names"],
+                                                            {"negative", "positive"})):
+        with pytest.raises(SystemExit) as done:
+            main([*main_args, "--out", str(tmp_path / out), *flag])
+        assert done.value.code == 0
+        rows = (tmp_path / out).read_text().splitlines()[1:]
+        assert len(rows) == 2 and {r.split("\t")[1] for r in rows} <= allowed

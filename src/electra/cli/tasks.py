@@ -213,6 +213,8 @@ def add_predict(sub: argparse._SubParsersAction) -> None:
     _add_run_args(p)
     p.add_argument("--input", required=True, help="a file in the task's layout (e.g. GLUE test.tsv)")
     p.add_argument("--out", required=True, help="where to write the predictions")
+    p.add_argument("--label-names", action="store_true", help="classification: write what each label means "
+                   "(SST-2: negative / positive) instead of the labels of the submission format (0 / 1)")
     add_backend_args(p)
     p.set_defaults(handler=run_predict)
 

@@ -52,6 +52,10 @@ class TaskDef:
     epochs: float = 3.0
     swap_pairs: bool = False  # official recipe: MRPC / STS-B also trained with the two texts swapped
     fmt: str = "tsv"  # "tsv", "csv" or "jsonl"
+    label_names: dict[str, str] = field(default_factory=dict)  # what a label means, for people (SST-2 "1": positive)
+
+    def label_name(self, label: str) -> str:
+        return self.label_names.get(label, label)
 
 
 def _glue(name: str, text: tuple[str, ...], label: str, labels: tuple[str, ...] | None, metric: str = "acc",
@@ -62,34 +66,38 @@ def _glue(name: str, text: tuple[str, ...], label: str, labels: tuple[str, ...] 
 
 
 BINARY = ("0", "1")
+SENTIMENT = {"0": "negative", "1": "positive"}
+SAME = {"0": "different", "1": "same"}  # LCQMC, ATEC: 1 = the two questions ask the same thing
 SPLITS = {"train": ("train.tsv",), "dev": ("dev.tsv",), "test": ("test.tsv",)}
 NLI = ("contradiction", "entailment", "neutral")
 TASKS: dict[str, TaskDef] = {
     "cola": TaskDef("cola", Layout(False, (3,), 1, columns=4), Layout(True, ("sentence",), id="index"),
-                    BINARY, metric="mcc", report=("mcc", "acc"), files=SPLITS),
-    "sst2": _glue("sst2", ("sentence",), "label", BINARY),
+                    BINARY, metric="mcc", report=("mcc", "acc"), files=SPLITS,
+                    label_names={"0": "unacceptable", "1": "acceptable"}),
+    "sst2": _glue("sst2", ("sentence",), "label", BINARY, label_names=SENTIMENT),
     "mrpc": _glue("mrpc", ("#1 String", "#2 String"), "Quality", BINARY, metric="f1", report=("f1", "acc"),
-                  swap_pairs=True),
+                  swap_pairs=True, label_names={"0": "not_equivalent", "1": "equivalent"}),
     "stsb": _glue("stsb", ("sentence1", "sentence2"), "score", None, regression=True, metric="spearman",
                   report=("pearson", "spearman"), epochs=10.0, swap_pairs=True),
     "qqp": _glue("qqp", ("question1", "question2"), "is_duplicate", BINARY, metric="f1", report=("f1", "acc"),
-                 id="id"),
+                 id="id", label_names={"0": "not_duplicate", "1": "duplicate"}),
     "mnli": replace(_glue("mnli", ("sentence1", "sentence2"), "gold_label", NLI),
                     files={"train": ("train.tsv",), "dev": ("dev_matched.tsv",),
                            "dev_mismatched": ("dev_mismatched.tsv",), "test": ("test_matched.tsv",),
                            "test_mismatched": ("test_mismatched.tsv",)}),
     "qnli": _glue("qnli", ("question", "sentence"), "label", ("entailment", "not_entailment")),
     "rte": _glue("rte", ("sentence1", "sentence2"), "label", ("entailment", "not_entailment"), epochs=10.0),
-    "wnli": _glue("wnli", ("sentence1", "sentence2"), "label", BINARY),
+    "wnli": _glue("wnli", ("sentence1", "sentence2"), "label", BINARY,
+                  label_names={"0": "not_entailment", "1": "entailment"}),
     "chnsenticorp": TaskDef("chnsenticorp", Layout(True, ("text_a",), "label"),
-                            Layout(True, ("text_a",), id="qid"), BINARY, files=SPLITS),
+                            Layout(True, ("text_a",), id="qid"), BINARY, files=SPLITS, label_names=SENTIMENT),
     "lcqmc": TaskDef("lcqmc", Layout(False, (0, 1), 2, columns=3), Layout(False, (0, 1), columns=2), BINARY,
                      report=("acc", "f1"),
-                     files={s: (f"{s}.txt", f"{s}.tsv") for s in ("train", "dev", "test")}),
+                     files={s: (f"{s}.txt", f"{s}.tsv") for s in ("train", "dev", "test")}, label_names=SAME),
     # ATEC ships one labelled file; without train/dev files every 10th row of it is held out as dev.
     "atec": TaskDef("atec", Layout(False, (1, 2), 3, id=0, columns=4), Layout(False, (1, 2), id=0, columns=3),
                     BINARY, report=("acc", "f1"),
-                    files={s: (f"{s}.tsv", f"{s}.csv") for s in ("train", "dev", "test")}),
+                    files={s: (f"{s}.tsv", f"{s}.csv") for s in ("train", "dev", "test")}, label_names=SAME),
 }
 ATEC_FILES = ("atec_nlp_sim_train.csv", "atec_nlp_sim_train_add.csv")
 

@@ -21,7 +21,7 @@ from tokenizers import Tokenizer
 
 from electra import metrics as M
 from electra.config import Rule, at_least, check_values, interval, one_of, validate
-from electra.data.glue import Example, TaskDef, custom_task, get_task, load_split, read_examples
+from electra.data.glue import TASKS, Example, TaskDef, custom_task, get_task, load_split, read_examples
 from electra.errors import ElectraError
 from electra.files import write_text_atomic
 from electra.tasks.heads import ClassificationHead
@@ -90,6 +90,17 @@ def task_from_spec(spec: dict[str, Any]) -> TaskDef:
     if spec["task"] == "custom":
         return custom_task(spec["text_fields"], spec["label_field"], spec["regression"], spec.get("labels"))
     return get_task(spec["task"])
+
+
+def label_names(spec: dict[str, Any]) -> list[str]:
+    """What a classification run's labels mean, for people (SST-2: negative, positive), in label order: stored
+    in the run, or for runs written before names were stored, from the task's table; else the labels."""
+    labels = [str(label) for label in spec.get("labels") or []]
+    names = spec.get("label_names")
+    if isinstance(names, list) and len(names) == len(labels):
+        return [str(n) for n in names]
+    task = TASKS.get(spec.get("task", ""))
+    return [task.label_name(label) for label in labels] if task is not None else labels
 
 
 def prepare_tokenizer(tokenizer_path: str | Path | None, model_path: str | Path, vocab_size: int,
@@ -250,6 +261,7 @@ def finetune_task(task: TaskDef, model_path: str | Path, data_dir: str | Path, o
     gold = _gold(dev_f, task.regression)
 
     spec = {"task": task.name, "labels": list(task.labels or []), "regression": task.regression,
+            "label_names": [task.label_name(label) for label in task.labels or ()],
             "max_seq_len": options.max_seq_len, "metric": task.metric, "report": list(task.report),
             "text_fields": [str(c) for c in task.labelled.text], "label_field": str(task.labelled.label),
             "pretrained": str(model_path), "random_init": options.random_init}
@@ -392,14 +404,18 @@ def evaluate_runs(runs: Sequence[str | Path], data_dir: str | Path, split: str =
 
 
 def predict_file(runs: Sequence[str | Path], input_file: str | Path, out_file: str | Path,
-                 task: str | None = None, device: str = "auto", load: RunLoader | None = None) -> int:
-    """Write ``index<TAB>prediction`` (GLUE submission format), one row per input row, in order."""
+                 task: str | None = None, device: str = "auto", load: RunLoader | None = None,
+                 names: bool = False) -> int:
+    """Write ``index<TAB>prediction`` (GLUE submission format), one row per input row, in order; ``names``:
+    the labels' names instead (SST-2: negative / positive; :func:`label_names`), for people, not the GLUE
+    server."""
     runs = expand_runs(runs)
     spec = read_task_meta(runs[0])["spec"]
     _check_task(task, spec, runs[0])
     taskdef = task_from_spec(spec)
     examples = read_examples(taskdef, input_file)
     avg, spec, taskdef = ensemble_scores(runs, examples, device, load)
+    shown = label_names(spec) if names else spec["labels"]
     out_file = Path(out_file)
     out_file.parent.mkdir(parents=True, exist_ok=True)
     with open(out_file, "w", encoding="utf-8") as f:
@@ -409,5 +425,5 @@ def predict_file(runs: Sequence[str | Path], input_file: str | Path, out_file: s
                 value = float(np.clip(s, 0.0, 5.0)) if taskdef.name == "stsb" else float(s)
                 f.write(f"{e.guid}\t{value:.3f}\n")
             else:
-                f.write(f"{e.guid}\t{spec['labels'][int(np.argmax(s))]}\n")
+                f.write(f"{e.guid}\t{shown[int(np.argmax(s))]}\n")
     return len(examples)

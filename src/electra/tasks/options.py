@@ -149,7 +149,7 @@ def evaluate_tagging(args: Any) -> dict[str, Any]:
 def predict_classification(args: Any, load: RunLoader | None = None) -> int:
     """``electra predict``: ``index<TAB>prediction`` in the GLUE submission format."""
     return classification.predict_file(classification_runs(args), args.input, args.out, getattr(args, "task", None),
-                                       arg(args, "device", "auto"), load)
+                                       arg(args, "device", "auto"), load, bool(getattr(args, "label_names", False)))
 
 
 def predict_qa(args: Any, load: RunLoader | None = None) -> int:
