@@ -32,6 +32,7 @@ import numpy as np
 from tokenizers import Encoding
 
 from electra.errors import ElectraError
+from electra.inference import LoadedModel, load_model
 from electra.tokenization import encode_candidates, pad_batch
 
 SCORERS = ("rtd", "pll", "pll-word")
@@ -160,7 +161,6 @@ class Scorer:
 
     def __init__(self, model: str | Any, backend: str = "torch", precision: str = "fp32",
                  max_length: int | None = None):
-        from electra.inference import LoadedModel, load_model
 
         self.loaded: LoadedModel = model if isinstance(model, LoadedModel) else load_model(model, backend, precision)
         if self.loaded.kind != "pretrained":

@@ -17,6 +17,7 @@ import numpy as np
 from tokenizers import Encoding, Tokenizer, decoders, normalizers, pre_tokenizers, processors, trainers
 from tokenizers.models import WordPiece
 
+from electra.config import at_least, check_values, read_json
 from electra.errors import ElectraError
 
 SPECIAL_TOKENS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")
@@ -55,7 +56,6 @@ def train_tokenizer(texts: Iterable[str], out: str | Path, vocab_size: int, *, l
     ``limit_alphabet=None`` keeps every character seen (Chinese needs thousands of single characters);
     the special tokens get ids 0..4 in the order of ``SPECIAL_TOKENS`` ([PAD]=0).
     """
-    from electra.config import at_least, check_values
 
     if vocab_size < len(SPECIAL_TOKENS) + 1:
         raise ElectraError(f"--vocab-size {vocab_size}: must exceed the {len(SPECIAL_TOKENS)} special tokens")
@@ -181,7 +181,6 @@ def load_tokenizer(path: str | Path, lowercase: bool | None = None) -> Tokenizer
         lowercase = True
         config = path.parent / "tokenizer_config.json"
         if config.is_file():
-            from electra.config import read_json
 
             settings = read_json(config, "tokenizer config")
             lowercase = bool(settings.get("do_lower_case", True)) if isinstance(settings, dict) else True

@@ -32,7 +32,9 @@ from typing import Any
 import numpy as np
 from tokenizers import Tokenizer
 
+from electra.config import at_least, check_values
 from electra.data.corpus import DOC_END, MAX_LINE_BYTES, Corpus
+from electra.data.pretraining_data import PretrainingData  # no torch import until batches()
 from electra.errors import ElectraError, os_reason
 from electra.tokenization import (
     find_tokenizer_dir,
@@ -278,7 +280,6 @@ def prepare(inputs: Sequence[str | Path], tokenizer: str | Path, out: str | Path
         raise ElectraError(f"--max-seq-len {max_seq_len}: must be at least 5")
     if seed < 0:
         raise ElectraError(f"--seed {seed}: must be >= 0")
-    from electra.config import at_least, check_values
 
     check_values("prepare option", {"workers": workers, "shard_tokens": shard_tokens, "batch_chars": batch_chars},
                  {"workers": at_least(0), "shard_tokens": at_least(1), "batch_chars": at_least(1)})
@@ -324,7 +325,6 @@ def prepare(inputs: Sequence[str | Path], tokenizer: str | Path, out: str | Path
             "inputs": [str(p) for p in inputs], "text_field": text_field, "errors": errors,
             "tokenizer_source": str(tok_dir),
         }
-        from electra.data.pretraining_data import PretrainingData  # no torch import until batches()
 
         (tmp / META_FILE).write_text(json.dumps(meta, indent=2) + "\n")
         examples = PretrainingData(tmp, verify_tokenizer=False).num_examples(0)

@@ -26,7 +26,9 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from electra.config import read_json
 from electra.errors import ElectraError
+from electra.tokenization import load_tokenizer, tokenizer_hash
 
 if TYPE_CHECKING:
     import torch
@@ -124,7 +126,6 @@ class PretrainingData:
         meta_file = self.data_dir / "meta.json"
         if not meta_file.is_file():
             raise ElectraError(f"{self.data_dir}: no meta.json (not written by `electra prepare`)")
-        from electra.config import read_json
 
         self.meta: dict[str, Any] = read_json(meta_file, "data description")
         if not isinstance(self.meta, dict) or self.meta.get("format") != FORMAT:
@@ -174,7 +175,6 @@ class PretrainingData:
         return np.memmap(path, dtype=dtype, mode="r", shape=(count,))
 
     def _verify_tokenizer(self) -> None:
-        from electra.tokenization import load_tokenizer, tokenizer_hash
 
         if not self.tokenizer_dir.is_dir():
             raise ElectraError(f"{self.tokenizer_dir}: missing (the tokenizer copy of this data directory)")

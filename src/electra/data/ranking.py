@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from electra.errors import ElectraError
+from electra.errors import ElectraError, os_reason
 
 MUTUAL_LETTERS = ("A", "B", "C", "D")
 
@@ -42,7 +42,6 @@ def _read_text(path: Path, what: str) -> str:
     except UnicodeDecodeError as e:
         raise ElectraError(f"{path}: not UTF-8 text (byte {e.start})") from None
     except OSError as e:
-        from electra.errors import os_reason
 
         raise ElectraError(f"{path}: cannot read the {what} file ({os_reason(e)})") from None
 

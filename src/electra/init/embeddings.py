@@ -38,6 +38,7 @@ import torch
 
 from electra.errors import ElectraError
 from electra.modeling import Electra
+from electra.tokenization import SPECIAL_TOKENS, load_tokenizer, vocab_tokens
 
 
 @dataclass
@@ -198,7 +199,6 @@ def init_word_embeddings(model: Electra, vectors_file: str | Path, vocab: Sequen
     Returns the coverage report.
     """
     if not isinstance(vocab, Sequence) or isinstance(vocab, str):
-        from electra.tokenization import load_tokenizer, vocab_tokens
 
         vocab = vocab_tokens(load_tokenizer(vocab))
     tables = [model.discriminator.encoder.embeddings.word_embeddings]
@@ -221,7 +221,6 @@ def init_word_embeddings(model: Electra, vectors_file: str | Path, vocab: Sequen
         raise ElectraError(f"{path}: not a vocabulary-complete vectors file (expected {len(vocab)} vectors, one per "
                            "vocabulary entry in id order, as `electra wordvectors train` writes)")
     if complete:
-        from electra.tokenization import SPECIAL_TOKENS
 
         use = [t not in SPECIAL_TOKENS for t in vocab]
     else:

@@ -38,8 +38,10 @@ from pathlib import Path
 import numpy as np
 from tokenizers import Tokenizer
 
+from electra.data.corpus import Corpus
+from electra.data.pretraining_data import PretrainingData
 from electra.errors import ElectraError
-from electra.tokenization import SPECIAL_TOKENS
+from electra.tokenization import SPECIAL_TOKENS, find_tokenizer_dir, load_tokenizer, vocab_tokens
 
 METHODS = {"skipgram": 1, "cbow": 0}  # gensim's sg flag
 MAX_SENTENCE_TOKENS = 10_000  # gensim's word2vec_inner.MAX_WORDS_IN_BATCH: longer sentences are truncated
@@ -85,14 +87,12 @@ class TextSentences:
 
     def __init__(self, inputs: Sequence[str | Path], tokenizer: Tokenizer, *, text_field: str = "text",
                  errors: str = "strict", max_sentences: int | None = None):
-        from electra.data.corpus import Corpus
 
         Corpus(inputs, text_field=text_field, errors=errors)  # checks the inputs now (missing files, --errors)
         self.inputs, self.tokenizer = list(inputs), tokenizer
         self.text_field, self.errors, self.max_sentences = text_field, errors, max_sentences
 
     def __iter__(self) -> Iterator[list[str]]:
-        from electra.data.corpus import Corpus
 
         corpus = Corpus(self.inputs, text_field=self.text_field, errors=self.errors)
         left = self.max_sentences
@@ -120,7 +120,6 @@ class ShardSentences:
     """The sentences of a folder written by ``electra prepare``, as token lists, in input order."""
 
     def __init__(self, data_dir: str | Path, tokens: Sequence[str], max_sentences: int | None = None):
-        from electra.data.pretraining_data import PretrainingData
 
         self.data = PretrainingData(data_dir, verify_tokenizer=False)
         self.tokens, self.max_sentences = list(tokens), max_sentences
@@ -143,7 +142,6 @@ def _sentences_and_vocab(inputs: Sequence[str | Path], tokenizer: str | Path | N
                          errors: str, max_sentences: int | None
                          ) -> tuple[TextSentences | ShardSentences, list[str], str]:
     """(restartable sentence iterable, vocabulary in id order, "text" or "shards")."""
-    from electra.tokenization import find_tokenizer_dir, load_tokenizer, vocab_tokens
 
     def load(path: str | Path) -> Tokenizer:  # a tokenizer directory (or its tokenizer.json / vocab.txt)
         return load_tokenizer(path if Path(path).is_file() else find_tokenizer_dir(path))
@@ -158,7 +156,6 @@ def _sentences_and_vocab(inputs: Sequence[str | Path], tokenizer: str | Path | N
         if not (data_dir / "tokenizer").is_dir():
             raise ElectraError(f"{data_dir / 'tokenizer'}: missing (the tokenizer copy of this data folder); "
                                "re-run `electra prepare`")
-        from electra.data.pretraining_data import PretrainingData
 
         PretrainingData(data_dir)  # checks meta.json, the shard sizes and the tokenizer copy's hash
         vocab = vocab_tokens(load_tokenizer(data_dir / "tokenizer"))

@@ -35,6 +35,7 @@ from electra.config import EncoderConfig, ModelConfig, read_json
 from electra.errors import ElectraError
 from electra.interop.hf import encoder_from_hf, from_hf_config, load_network, read_hf_dir
 from electra.modeling import Electra
+from electra.tokenization import save_tokenizer, tokenizer_from_vocab
 
 GENERATOR_INITS = ("new", "truncate")
 # Default generator shape (width, depth as fractions of the BERT's) per init. truncate (the default): full width,
@@ -194,7 +195,6 @@ def write_bert_tokenizer(bert_dir: Path, out: Path) -> str:
     """Our tokenizer directory from the checkpoint's ``vocab.txt`` (or ``tokenizer.json``); returns a summary."""
     from tokenizers import Tokenizer
 
-    from electra.tokenization import save_tokenizer, tokenizer_from_vocab
 
     lowercase = True
     config = bert_dir / "tokenizer_config.json"

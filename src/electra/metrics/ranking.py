@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from electra.data.ranking import read_mutual
 from electra.errors import ElectraError
 
 LETTERS = ("A", "B", "C", "D")
@@ -62,7 +63,6 @@ def score_mutual_file(predictions: str, references: str) -> dict[str, float]:
     """R@1/R@2/MRR of a MuTual submission file against a labelled MuTual JSONL (every id must be ranked)."""
     from pathlib import Path
 
-    from electra.data.ranking import read_mutual
 
     gold = read_mutual(references)
     try:

@@ -23,6 +23,7 @@ from typing import Any
 from electra.config import Rule, check_values
 from electra.data.squad import load_json, parse_squad
 from electra.errors import ElectraError
+from electra.word_tokenize import word_tokenize
 
 # ---- SQuAD (identical normalisation in v1.1 and v2.0) ---------------------------------------------------
 _ARTICLES = re.compile(r"\b(a|an|the)\b", re.UNICODE)
@@ -189,7 +190,6 @@ def _word_tokenize(text: str) -> list[str]:
 
         return nltk.word_tokenize(text)
     except (ImportError, LookupError):
-        from electra.word_tokenize import word_tokenize
 
         return word_tokenize(text)
 

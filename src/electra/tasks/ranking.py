@@ -30,8 +30,22 @@ import torch
 
 from electra.data import ranking as R
 from electra.errors import ElectraError
+from electra.files import write_text_atomic
+from electra.metrics.ranking import rank, ranking_metrics
+from electra.metrics.speech import wer, word_errors
+from electra.metrics.text import bleu, sentence_bleu
+from electra.tasks.classification import prepare_tokenizer
 from electra.tasks.heads import RankingHead
-from electra.tasks.runner import Batch, FinetuneConfig, TaskModel, train_subset_indices
+from electra.tasks.runner import (
+    Batch,
+    FinetuneConfig,
+    TaskModel,
+    finetune,
+    load_encoder,
+    run_tokenizer_dir,
+    set_seed,
+    train_subset_indices,
+)
 from electra.tokenization import encode_candidates
 
 RANKING_TASKS = ("asr-nbest", "mt-rerank", "mutual", "ranking")
@@ -112,7 +126,6 @@ def load_ranking_data(task: str, data: str | Path, dev_file: str | Path | None =
 
 
 def _wer_costs(item: R.RankItem) -> list[float]:
-    from electra.metrics.speech import word_errors
 
     out = []
     for c in item.candidates:
@@ -122,7 +135,6 @@ def _wer_costs(item: R.RankItem) -> list[float]:
 
 
 def _load_mt(folder: Path, dev_fraction: float) -> RankingData:
-    from electra.metrics.text import sentence_bleu
 
     if not folder.is_dir():
         raise ElectraError(f"{folder}: mt-rerank needs a folder with a source (*.src.*), a reference (*.ref.A.*) "
@@ -220,7 +232,6 @@ def list_scores(model: TaskModel, features: list[dict[str, Any]], lists_per_batc
 
 def list_metrics(metric: str, items: Sequence[R.RankItem], scores: Sequence[Sequence[float]]) -> dict[str, float]:
     """Dev metrics of choosing each list's top-scored candidate (ties: the lower index)."""
-    from electra.metrics.ranking import rank, ranking_metrics
 
     rankings = [rank(s) for s in scores]
     choice = [r[0] for r in rankings]
@@ -228,13 +239,11 @@ def list_metrics(metric: str, items: Sequence[R.RankItem], scores: Sequence[Sequ
         m = ranking_metrics(rankings, [int(it.label) for it in items])  # type: ignore[arg-type]
         return {"r1": m["r1"], "r2": m["r2"], "mrr": m["mrr"]}
     if metric == "wer":
-        from electra.metrics.speech import wer
 
         refs = [it.references[0] for it in items]
         return {"wer": wer(refs, [it.candidates[c] for it, c in zip(items, choice)]),
                 "one_best_wer": wer(refs, [it.candidates[0] for it in items])}
     if metric == "bleu":
-        from electra.metrics.text import bleu
 
         hyp = [it.candidates[c] for it, c in zip(items, choice)]
         return {"bleu": bleu(hyp, [[it.references[0] for it in items]])["score"]}
@@ -257,8 +266,6 @@ def finetune_ranking(task: str, model_path: str | Path, data: str | Path, out_di
                      config: FinetuneConfig, options: RankingOptions, dev_file: str | Path | None = None,
                      resume: bool = False) -> dict[str, Any]:
     """Fine-tune a cross-encoder reranker on ``task``; the best dev model goes to ``out_dir/best``."""
-    from electra.tasks.classification import prepare_tokenizer
-    from electra.tasks.runner import finetune, load_encoder, run_tokenizer_dir, set_seed
 
     if task not in RANKING_TASKS:
         raise ElectraError(f"--task {task!r}: expected one of {', '.join(RANKING_TASKS)}")
@@ -298,7 +305,6 @@ def finetune_ranking(task: str, model_path: str | Path, data: str | Path, out_di
                        greater_is_better=rd.metric not in ("wer", "mean_cost"), resume=resume)
     results.update(train_lists=len(train), dev_lists=len(dev), lists_per_batch=per,
                    examples_seen=results["steps"] * per)
-    from electra.files import write_text_atomic
 
     write_text_atomic(Path(out_dir) / "results.json", json.dumps(results, indent=2) + "\n", "results")
     return results

@@ -32,13 +32,21 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import Tensor, nn
 
-from electra.checkpoint import load_encoder_for_finetuning, resolve_checkpoint, tokenizer_dir
+from electra.checkpoint import (
+    CHECKPOINTS_DIR,
+    find_latest_checkpoint,
+    load_encoder_for_finetuning,
+    resolve_checkpoint,
+    tokenizer_dir,
+)
 from electra.config import DEVICE, EncoderConfig, Rule, at_least, interval, one_of, positive, read_json, validate
 from electra.errors import ElectraError
 from electra.files import atomic_directory, recover_swap, write_text_atomic
 from electra.modeling import Electra, Encoder
 from electra.tasks.heads import HEADS, Batch, Head
 from electra.tokenization import load_tokenizer
+from electra.training.checkpointing import load_training_checkpoint, save_training_checkpoint
+from electra.training.metrics_log import METRICS_FILE, TB_DIR, MetricsLogger
 from electra.training.optim import AdamW, param_groups
 from electra.training.schedule import lr_multiplier
 
@@ -261,7 +269,6 @@ class Logger(Protocol):
 
 def default_logger(out_dir: Path, tensorboard: bool = True) -> Logger:
     """A fresh ``out_dir/metrics.csv`` (wide: ``step`` then one column per scalar) and ``out_dir/tb``."""
-    from electra.training.metrics_log import METRICS_FILE, TB_DIR, MetricsLogger
 
     (out_dir / METRICS_FILE).unlink(missing_ok=True)  # a new run replaces the previous one's curves
     shutil.rmtree(out_dir / TB_DIR, ignore_errors=True)
@@ -351,8 +358,6 @@ def finetune(model: TaskModel, train_batches: Callable[[int], Iterable[Batch]], 
     """
     from tqdm.auto import tqdm
 
-    from electra.checkpoint import CHECKPOINTS_DIR, find_latest_checkpoint
-    from electra.training.checkpointing import load_training_checkpoint, save_training_checkpoint
 
     if steps_per_epoch <= 0:
         raise ElectraError("finetune: the training split yields no batches")
@@ -387,7 +392,6 @@ def finetune(model: TaskModel, train_batches: Callable[[int], Iterable[Batch]], 
                                f"{loop['best_step']}; start again without --resume")
         print(f"resuming from {latest} at step {loop['step']}", file=sys.stderr)
     if logger is None:
-        from electra.training.metrics_log import MetricsLogger
 
         logger = (MetricsLogger(out_dir, resume_step=loop["step"], tensorboard=config.tensorboard)
                   if latest is not None else default_logger(out_dir, config.tensorboard))

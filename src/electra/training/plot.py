@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
+from electra.config import check_values, interval
 from electra.errors import ElectraError
 from electra.training.metrics_log import METRICS_FILE, read_metrics_csv
 
@@ -80,7 +81,6 @@ def plot_curves(run_dir: str | Path, smoothing: float = 0.6) -> Path:
 
     Curves of 20+ points get an EMA of weight ``smoothing`` over the faint raw line (not the learning rate).
     """
-    from electra.config import check_values, interval
 
     check_values("plot option", {"smoothing": smoothing}, {"smoothing": interval(0, 1, "[)")})
     try:
