@@ -17,22 +17,18 @@ from __future__ import annotations
 import argparse
 import json
 import shutil
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "src"))
+import harness
+from electra.checkpoint import read_checkpoint_meta, resolve_checkpoint
+from electra.config import ModelConfig
+from electra.tasks.classification import TaskOptions, finetune_task, get_task
+from electra.tasks.runner import FinetuneConfig, official_hparams
 
-from electra.checkpoint import read_checkpoint_meta, resolve_checkpoint  # noqa: E402
-from electra.config import ModelConfig  # noqa: E402
-from electra.tasks.classification import TaskOptions, finetune_task, get_task  # noqa: E402
-from electra.tasks.runner import FinetuneConfig, official_hparams  # noqa: E402
-
-DATA = ROOT.parent / "shared" / "data"
-FOLDERS = {"sst2": DATA / "glue" / "SST-2", "chnsenticorp": DATA / "chnsenticorp"}
+FOLDERS = {"sst2": harness.DATA / "glue" / "SST-2", "chnsenticorp": harness.DATA / "chnsenticorp"}
 
 
 def main() -> None:
@@ -44,10 +40,9 @@ def main() -> None:
     ap.add_argument("--seeds", type=int, default=3)
     ap.add_argument("--epochs", type=float, default=3.0)
     ap.add_argument("--budget-minutes", type=float, default=10.0)
-    ap.add_argument("--work", default=str(ROOT / "runs" / "augmentation"))
+    ap.add_argument("--work", default=str(harness.ROOT / "runs" / "augmentation"))
     args = ap.parse_args()
-    name, _, path = args.model.rpartition("=")
-    name = name or Path(path).name
+    name, path = harness.named(args.model)
     task = get_task(args.task)
     shape = ModelConfig.from_dict(read_checkpoint_meta(resolve_checkpoint(path))["model"]).discriminator
     hp = official_hparams(shape)
@@ -76,7 +71,6 @@ def main() -> None:
                                             "steps": res["steps"], "seconds": time.time() - t0}) + "\n")
             results[arm].append(json.loads(done.read_text()))
     print(f"{name}: {args.task}, {args.train} training sentences, dev acc over seeds 42..{41 + args.seeds}")
-    print(f"{'arm':<12} {'median':>7} {'min':>7} {'max':>7} {'train ex':>9} {'s/run':>6}")
     summary = {}
     for arm, rs in results.items():
         if not rs:
@@ -85,15 +79,16 @@ def main() -> None:
         summary[arm] = {"median": float(np.median(acc)), "min": min(acc), "max": max(acc), "acc": acc,
                         "train_examples": rs[0]["train_examples"],
                         "seconds": float(np.mean([r["seconds"] for r in rs]))}
-        s = summary[arm]
-        print(f"{arm:<12} {s['median']:7.4f} {s['min']:7.4f} {s['max']:7.4f} {s['train_examples']:9d} "
-              f"{s['seconds']:6.0f}")
+    print(harness.table([("arm", "<12"), ("median", ">7.4f"), ("min", ">7.4f"), ("max", ">7.4f"),
+                         ("train ex", ">9d"), ("s/run", ">6.0f")],
+                        [(arm, *(s[k] for k in ("median", "min", "max", "train_examples", "seconds")))
+                         for arm, s in summary.items()], sep=" "))
     if pending:
         print(f"{pending} runs not started (past --budget-minutes): run again to continue")
     keys = list(summary)
     delta = summary[keys[1]]["median"] - summary[keys[0]]["median"] if len(keys) == 2 and not pending else None
-    print(json.dumps({"model": name, "path": path, "task": args.task, "train": args.train, "copies": args.copies,
-                      "seeds": args.seeds, "arms": summary, "pending": pending, "delta_median": delta}))
+    harness.emit({"model": name, "path": path, "task": args.task, "train": args.train, "copies": args.copies,
+                  "seeds": args.seeds, "arms": summary, "pending": pending, "delta_median": delta})
 
 
 if __name__ == "__main__":

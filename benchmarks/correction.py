@@ -26,17 +26,14 @@ from __future__ import annotations
 import argparse
 import json
 import re
-import sys
 import time
 from collections import Counter
 from pathlib import Path
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "src"))
-
-from electra.generation import (  # noqa: E402
+import harness
+from electra.generation import (
     DEFAULT_MIN_GENERATOR_PROB,
     DEFAULT_THRESHOLD,
     Corrector,
@@ -44,14 +41,13 @@ from electra.generation import (  # noqa: E402
     load_pair,
     replaced_probs,
 )
-from electra.metrics import roc_auc  # noqa: E402
-from electra.metrics.nbest import compositional_oracle_wer  # noqa: E402
-from electra.metrics.speech import cer, wer, word_errors  # noqa: E402
+from electra.metrics import roc_auc
+from electra.metrics.nbest import compositional_oracle_wer
+from electra.metrics.speech import cer, wer, word_errors
 
-DATA = ROOT.parent / "shared" / "data"
-SQUAD = DATA / "squad" / "v1.1" / "dev-v1.1.json"
-ZH = DATA / "corpus" / "zh" / "zhwiki_00.txt"
-HYPO = DATA / "asr-nbest" / "hyporadise" / "test_ls_clean.json"
+SQUAD = harness.DATA / "squad" / "v1.1" / "dev-v1.1.json"
+ZH = harness.DATA / "corpus" / "zh" / "zhwiki_00.txt"
+HYPO = harness.DATA / "asr-nbest" / "hyporadise" / "test_ls_clean.json"
 
 
 def english_sentences(n: int, skip: int = 0) -> list[str]:
@@ -282,8 +278,7 @@ def main() -> None:
     floors = [float(x) for x in args.min_generator_probs.split(",")]
     results = {}
     for spec in args.model:
-        name, _, path = spec.rpartition("=")
-        name = name or Path(path).name
+        name, path = harness.named(spec)
         pair = load_pair(path, command="the benchmark")
         langs = ["en", "zh"] if args.lang == "both" else [args.lang]
         res: dict = {"path": path}
@@ -302,15 +297,13 @@ def main() -> None:
                   f"{len(det[1])} units; detection AUC {res[lang]['det_auc']:.3f}"
                   + (f"; vocabulary covers {res['zh_vocab_coverage']:.1%} of the characters" if lang == "zh" else ""))
             err = "CER" if lang == "zh" else "WER"
-            print(f"{'gen>=':>5} {'tau':>5} {'det P':>6} {'det R':>6} {'F0.5':>6} {'edits':>6} {'corr P':>7} "
-                  f"{'corr R':>7} "
-                  f"{'F0.5':>6} {err + ' before':>11} {err + ' after':>10} {'s/sent':>7}")
-            for r in rows:
-                cp = f"{r['corr_p']:7.3f}" if r["edits"] else f"{'-':>7}"
-                print(f"{r['min_generator_prob']:5.2f} {r['threshold']:5.2f} {r['det_p']:6.3f} {r['det_r']:6.3f} "
-                      f"{r['det_f05']:6.3f} {r['edits']:6d} "
-                      f"{cp} {r['corr_r']:7.3f} {r['corr_f05']:6.3f} {r['err_before']:11.4f} "
-                      f"{r['err_after']:10.4f} {r['s_per_sentence']:7.3f}")
+            print(harness.table(
+                [("gen>=", ">5.2f"), ("tau", ">5.2f"), ("det P", ">6.3f"), ("det R", ">6.3f"), ("F0.5", ">6.3f"),
+                 ("edits", ">6d"), ("corr P", ">7"), ("corr R", ">7.3f"), ("F0.5", ">6.3f"),
+                 (err + " before", ">11.4f"), (err + " after", ">10.4f"), ("s/sent", ">7.3f")],
+                [(r["min_generator_prob"], r["threshold"], r["det_p"], r["det_r"], r["det_f05"], r["edits"],
+                  f"{r['corr_p']:.3f}" if r["edits"] else "-", r["corr_r"], r["corr_f05"], r["err_before"],
+                  r["err_after"], r["s_per_sentence"]) for r in rows], sep=" "))
         if args.nbest:
             nb = nbest(pair, args.nbest, 0.5)
             res["nbest"] = nb
@@ -321,10 +314,9 @@ def main() -> None:
         results[name] = res
     if args.plot:
         plot(results, args.plot)
-    line = json.dumps(results)
     if args.out:
-        Path(args.out).write_text(line + "\n")
-    print(line)
+        Path(args.out).write_text(json.dumps(results) + "\n")
+    harness.emit(results)
 
 
 if __name__ == "__main__":

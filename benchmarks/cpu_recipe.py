@@ -21,23 +21,18 @@ import argparse
 import contextlib
 import json
 import statistics
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "src"))
+import harness
+from electra.checkpoint import load_checkpoint, resolve_checkpoint
+from electra.config import PretrainConfig
+from electra.data.glue import get_task
+from electra.data.pretraining_data import PretrainingData
+from electra.training.metrics_log import METRICS_FILE, read_metrics_csv
+from electra.training.pretrainer import plan_steps, pretrain
 
-from electra.checkpoint import load_checkpoint, resolve_checkpoint  # noqa: E402
-from electra.config import PretrainConfig  # noqa: E402
-from electra.data.glue import get_task  # noqa: E402
-from electra.data.pretraining_data import PretrainingData  # noqa: E402
-from electra.detection_eval import evaluate_on_data, unigram_distribution  # noqa: E402
-from electra.training.metrics_log import METRICS_FILE, read_metrics_csv  # noqa: E402
-from electra.training.pretrainer import plan_steps, pretrain  # noqa: E402
-
-GLUE = ROOT.parent / "shared" / "data" / "glue"
+GLUE = harness.DATA / "glue"
 WIDE = dict(embedding_size=128, num_heads=4, max_position_embeddings=128)
 # arm -> (PretrainConfig fields, model shape overrides of the tiny preset)
 ARMS: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {
@@ -93,16 +88,13 @@ def pretrain_for(minutes: float, data: str, held: str, out: Path, train: dict, m
 
 def finetune(models: dict[str, Path], tasks: str, train_limit: int, seeds: int, out: Path, random_arm: bool,
              glue: Path) -> dict[str, Any]:
-    cmd = [sys.executable, str(ROOT / "benchmarks" / "finetune_glue.py"), "--tasks", tasks, "--seeds", str(seeds),
-           "--data", str(glue),
-           "--train-limit", str(train_limit), "--precision", "auto", "--out", str(out),
-           "--arms", "pretrained,random" if random_arm else "pretrained"]
-    for name, path in models.items():
-        cmd += ["--model", f"{name}={path}"]
-    res = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
+    res = harness.run_script("finetune_glue.py", "--tasks", tasks, "--seeds", seeds, "--data", glue, "--train-limit",
+                             train_limit, "--precision", "auto", "--out", out,
+                             "--arms", "pretrained,random" if random_arm else "pretrained",
+                             *(x for name, path in models.items() for x in ("--model", f"{name}={path}")))
     if res.returncode:
         raise SystemExit(f"finetune_glue failed:\n{res.stderr[-3000:]}")
-    return json.loads(res.stdout.strip().splitlines()[-1])["results"]
+    return harness.last_json(res.stdout)["results"]
 
 
 def main() -> None:
@@ -128,8 +120,7 @@ def main() -> None:
         raise SystemExit(f"--steps: expected a positive number of steps (or 0 to probe), got {args.steps}")
 
     held = PretrainingData(args.held_out, seed=0)
-    unigram = unigram_distribution(PretrainingData(args.data, seed=0),
-                                   exclude=[held.pad_id, held.cls_id, held.sep_id, held.mask_id])
+    unigram = harness.unigram_for(args.data, held)
     results_file = args.out / "results.json"
     rows: list[dict[str, Any]] = json.loads(results_file.read_text()) if results_file.is_file() else []
     done = {r["arm"] for r in rows}
@@ -143,8 +134,7 @@ def main() -> None:
                                        args.batch_size, args.seed, args.steps)
         ckpt = resolve_checkpoint(run)
         net = load_checkpoint(ckpt).eval()
-        own = evaluate_on_data(net, held, args.eval_batches, seed=1)
-        uni = evaluate_on_data(net, held, args.eval_batches, seed=1, unigram=unigram)
+        own, uni = harness.detection(net, held, unigram, args.eval_batches)
         shape = net.config.discriminator
         shape_key = f"{shape.num_layers}x{shape.hidden_size}e{shape.embedding_size}v{shape.vocab_size}"
         need_random = shape_key not in random_done
@@ -178,8 +168,8 @@ def main() -> None:
               f"{r['auc_own']:>9.3f}{r['auc_unigram']:>9.3f}{r['generator_accuracy']:>8.3f}"
               + "".join(f"{r['pretrained'].get(t, float('nan')):>10.3f}/{r['random'].get(t, float('nan')):.3f}"
                         for t in tasks))
-    print(json.dumps({"benchmark": "cpu_recipe", "minutes_per_arm": args.minutes, "tasks": tasks,
-                      "train_limit": args.train_limit, "seeds": args.seeds, "arms": rows}))
+    harness.emit({"benchmark": "cpu_recipe", "minutes_per_arm": args.minutes, "tasks": tasks,
+                  "train_limit": args.train_limit, "seeds": args.seeds, "arms": rows})
 
 
 if __name__ == "__main__":

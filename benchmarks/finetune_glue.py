@@ -13,11 +13,11 @@ JSON line.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from pathlib import Path
 
+import harness
 from electra.checkpoint import read_checkpoint_meta, resolve_checkpoint
 from electra.config import ModelConfig
 from electra.data.glue import get_task
@@ -26,7 +26,7 @@ from electra.tasks.runner import FinetuneConfig, official_hparams
 
 FOLDERS = {"cola": "CoLA", "sst2": "SST-2", "mrpc": "MRPC", "stsb": "STS-B", "qqp": "QQP", "mnli": "MNLI",
            "qnli": "QNLI", "rte": "RTE", "wnli": "WNLI"}
-DEFAULT_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "glue"
+DEFAULT_DATA = harness.DATA / "glue"
 
 
 def main() -> None:
@@ -52,7 +52,7 @@ def main() -> None:
     p.add_argument("--arms", default="pretrained,random", help="which arms to run")
     args = p.parse_args()
 
-    models = [m.split("=", 1) if "=" in m else ("pretrained", m) for m in args.model]
+    models = [harness.named(m, "pretrained") for m in args.model]
     ckpts = {name: resolve_checkpoint(path) for name, path in models}
     first = next(iter(ckpts.values()))
     shape = ModelConfig.from_dict(read_checkpoint_meta(first)["model"]).discriminator
@@ -92,11 +92,11 @@ def main() -> None:
           f"{shape.num_layers} layers, vocab {shape.vocab_size}); seeds {args.seeds}"
           f"{' (median)' if args.seeds > 1 else ''}; lr {args.lr or official['lr']}, {precision}, "
           f"train limit {args.train_limit}")
-    print(f"{'task':8} {'start':14} " + "metrics")
-    for name, arm, scores in rows:
-        print(f"{name:8} {arm:14} " + ", ".join(f"{m} {v:.4f}" for m, v in scores.items()))
-    print(json.dumps({"benchmark": "finetune_glue", "checkpoints": {n: str(c) for n, c in ckpts.items()},
-                      "precision": precision, "train_limit": args.train_limit, "results": out}))
+    print(harness.table([("task", "<8"), ("start", "<14"), ("metrics", "")],
+                        [(name, arm, ", ".join(f"{m} {v:.4f}" for m, v in scores.items()))
+                         for name, arm, scores in rows], sep=" "))
+    harness.emit({"benchmark": "finetune_glue", "checkpoints": {n: str(c) for n, c in ckpts.items()},
+                  "precision": precision, "train_limit": args.train_limit, "results": out})
 
 
 def _cuda() -> bool:

@@ -11,17 +11,16 @@ run when the vocabulary has Chinese characters), CoNLL-2003 train/valid. Prints 
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from pathlib import Path
 
+import harness
 from electra.checkpoint import tokenizer_dir
 from electra.tasks.qa import QAParams, finetune_qa
 from electra.tasks.runner import FinetuneConfig, load_encoder, official_hparams
 from electra.tasks.tagging import TagParams, finetune_tagging
 
-DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 FILES = {"squad1": "squad/v1.1/dev-v1.1.json", "squad2": "squad/v2.0-sample.json",
          "cmrc2018": "cmrc2018/cmrc2018_trial.json", "conll2003": "ner/conll2003"}
 REPORT = {"squad1": ["exact_match", "f1"], "squad2": ["exact", "f1", "HasAns_f1", "NoAns_f1", "best_f1"],
@@ -40,7 +39,7 @@ def main() -> None:
     p.add_argument("--out", default="runs/bench-qa")
     p.add_argument("--tokenizer", help="tokenizer folder (default: the checkpoint's tokenizer/)")
     p.add_argument("--tasks", default="squad1,squad2,cmrc2018,conll2003")
-    p.add_argument("--data-root", type=Path, default=DATA)
+    p.add_argument("--data-root", type=Path, default=harness.DATA)
     p.add_argument("--max-steps", type=int, default=300)
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--lr", type=float, help="default: the official LR for the model's width")
@@ -84,12 +83,11 @@ def main() -> None:
         rows.append({"task": task, "steps": res["steps"], "seconds": round(seconds, 1),
                      **{k: round(res["best"][k], 4) for k in REPORT[task] if k in res["best"]},
                      **({"data": res["data"]} if "data" in res else {})})
-    print(f"\n{'task':<10} {'steps':>6} {'seconds':>8}  scores (dev)")
-    for r in rows:
-        scores = ", ".join(f"{k} {r[k]}" for k in REPORT[r["task"]] if k in r)
-        print(f"{r['task']:<10} {r['steps']:>6} {r['seconds']:>8}  {scores}")
-    print(json.dumps({"model": args.model, "random_init": args.random_init, "max_steps": args.max_steps,
-                      "results": rows}))
+    print("\n" + harness.table([("task", "<10"), ("steps", ">6"), ("seconds", ">8"), (" scores (dev)", "")],
+                               [(r["task"], r["steps"], r["seconds"],
+                                 " " + ", ".join(f"{k} {r[k]}" for k in REPORT[r["task"]] if k in r)) for r in rows],
+                               sep=" "))
+    harness.emit({"model": args.model, "random_init": args.random_init, "max_steps": args.max_steps, "results": rows})
 
 
 if __name__ == "__main__":

@@ -12,25 +12,33 @@ a final JSON line. Exit status 1 when anything unexpected happened.
 from __future__ import annotations
 
 import argparse
-import json
+import importlib.util
 import logging
 import sys
 import time
-from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "tests"))
+from hypothesis import HealthCheck, Phase, given, settings
+from hypothesis import seed as hypothesis_seed
 
-from hypothesis import HealthCheck, Phase, given, settings  # noqa: E402
-from hypothesis import seed as hypothesis_seed  # noqa: E402
-
-from fuzz_targets import TARGETS, Target, outcome  # noqa: E402
+import harness
 
 REPRODUCERS = 3
 
 
-def fuzz(target: Target, seconds: float, seed: int) -> dict[str, Any]:
+def load_targets() -> Any:
+    """``tests/fuzz_targets.py`` (this script is the long run of the tests' targets), loaded from its file: the one
+    module a benchmark takes from tests/, without putting tests/ on ``sys.path``."""
+    spec = importlib.util.spec_from_file_location("fuzz_targets", harness.ROOT / "tests" / "fuzz_targets.py")
+    module = sys.modules["fuzz_targets"] = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+targets = load_targets()
+
+
+def fuzz(target: Any, seconds: float, seed: int) -> dict[str, Any]:
     """Feed ``target`` fresh inputs (new Hypothesis seeds, chunk by chunk) until ``seconds`` have passed."""
     counts: dict[str, Any] = {"tried": 0, "result": 0, "error": 0, "unexpected": 0, "reproducers": []}
     deadline = time.monotonic() + seconds
@@ -45,7 +53,7 @@ def fuzz(target: Target, seconds: float, seed: int) -> dict[str, Any]:
                 return
             counts["tried"] += 1
             try:
-                counts[outcome(target, value)] += 1
+                counts[targets.outcome(target, value)] += 1
             except Exception as e:  # noqa: BLE001 - counting them is the point
                 counts["unexpected"] += 1
                 if len(counts["reproducers"]) < REPRODUCERS:
@@ -64,20 +72,22 @@ def main() -> None:
     p.add_argument("--only", help="comma-separated reader names (default: all)")
     args = p.parse_args()
     logging.disable(logging.WARNING)  # the readers' warnings about damaged inputs are expected here
-    targets = [t for t in TARGETS if not args.only or t.name in args.only.split(",")]
-    per = 60 * args.minutes / len(targets)
+    chosen = [t for t in targets.TARGETS if not args.only or t.name in args.only.split(",")]
+    per = 60 * args.minutes / len(chosen)
     report: dict[str, dict[str, Any]] = {}
-    print(f"{'reader':<16}{'tried':>8}{'results':>9}{'errors':>8}{'unexpected':>11}")
-    for t in targets:
+    keys = ("tried", "result", "error", "unexpected")
+    columns = [("reader", "<16"), ("tried", ">8"), ("results", ">9"), ("errors", ">8"), ("unexpected", ">11")]
+    print(harness.table(columns, []))
+    for t in chosen:
         c = fuzz(t, per, args.seed)
         report[t.name] = c
-        print(f"{t.name:<16}{c['tried']:>8}{c['result']:>9}{c['error']:>8}{c['unexpected']:>11}", flush=True)
+        print(harness.table(columns, [(t.name, *(c[k] for k in keys))], header=False), flush=True)
         for r in c["reproducers"]:
             print(f"    {r['exception']}\n      input: {r['input']}")
-    total = {k: sum(c[k] for c in report.values()) for k in ("tried", "result", "error", "unexpected")}
-    print(f"{'total':<16}{total['tried']:>8}{total['result']:>9}{total['error']:>8}{total['unexpected']:>11}")
-    print(json.dumps({"minutes": args.minutes, "seed": args.seed, **total,
-                      "readers": {k: {n: v for n, v in c.items() if n != "reproducers"} for k, c in report.items()}}))
+    total = {k: sum(c[k] for c in report.values()) for k in keys}
+    print(harness.table(columns, [("total", *total.values())], header=False))
+    harness.emit({"minutes": args.minutes, "seed": args.seed, **total,
+                  "readers": {k: {n: v for n, v in c.items() if n != "reproducers"} for k, c in report.items()}})
     sys.exit(1 if total["unexpected"] else 0)
 
 

@@ -40,12 +40,11 @@ import time
 import traceback
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "src"))
+import torch
 
-import torch  # noqa: E402
+import harness
 
-SHARED = ROOT.parent / "shared" / "data"
+ROOT = harness.ROOT
 PART_BYTES = 16 * 1024 * 1024 - 4096  # under the 16 MiB per returned file
 MAX_FILES = 8
 SEQ = 128
@@ -114,13 +113,13 @@ def environment(device: str) -> dict:
 def throughput(args: argparse.Namespace, precision: str) -> dict:
     """benchmarks/pretrain_throughput.py in a subprocess (a crash there must not end the run); its JSON line."""
     preset, batch, steps, ceiling = ("tiny", 8, 2, 256) if args.dry_run else ("small", args.batch, 10, 8192)
-    cmd = [sys.executable, str(ROOT / "benchmarks" / "pretrain_throughput.py"), "--preset", preset, "--batch",
-           str(batch), "--seq", str(SEQ), "--steps", str(steps), "--warmup", "3", "--precision", precision,
-           "--device", args.device, "--ceiling-size", str(ceiling), "--skip", "tuned_reference"]
-    log("throughput: " + " ".join(cmd[1:]))
+    cmd = ["--preset", preset, "--batch", str(batch), "--seq", str(SEQ), "--steps", str(steps), "--warmup", "3",
+           "--precision", precision, "--device", args.device, "--ceiling-size", str(ceiling),
+           "--skip", "tuned_reference"]
+    log("throughput: " + " ".join([str(harness.HERE / "pretrain_throughput.py"), *cmd]))
     try:
-        res = subprocess.run(cmd, capture_output=True, text=True, timeout=args.throughput_timeout,
-                             env={**os.environ, "PYTHONPATH": str(ROOT / "src")})
+        res = harness.run_script("pretrain_throughput.py", *cmd, timeout=args.throughput_timeout,
+                                 env={**os.environ, "PYTHONPATH": str(ROOT / "src")})
     except subprocess.TimeoutExpired:
         log(f"throughput: no result within {args.throughput_timeout} s")
         return {"error": f"timeout after {args.throughput_timeout} s"}
@@ -129,7 +128,7 @@ def throughput(args: argparse.Namespace, precision: str) -> dict:
         print(res.stderr[-3000:], end="")
         last = res.stderr.strip().splitlines()[-1] if res.stderr.strip() else "no message"
         return {"error": f"exit {res.returncode}: {last}"}
-    return json.loads(res.stdout.strip().splitlines()[-1])
+    return harness.last_json(res.stdout)
 
 
 def planned_steps(tokens_per_s: float | None, minutes: float, batch: int, dry_run: bool) -> int:
@@ -142,14 +141,9 @@ def planned_steps(tokens_per_s: float | None, minutes: float, batch: int, dry_ru
 
 def detection(model, data_dir: Path, train_dir: Path, batches: int) -> dict:
     from electra.data.pretraining_data import PretrainingData
-    from electra.detection_eval import evaluate_on_data, unigram_distribution
 
     held = PretrainingData(data_dir, seed=0)
-    train = PretrainingData(train_dir, seed=0)
-    unigram = unigram_distribution(train, exclude=[held.pad_id, held.cls_id, held.sep_id, held.mask_id])
-    model = model.eval()
-    own = evaluate_on_data(model, held, batches, seed=1)
-    uni = evaluate_on_data(model, held, batches, seed=1, unigram=unigram)
+    own, uni = harness.detection(model, held, harness.unigram_for(train_dir, held), batches)
     own.held_out = uni.held_out = True
     return {"own_generator": own.to_dict(), "unigram": uni.to_dict()}
 
@@ -256,8 +250,8 @@ def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     sub = ap.add_subparsers(dest="command", required=True)
     p = sub.add_parser("prepare", help="here: prepare corpus/en + held-out text into runs/gpu-data")
-    p.add_argument("--corpus", type=Path, default=SHARED / "corpus" / "en")
-    p.add_argument("--held-out", type=Path, default=SHARED / "squad" / "v1.1" / "dev-v1.1.json")
+    p.add_argument("--corpus", type=Path, default=harness.DATA / "corpus" / "en")
+    p.add_argument("--held-out", type=Path, default=harness.DATA / "squad" / "v1.1" / "dev-v1.1.json")
     p.add_argument("--out", type=Path, default=ROOT / "runs" / "gpu-data")
     r = sub.add_parser("run", help="there: throughput, pre-training, detection, packing into OUT")
     r.add_argument("out", type=Path)
@@ -279,9 +273,8 @@ def main(argv: list[str] | None = None) -> None:
     else:
         args.device = args.device or ("cpu" if args.dry_run else "cuda")
         if args.dry_run:
-            torch.set_num_threads(min(2, torch.get_num_threads()))
-        report = run(args)
-        print(json.dumps(report))
+            torch.set_num_threads(min(2, torch.get_num_threads()))  # this process only, not the throughput run
+        report = harness.emit(run(args))
         if "error" in report:
             sys.exit(1)
 

@@ -24,28 +24,21 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import csv
-import json
-import statistics
-import sys
-import time
 import zlib
 from pathlib import Path
 
 import torch
 from torch import nn
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
+import harness
+from electra.config import EncoderConfig, ModelConfig
+from electra.interop.hf import to_hf_config, to_hf_state_dict
+from electra.modeling import Electra
+from electra.tasks.heads import ClassificationHead
+from electra.tasks.runner import TaskModel
+from electra.training.precision import EMULATED_BF16_MESSAGE, emulated_bf16
 
-from electra.config import EncoderConfig, ModelConfig  # noqa: E402
-from electra.interop.hf import to_hf_config, to_hf_state_dict  # noqa: E402
-from electra.modeling import Electra  # noqa: E402
-from electra.tasks.heads import ClassificationHead  # noqa: E402
-from electra.tasks.runner import TaskModel  # noqa: E402
-from electra.training.precision import EMULATED_BF16_MESSAGE, emulated_bf16  # noqa: E402
-from pretrain_throughput import ensure_malloc_env  # noqa: E402  (same folder)
-
-SST2_DEV = Path(__file__).resolve().parents[2] / "shared" / "data" / "glue" / "SST-2" / "dev.tsv"
+SST2_DEV = harness.DATA / "glue" / "SST-2" / "dev.tsv"
 
 
 class _EncoderOnly(nn.Module):
@@ -112,9 +105,7 @@ def random_batch(batch: int, seq: int, vocab: int, seed: int = 0) -> dict[str, t
 
 
 def sentences(path: Path, limit: int) -> list[str]:
-    with path.open(newline="", encoding="utf-8") as f:
-        rows = list(csv.reader(f, delimiter="\t", quoting=csv.QUOTE_NONE))
-    return [r[0] for r in rows[1:limit + 1]]
+    return [r[0] for r in harness.read_tsv(path)[1:limit + 1]]
 
 
 def main() -> None:
@@ -137,7 +128,8 @@ def main() -> None:
     with_bf16 = args.force_emulated_bf16 or not emulated_bf16("cpu")
     if not with_bf16:
         print(f"bf16 rows skipped: {EMULATED_BF16_MESSAGE} (--force-emulated-bf16 to time them anyway)")
-    ensure_malloc_env(not args.system_malloc)
+    if not args.system_malloc:
+        harness.restart_with()
 
     if args.model:
         from electra.tasks.runner import load_task_model, run_tokenizer_dir
@@ -170,26 +162,24 @@ def main() -> None:
     with torch.inference_mode():
         diff = (impls["ours_fp32"][0](batch) - impls["reference_fp32"][0](batch)).abs().max().item()
         print(f"max |ours - reference| logit difference, fp32: {diff:.2e}")
+        def run(fn, ctx) -> None:
+            with ctx():
+                fn(batch)
+
         for fn, ctx in impls.values():
             for _ in range(args.warmup):
-                with ctx():
-                    fn(batch)
-        times: dict[str, list[float]] = {n: [] for n in impls}
-        for _ in range(args.steps):
-            for name, (fn, ctx) in impls.items():
-                t = time.perf_counter()
-                with ctx():
-                    fn(batch)
-                times[name].append(time.perf_counter() - t)
+                run(fn, ctx)
+        times = harness.alternate({name: lambda _, f=fn, c=ctx: run(f, c) for name, (fn, ctx) in impls.items()},
+                                  args.steps)
     result: dict[str, float | str | int] = {"preset": args.preset if not args.model else str(args.model),
                                             "batch": args.batch, "seq": args.seq, "bf16_mode": args.bf16_mode,
                                             "threads": torch.get_num_threads(), "fp32_max_logit_diff": diff}
-    print(f"\n{'implementation':<16}{'sequences/s':>12}{'vs ref fp32':>13}")
-    base = args.batch / statistics.median(times["reference_fp32"])
+    base = args.batch / harness.median(times["reference_fp32"])
     for name, ts in times.items():
-        sps = args.batch / statistics.median(ts)
-        result[f"{name}_seq_per_s"] = sps
-        print(f"{name:<16}{sps:>12.1f}{sps / base:>12.2f}x")
+        result[f"{name}_seq_per_s"] = args.batch / harness.median(ts)
+    print("\n" + harness.table([("implementation", "<16"), ("sequences/s", ">12.1f"), ("vs ref fp32", ">13")],
+                               [(n, result[f"{n}_seq_per_s"], f"{result[f'{n}_seq_per_s'] / base:.2f}x")
+                                for n in times]))
     result["ours_fp32_over_reference_fp32"] = result["ours_fp32_seq_per_s"] / base
     if with_bf16:
         result["ours_bf16_over_reference_fp32"] = result["ours_bf16_seq_per_s"] / base
@@ -199,7 +189,7 @@ def main() -> None:
         result |= agreement(args, model, impls, tokenizer_dir)
     else:
         print(f"agreement check skipped: {args.tsv} not found")
-    print(json.dumps(result))
+    harness.emit(result)
 
 
 def agreement(args, model: TaskModel, impls: dict, tokenizer_dir: Path | None) -> dict[str, float | int]:

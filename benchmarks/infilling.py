@@ -14,21 +14,15 @@ multi-word spans (2-5 words). Batches of 32 sentences. Prints a table and a fina
 from __future__ import annotations
 
 import argparse
-import json
-import sys
 import time
-from pathlib import Path
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "src"))
-sys.path.insert(0, str(ROOT / "benchmarks"))
-
-from correction import english_sentences  # noqa: E402
-from electra.generation import decode_span, load_pair, mask_predict, words_of  # noqa: E402
-from electra.metrics.speech import normalize  # noqa: E402
-from electra.metrics.text import bleu, exact_match, rouge  # noqa: E402
+import harness
+from correction import english_sentences
+from electra.generation import decode_span, load_pair, mask_predict, words_of
+from electra.metrics.speech import normalize
+from electra.metrics.text import bleu, exact_match, rouge
 
 SETTINGS = [("one-shot", 1, "generator"), ("mask-predict T=2", 2, "generator"), ("mask-predict T=4", 4, "generator"),
             ("mask-predict T=10", 10, "generator"), ("T=4, discriminator re-masks", 4, "discriminator"),
@@ -90,8 +84,7 @@ def main() -> None:
     results = {}
     sents = english_sentences(args.sentences, skip=args.skip)
     for spec in args.model:
-        name, _, path = spec.rpartition("=")
-        name = name or Path(path).name
+        name, path = harness.named(spec)
         pair = load_pair(path, command="the benchmark")
         spans = make_spans(pair, sents, args.seed)
         refs = [s["reference"] for s in spans]
@@ -104,13 +97,13 @@ def main() -> None:
             rows.append(row)
         results[name] = {"path": path, "spans": len(spans), "multi_word_spans": len(multi), "rows": rows}
         print(f"\n{name}: {len(spans)} spans ({len(multi)} of 2-5 words)")
-        print(f"{'setting':<30} {'EM':>6} {'BLEU':>6} {'R-L':>6} | {'EM 2-5':>6} {'BLEU':>6} {'R-L':>6} | "
-              f"{'ms/span':>7}")
-        for r in rows:
-            m = r["multi"]
-            print(f"{r['setting']:<30} {r['em']:6.3f} {r['bleu']:6.2f} {r['rougeL']:6.3f} | {m['em']:6.3f} "
-                  f"{m['bleu']:6.2f} {m['rougeL']:6.3f} | {1000 * r['s_per_span']:7.1f}")
-    print(json.dumps(results))
+        bar = ("|", "")
+        print(harness.table(
+            [("setting", "<30"), ("EM", ">6.3f"), ("BLEU", ">6.2f"), ("R-L", ">6.3f"), bar, ("EM 2-5", ">6.3f"),
+             ("BLEU", ">6.2f"), ("R-L", ">6.3f"), bar, ("ms/span", ">7.1f")],
+            [(r["setting"], r["em"], r["bleu"], r["rougeL"], "|", r["multi"]["em"], r["multi"]["bleu"],
+              r["multi"]["rougeL"], "|", 1000 * r["s_per_span"]) for r in rows], sep=" "))
+    harness.emit(results)
 
 
 if __name__ == "__main__":

@@ -14,12 +14,13 @@ added. The chosen set is then checked once on SST-2 dev (never used for choosing
 from __future__ import annotations
 
 import argparse
-import json
-import sys
 import tempfile
 from pathlib import Path
 
-GLUE = Path(__file__).resolve().parents[2] / "shared" / "data" / "glue" / "SST-2"
+import harness
+from onnx_inference import outside_subset
+
+GLUE = harness.DATA / "glue" / "SST-2"
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -40,25 +41,23 @@ def main(argv: list[str] | None = None) -> None:
     import numpy as np
     import onnx
 
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
     from electra.data.glue import get_task, load_split
     from electra.export.onnx import (
         TENSOR_FP32_NODES,
         _fuse,
         _pre_process,
         _quantize_tensor,
-        _session,
         _torch_export,
         targets,
     )
-    from electra.tasks.runner import load_task_model, run_tokenizer_dir, train_subset_indices
+    from electra.export.session import ort_session
+    from electra.tasks.runner import load_task_model, run_tokenizer_dir
     from electra.tokenization import load_tokenizer, pad_batch
 
     spec = load_task_model(args.model).spec
     task = get_task("sst2")
     train = load_split(task, args.data, "train")
-    used = set(train_subset_indices(len(train), args.train_limit))
-    rest = [i for i in np.random.default_rng(1).permutation(len(train)).tolist() if i not in used]
+    rest = outside_subset(len(train), args.train_limit)
     calib = [train[i] for i in sorted(rest[: args.calibration])]
     dev = load_split(task, args.data, "dev")
     tok = load_tokenizer(run_tokenizer_dir(args.model))
@@ -73,7 +72,7 @@ def main(argv: list[str] | None = None) -> None:
     dev_gold = np.array([spec["labels"].index(e.label) for e in dev])
 
     def predict(path: Path, bs: list) -> np.ndarray:
-        s = _session(path, args.threads)
+        s = ort_session(path, args.threads)
         return np.concatenate([s.run(["logits"], b)[0].argmax(-1) for b in bs])
 
     with tempfile.TemporaryDirectory(prefix="int8-sens-") as tmp:
@@ -122,13 +121,13 @@ def main(argv: list[str] | None = None) -> None:
               "dev_accuracy": float((dev_pred == dev_gold).mean()),
               "dev_agreement_recipe_as_is": float((dev_base == ref_dev).mean()),
               "dev_accuracy_fp32": float((ref_dev == dev_gold).mean())}
-    print(f"\n{'fp32 nodes':<60}{'train agreement':>16}{'dev agreement':>15}{'dev acc':>9}")
-    print(f"{'as is: ' + ', '.join(kept):<60}{steps[0]['train_agreement']:>16.2%}"
-          f"{report['dev_agreement_recipe_as_is']:>15.2%}{float((dev_base == dev_gold).mean()):>9.4f}")
-    print(f"{'+ ' + ', '.join(chosen):<60}{steps[-1]['train_agreement']:>16.2%}{report['dev_agreement']:>15.2%}"
-          f"{report['dev_accuracy']:>9.4f}")
+    print("\n" + harness.table(
+        [("fp32 nodes", "<60"), ("train agreement", ">16.2%"), ("dev agreement", ">15.2%"), ("dev acc", ">9.4f")],
+        [("as is: " + ", ".join(kept), steps[0]["train_agreement"], report["dev_agreement_recipe_as_is"],
+          float((dev_base == dev_gold).mean())),
+         ("+ " + ", ".join(chosen), steps[-1]["train_agreement"], report["dev_agreement"], report["dev_accuracy"])]))
     print(f"fp32 graph: dev accuracy {report['dev_accuracy_fp32']:.4f}")
-    print(json.dumps(report))
+    harness.emit(report)
 
 
 def _excluded(nodes: list[str], patterns: tuple[str, ...]) -> list[str]:

@@ -11,18 +11,15 @@ discriminator logits. Prints a table and a final JSON line.
 from __future__ import annotations
 
 import argparse
-import json
-import sys
 import tempfile
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
+import numpy as np
+import torch
 
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-
-from electra.config import ModelConfig  # noqa: E402
-from electra.modeling import Electra  # noqa: E402
+import harness
+from electra.config import ModelConfig
+from electra.modeling import Electra
 
 RANDOM = {
     "tiny (E = H = 64)": ModelConfig.preset("tiny", vocab_size=1000),
@@ -91,13 +88,10 @@ def main(argv: list[str] | None = None) -> dict:
     cols = ["discriminator", "generator", "classifier", "savedmodel_discriminator"]
     print(f"max |Keras - PyTorch| over real tokens, batch 4 x 128 with padding and two segments, fp32, keras "
           f"{keras.__version__} ({keras.backend.backend()})")
-    print(f"{'model':<40}" + "".join(f"{c:>26}" for c in cols))
-    for name, r in rows.items():
-        print(f"{name[-40:]:<40}" + "".join(f"{r[c]:>26.2e}" if c in r else f"{'-':>26}" for c in cols))
-    result = {"benchmark": "keras_parity", "keras": keras.__version__, "backend": keras.backend.backend(),
-              "max_abs_diff": rows}
-    print(json.dumps(result))
-    return result
+    print(harness.table([("model", "<40"), *((c, ">26") for c in cols)],
+                        [(name[-40:], *(f"{r[c]:.2e}" if c in r else "-" for c in cols)) for name, r in rows.items()]))
+    return harness.emit({"benchmark": "keras_parity", "keras": keras.__version__, "backend": keras.backend.backend(),
+                         "max_abs_diff": rows})
 
 
 if __name__ == "__main__":

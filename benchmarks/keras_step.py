@@ -15,35 +15,21 @@ to torch) and a final JSON line.
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import statistics
-import sys
 import time
-from pathlib import Path
 
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
+import harness  # noqa: E402
 from electra.config import ModelConfig  # noqa: E402
 from electra.modeling import Electra  # noqa: E402
-from electra.pretraining import ReplacedTokenDetection, SpecialIds  # noqa: E402
+from electra.pretraining import ReplacedTokenDetection  # noqa: E402
 from electra.training.optim import AdamW, param_groups  # noqa: E402
 from electra.training.pretrainer import StepInputs, train_step  # noqa: E402
-
-SPECIAL = SpecialIds()
-
-
-def make_batch(batch: int, seq: int, vocab: int, seed: int = 0) -> dict[str, torch.Tensor]:
-    g = torch.Generator().manual_seed(seed)
-    ids = torch.randint(5, vocab, (batch, seq), generator=g)
-    ids[:, 0], ids[:, seq // 2], ids[:, -1] = SPECIAL.cls, SPECIAL.sep, SPECIAL.sep
-    tt = torch.zeros_like(ids)
-    tt[:, seq // 2 + 1:] = 1
-    return {"input_ids": ids, "attention_mask": torch.ones_like(ids), "token_type_ids": tt}
+from pretrain_throughput import SPECIAL, make_batch  # noqa: E402
 
 
 class TorchStep:
@@ -82,8 +68,7 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--threads", type=int, default=None, help="default: torch's")
     p.add_argument("--skip", nargs="*", default=[], choices=["keras", "keras-xla"], help="leave a variant out")
     args = p.parse_args(argv)
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    harness.set_threads(args.threads)
     from electra.tf import keras_module
 
     keras = keras_module()  # sizes TensorFlow's pools like torch's, before its runtime starts
@@ -104,35 +89,31 @@ def main(argv: list[str] | None = None) -> dict:
         impls[name] = (step, nb)
     impls = {"torch": (TorchStep(model, args.seq), tb), **impls}  # after the Keras copies: same start weights
     impls["torch"][0](tb)  # warm-up
-    times: dict[str, list[float]] = {n: [] for n in impls}
     losses: dict[str, float] = {}
-    for r in range(args.rounds):
-        order = list(impls) if r % 2 == 0 else list(impls)[::-1]
-        for name in order:
-            step, batch = impls[name]
-            t = time.perf_counter()
-            for _ in range(args.steps):
-                losses[name] = step(batch)
-            times[name].append(time.perf_counter() - t)
+
+    def turn(name: str) -> None:
+        step, batch = impls[name]
+        for _ in range(args.steps):
+            losses[name] = step(batch)
+
+    times = harness.alternate({n: lambda _, n=n: turn(n) for n in impls}, args.rounds, reverse_odd=True)
     tokens = args.batch * args.seq * args.steps
-    tps = {n: tokens / statistics.median(ts) for n, ts in times.items()}
+    tps = {n: tokens / harness.median(ts) for n, ts in times.items()}
     print(f"{args.preset} (vocab {args.vocab}), batch {args.batch} x {args.seq}, fp32, {torch.get_num_threads()} "
           f"threads, {args.rounds} rounds x {args.steps} steps, keras {keras.__version__} "
           f"({keras.backend.backend()})")
-    print(f"{'implementation':<12} {'tokens/s':>10} {'vs torch':>9} {'ms/step':>9} {'first call s':>13} "
-          f"{'last loss':>10}")
-    for n in impls:
-        ms = 1000 * statistics.median(times[n]) / args.steps
-        print(f"{n:<12} {tps[n]:>10.0f} {tps[n] / tps['torch']:>9.2f} {ms:>9.1f}"
-              f" {compile_s.get(n, float('nan')):>13.1f} {losses[n]:>10.3f}")
+    print(harness.table(
+        [("implementation", "<12"), ("tokens/s", ">10.0f"), ("vs torch", ">9.2f"), ("ms/step", ">9.1f"),
+         ("first call s", ">13.1f"), ("last loss", ">10.3f")],
+        [(n, tps[n], tps[n] / tps["torch"], 1000 * harness.median(times[n]) / args.steps,
+          compile_s.get(n, float("nan")), losses[n]) for n in impls], sep=" "))
     result = {"benchmark": "keras_step", "preset": args.preset, "vocab": args.vocab, "batch": args.batch,
               "seq": args.seq, "threads": torch.get_num_threads(), "rounds": args.rounds, "steps": args.steps,
               "tokens_per_s": {n: round(v, 1) for n, v in tps.items()},
               "ratio_vs_torch": {n: round(v / tps["torch"], 3) for n, v in tps.items() if n != "torch"},
               "first_call_s": {n: round(v, 2) for n, v in compile_s.items()},
               "keras": keras.__version__, "backend": keras.backend.backend()}
-    print(json.dumps(result))
-    return result
+    return harness.emit(result)
 
 
 if __name__ == "__main__":

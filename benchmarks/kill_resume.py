@@ -27,10 +27,16 @@ import time
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "tests"))
-FIXTURES = ROOT / "tests" / "fixtures"
-ENV = {**os.environ, "PYTHONPATH": str(ROOT / "src"), "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+import harness
+
+CORPUS = harness.ROOT / "tests" / "fixtures" / "corpus" / "tiny-en.txt"
+ENV = {**os.environ, "PYTHONPATH": str(harness.ROOT / "src"), "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+CITIES = ["paris", "london", "rome", "berlin", "madrid", "vienna", "lisbon", "oslo", "dublin", "athens", "prague",
+          "warsaw"]
+COUNTRIES = ["france", "england", "italy", "germany", "spain", "austria", "portugal", "norway", "ireland", "greece",
+             "czechia", "poland"]
+FILLER = ["the", "river", "runs", "through", "green", "hills", "and", "old", "towns", "where", "people", "walk",
+          "every", "day"]
 
 
 def electra(*args: Any) -> list[str]:
@@ -38,16 +44,39 @@ def electra(*args: Any) -> list[str]:
 
 
 # ---- the runs ---------------------------------------------------------------------------------------------
+def toy_squad(articles: int, questions: int, rng: random.Random) -> dict:
+    """SQuAD-format toy data: 'The capital of X is Y.' asked as 'What is the capital of X?'."""
+    data = []
+    for a in range(articles):
+        paras = []
+        for p in range(questions):
+            i = rng.randrange(len(CITIES))
+            country, city = COUNTRIES[i].title(), CITIES[i].title()
+            context = (f"{' '.join(rng.sample(FILLER, 4)).capitalize()}. The capital of {country} is {city}. "
+                       f"{' '.join(rng.sample(FILLER, 3))}.")
+            qa = {"id": f"a{a}p{p}", "question": f"What is the capital of {country}?", "is_impossible": False,
+                  "answers": [{"text": city, "answer_start": context.index(city)}]}
+            paras.append({"context": context, "qas": [qa]})
+        data.append({"title": f"t{a}", "paragraphs": paras})
+    return {"version": "1.1", "data": data}
+
+
 def setup(work: Path) -> dict[str, Any]:
     """Prepared shards for pre-training; a tiny checkpoint and toy data for the three fine-tuning tasks."""
-    from electra.data.prepare import prepare
-    from electra.tokenization import train_tokenizer
-    from qa_fixtures import CITIES, COUNTRIES, FILLER, tiny_checkpoint, toy_squad, write_json
+    import torch
 
-    lines = [x for x in (FIXTURES / "corpus" / "tiny-en.txt").read_text().splitlines() if x.strip()]
+    from electra.checkpoint import save_checkpoint
+    from electra.config import ModelConfig
+    from electra.data.prepare import prepare
+    from electra.modeling import Electra
+    from electra.tokenization import load_tokenizer, train_tokenizer
+
+    lines = [x for x in CORPUS.read_text().splitlines() if x.strip()]
     train_tokenizer(lines, work / "tok", vocab_size=600, show_progress=False)
-    prepare([FIXTURES / "corpus" / "tiny-en.txt"], work / "tok", work / "shards", max_seq_len=64, progress=False)
-    ckpt = tiny_checkpoint(work / "span")
+    prepare([CORPUS], work / "tok", work / "shards", max_seq_len=64, progress=False)
+    torch.manual_seed(0)  # a randomly initialised tiny checkpoint with the same tokenizer: the fine-tuning start
+    model = Electra(ModelConfig.preset("tiny", vocab_size=load_tokenizer(work / "tok").get_vocab_size()))
+    ckpt = save_checkpoint(model, work / "span" / "ckpt", tokenizer_dir=work / "tok")
     cls = work / "cls"
     cls.mkdir()
     rng = random.Random(0)
@@ -55,7 +84,7 @@ def setup(work: Path) -> dict[str, Any]:
         rows = ["a\tb\ty"] + [f"the {c} river is {'green' if (p := rng.random() < 0.5) else 'old'}\tthe day\t"
                               f"{'pos' if p else 'neg'}" for c in rng.choices(CITIES, k=n)]
         (cls / f"{split}.tsv").write_text("\n".join(rows) + "\n")
-    write_json(work / "squad.json", toy_squad(8, 4))
+    (work / "squad.json").write_text(json.dumps(toy_squad(8, 4, random.Random(0))))
     rows = []
     for i in range(48):
         rows += [f"{CITIES[i % 12]} B-LOC", f"{FILLER[i % 14]} O", f"{COUNTRIES[(i * 5) % 12]} B-LOC", ""]
@@ -185,7 +214,7 @@ def main() -> None:
                   "them while a checkpoint was being written)")
             summary[mode] = {"trials": args.trials, "identical": identical, "lost": lost, "kills": kills,
                              "kills_during_write": during_write}
-        print(json.dumps({"seed": args.seed, **summary}))
+        harness.emit({"seed": args.seed, **summary})
         sys.exit(0 if all(s["lost"] == 0 for s in summary.values()) else 1)
     finally:
         if not args.work:

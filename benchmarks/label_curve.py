@@ -14,15 +14,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
-import sys
 from pathlib import Path
 
+import harness
 from electra.data.glue import get_task, load_split
 from finetune_glue import FOLDERS
-
-ROOT = Path(__file__).resolve().parents[1]
-DEFAULT_GLUE = ROOT.parent / "shared" / "data" / "glue"
 
 
 def parse_limits(text: str) -> list[int | None]:
@@ -44,15 +40,13 @@ def run_size(limit: int | None, args: argparse.Namespace) -> dict:
     path = args.out / f"{limit or 'all'}.json"
     if path.is_file():
         return json.loads(path.read_text())
-    cmd = [sys.executable, str(ROOT / "benchmarks" / "finetune_glue.py"), "--model", f"pretrained={args.model}",
-           "--tasks", args.task, "--seeds", str(args.seeds), "--seed", str(args.seed), "--precision", args.precision,
-           "--data", str(args.glue), "--out", str(args.out / f"{limit or 'all'}")]
-    if limit is not None:
-        cmd += ["--train-limit", str(limit)]
-    res = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
+    res = harness.run_script("finetune_glue.py", "--model", f"pretrained={args.model}", "--tasks", args.task,
+                             "--seeds", args.seeds, "--seed", args.seed, "--precision", args.precision,
+                             "--data", args.glue, "--out", args.out / f"{limit or 'all'}",
+                             *(["--train-limit", limit] if limit is not None else []))
     if res.returncode != 0:
         raise SystemExit(f"finetune_glue.py failed at --train-limit {limit}:\n{res.stderr[-3000:]}")
-    line = json.loads(res.stdout.strip().splitlines()[-1])
+    line = harness.last_json(res.stdout)
     if args.task not in line["results"]:
         raise SystemExit(f"finetune_glue.py skipped {args.task}: no {args.glue / FOLDERS[args.task]}/train.tsv")
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -111,8 +105,8 @@ def main() -> None:
     p.add_argument("--seeds", type=int, default=3)
     p.add_argument("--seed", type=int, default=42)
     p.add_argument("--precision", default="auto", choices=["fp32", "bf16", "auto"])
-    p.add_argument("--glue", type=Path, default=DEFAULT_GLUE)
-    p.add_argument("--out", type=Path, default=ROOT / "runs" / "label-curve")
+    p.add_argument("--glue", type=Path, default=harness.DATA / "glue")
+    p.add_argument("--out", type=Path, default=harness.ROOT / "runs" / "label-curve")
     p.add_argument("--plot", type=Path, help="PNG of the curve")
     args = p.parse_args()
     if args.seeds < 1:
@@ -127,16 +121,15 @@ def main() -> None:
     split_size = len(load_split(task, args.glue / FOLDERS[args.task], "train"))  # (CoLA's file has no header)
     rows = points(lines, args.task, metric, split_size)
     print(f"\n{args.task} dev {metric}, median [min-max] of {args.seeds} seed(s)")
-    print(f"{'examples':>9}  {'pre-trained':24}  {'random init':24}  gap")
-    for r in rows:
-        cells = [f"{r[k]['median']:.3f} [{r[k]['min']:.3f}-{r[k]['max']:.3f}]" for k in ("pretrained", "random")]
-        print(f"{r['examples']:>9}  {cells[0]:24}  {cells[1]:24}  "
-              f"{r['pretrained']['median'] - r['random']['median']:+.3f}")
+    print(harness.table([("examples", ">9"), ("pre-trained", "<24"), ("random init", "<24"), ("gap", "+.3f")],
+                        [(r["examples"], *(f"{r[k]['median']:.3f} [{r[k]['min']:.3f}-{r[k]['max']:.3f}]"
+                                           for k in ("pretrained", "random")),
+                          r["pretrained"]["median"] - r["random"]["median"]) for r in rows], sep="  "))
     if args.plot:
         plot(rows, args.plot, args.task, metric, args.seeds)
         print(f"curve: {args.plot}")
-    print(json.dumps({"benchmark": "label_curve", "model": str(args.model), "task": args.task,
-                      "metric": metric, "seeds": args.seeds, "points": rows}))
+    harness.emit({"benchmark": "label_curve", "model": str(args.model), "task": args.task,
+                  "metric": metric, "seeds": args.seeds, "points": rows})
 
 
 if __name__ == "__main__":

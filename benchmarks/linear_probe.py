@@ -15,24 +15,18 @@ Prints a table and a final JSON line.
 from __future__ import annotations
 
 import argparse
-import json
-import sys
 from pathlib import Path
 
 import numpy as np
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
+import harness
+from electra.checkpoint import load_checkpoint, resolve_checkpoint, tokenizer_dir
+from electra.data.glue import get_task, load_split
+from electra.errors import ElectraError
+from electra.tokenization import load_tokenizer, pad_batch
 
-from electra.checkpoint import load_checkpoint, resolve_checkpoint, tokenizer_dir  # noqa: E402
-from electra.data.glue import get_task, load_split  # noqa: E402
-from electra.errors import ElectraError  # noqa: E402
-from electra.tokenization import (
-    load_tokenizer,  # noqa: E402
-    pad_batch,  # noqa: E402
-)
-
-SST2 = Path(__file__).resolve().parents[2] / "shared" / "data" / "glue" / "SST-2"
+SST2 = harness.DATA / "glue" / "SST-2"
 
 
 @torch.inference_mode()
@@ -72,7 +66,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=2)
     args = ap.parse_args(argv)
-    torch.set_num_threads(args.threads)
+    harness.set_threads(args.threads)
     try:
         task = get_task(args.task)
         train, dev = load_split(task, args.data, "train"), load_split(task, args.data, "dev")
@@ -92,11 +86,10 @@ def main(argv: list[str] | None = None) -> None:
         rows.append(row)
     print(f"{args.task}: {len(tr_x):,} training sentences, {len(dv_x):,} dev; dev accuracy of a logistic "
           "regression on frozen last-layer features")
-    print(f"{'checkpoint':70}{'[CLS]':>8}{'mean':>8}{'[CLS] cosine':>14}")
-    for r in rows:
-        print(f"{r['checkpoint'][-70:]:70}{r['probe_cls']:>8.4f}{r['probe_mean']:>8.4f}{r['cls_cosine']:>14.3f}")
-    print(json.dumps({"benchmark": "linear_probe", "task": args.task, "data": str(args.data), "train": len(tr_x),
-                      "rows": rows}))
+    print(harness.table([("checkpoint", "<70"), ("[CLS]", ">8.4f"), ("mean", ">8.4f"), ("[CLS] cosine", ">14.3f")],
+                        [(r["checkpoint"][-70:], r["probe_cls"], r["probe_mean"], r["cls_cosine"]) for r in rows]))
+    harness.emit({"benchmark": "linear_probe", "task": args.task, "data": str(args.data), "train": len(tr_x),
+                  "rows": rows})
 
 
 if __name__ == "__main__":

@@ -32,29 +32,17 @@ from __future__ import annotations
 
 import argparse
 import copy
-import csv
-import json
 import os
-import statistics
 import sys
 import tempfile
 import time
 import warnings
 from pathlib import Path
 
-ENV = {"OMP_WAIT_POLICY": "PASSIVE", "MALLOC_MMAP_THRESHOLD_": str(1 << 30), "MALLOC_TRIM_THRESHOLD_": str(1 << 31)}
-SST2_DEV = Path(__file__).resolve().parents[2] / "shared" / "data" / "glue" / "SST-2" / "dev.tsv"
+import harness
+
+SST2_DEV = harness.DATA / "glue" / "SST-2" / "dev.tsv"
 INPUTS = ("input_ids", "attention_mask", "token_type_ids")
-
-
-def ensure_env(wait_policy: str) -> None:
-    """Re-exec once so that every implementation runs under the same OpenMP wait policy and malloc settings
-    (both are read when the process starts)."""
-    env = {**ENV, "OMP_WAIT_POLICY": wait_policy}
-    if all(os.environ.get(k) == v for k, v in env.items()):
-        return
-    os.environ.update(env)
-    os.execv(sys.executable, [sys.executable, *sys.argv])
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -79,13 +67,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
-    ensure_env(args.wait_policy)
+    harness.restart_with(wait_policy=args.wait_policy)  # the same wait policy and malloc settings for every one
+    harness.set_threads(args.threads)
     import numpy as np
-    import torch
 
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
-    sys.path.insert(0, str(Path(__file__).resolve().parent))
-    torch.set_num_threads(args.threads)
     from electra.training.precision import cpu_has_fast_bf16
     from inference_throughput import ours_random, random_batch
 
@@ -116,7 +101,7 @@ def main(argv: list[str] | None = None) -> None:
             report |= agreement(impls, args)
         elif args.model:
             print(f"agreement skipped: {args.tsv} not found")
-    print(json.dumps(report))
+    harness.emit(report)
 
 
 # ---- the implementations ---------------------------------------------------------------------------------
@@ -125,6 +110,7 @@ def build(model, tmp: Path, args: argparse.Namespace, skip: set[str], bf16: bool
     import torch
 
     from electra.export.onnx import export_onnx
+    from electra.export.session import ort_session
     from electra.inference import OnnxRunner, torch_task_runner
     from electra.tasks.runner import run_tokenizer_dir, save_task_model
     from inference_throughput import to_reference
@@ -158,7 +144,7 @@ def build(model, tmp: Path, args: argparse.Namespace, skip: set[str], bf16: bool
         return lambda b: r(b)["logits"]
 
     def ort(path):
-        s = session(path, args.threads)
+        s = ort_session(path, args.threads)
         return lambda b: s.run(["logits"], {k: b[k] for k in INPUTS})[0]
 
     def ours_onnx(quantize, calibration=None):
@@ -183,27 +169,24 @@ def build(model, tmp: Path, args: argparse.Namespace, skip: set[str], bf16: bool
 def calibration_file(train_tsv: Path, train_limit: int, out: Path, lines: int = 1000) -> Path:
     """1,000 SST-2 train sentences outside the fine-tuning run's ``--train-limit`` subset (a seeded sample, as
     ``int8_sensitivity.py``), one per line: the calibration text of ``ours_onnx_int8_smooth``."""
-    import numpy as np
-
     from electra.data.glue import get_task, load_split
-    from electra.tasks.runner import train_subset_indices
 
     train = load_split(get_task("sst2"), train_tsv.parent, "train")
-    used = set(train_subset_indices(len(train), train_limit))
-    rest = [i for i in np.random.default_rng(1).permutation(len(train)).tolist() if i not in used]
+    rest = outside_subset(len(train), train_limit)
     if not rest:
         raise SystemExit(f"{train_tsv}: no sentence outside the --train-limit {train_limit} subset for calibration")
     out.write_text("\n".join(train[i].texts[0] for i in sorted(rest[:lines])) + "\n", encoding="utf-8")
     return out
 
 
-def session(path: Path, threads: int):
-    import onnxruntime as ort
+def outside_subset(n: int, train_limit: int) -> list[int]:
+    """Indices of a training split outside a fine-tuning run's ``--train-limit`` subset, in a seeded order."""
+    import numpy as np
 
-    opts = ort.SessionOptions()
-    opts.intra_op_num_threads, opts.inter_op_num_threads = threads, 1
-    opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+    from electra.tasks.runner import train_subset_indices
+
+    used = set(train_subset_indices(n, train_limit))
+    return [i for i in np.random.default_rng(1).permutation(n).tolist() if i not in used]
 
 
 def export_transformers(model, path: Path, vocab: int) -> None:
@@ -257,34 +240,31 @@ def measure(impls: dict, big: dict, one: dict, args: argparse.Namespace) -> dict
     return times
 
 
-def _pct(xs: list[float], q: float) -> float:
-    xs = sorted(xs)
-    return xs[min(len(xs) - 1, round(q * (len(xs) - 1)))]
-
-
 def summarise(times: dict, args: argparse.Namespace) -> dict:
     out: dict = {"implementations": {}}
     base = "transformers_fp32"
     int8 = "ort_int8" if "ort_int8" in times else base
-    print(f"\n{'implementation':<20}{'b1 p50 ms':>10}{'b1 p99 ms':>10}{'b32 ms':>9}{'seq/s':>8}"
-          f"{'vs transformers':>16}{'vs ort_int8 b32':>16}{'vs ort_int8 b1':>15}")
+    pct = harness.percentile
     for name, t in times.items():
-        b32 = statistics.median(t["b32"])
-        row = {"b1_p50_ms": 1e3 * _pct(t["b1"], 0.5), "b1_p99_ms": 1e3 * _pct(t["b1"], 0.99), "b32_ms": 1e3 * b32,
+        b32 = harness.median(t["b32"])
+        row = {"b1_p50_ms": 1e3 * pct(t["b1"], 0.5), "b1_p99_ms": 1e3 * pct(t["b1"], 0.99), "b32_ms": 1e3 * b32,
                "seq_per_s": args.batch / b32,
                # paired: the median over rounds of each round's ratio (same load for both in a round)
-               "b32_speedup_vs_transformers": _paired(times[base]["b32"], t["b32"]),
-               "b32_speedup_vs_ort_int8": _paired(times[int8]["b32"], t["b32"]),
-               "b1_p50_ratio_vs_ort_int8": _pct(t["b1"], 0.5) / _pct(times[int8]["b1"], 0.5)}
+               "b32_speedup_vs_transformers": harness.paired(times[base]["b32"], t["b32"]),
+               "b32_speedup_vs_ort_int8": harness.paired(times[int8]["b32"], t["b32"]),
+               "b1_p50_ratio_vs_ort_int8": pct(t["b1"], 0.5) / pct(times[int8]["b1"], 0.5)}
         # paired at batch 1: each round's p50 over its --b1-reps runs against ort_int8's in the same round
         per_round = _round_p50_ratios(t["b1"], times[int8]["b1"], args.b1_reps)
-        row |= {"b1_p50_ratio_vs_ort_int8_paired": statistics.median(per_round),
-                "b1_p50_ratio_vs_ort_int8_p10_p90": [_pct(per_round, 0.1), _pct(per_round, 0.9)],
+        row |= {"b1_p50_ratio_vs_ort_int8_paired": harness.median(per_round),
+                "b1_p50_ratio_vs_ort_int8_p10_p90": [pct(per_round, 0.1), pct(per_round, 0.9)],
                 "b1_rounds_at_or_below_ort_int8": sum(r <= 1.0 for r in per_round) / len(per_round)}
         out["implementations"][name] = row
-        print(f"{name:<20}{row['b1_p50_ms']:>10.1f}{row['b1_p99_ms']:>10.1f}{row['b32_ms']:>9.0f}"
-              f"{row['seq_per_s']:>8.1f}{row['b32_speedup_vs_transformers']:>15.2f}x"
-              f"{row['b32_speedup_vs_ort_int8']:>15.2f}x{row['b1_p50_ratio_vs_ort_int8']:>14.2f}x")
+    print("\n" + harness.table(
+        [("implementation", "<20"), ("b1 p50 ms", ">10.1f"), ("b1 p99 ms", ">10.1f"), ("b32 ms", ">9.0f"),
+         ("seq/s", ">8.1f"), ("vs transformers", ">16"), ("vs ort_int8 b32", ">16"), ("vs ort_int8 b1", ">15")],
+        [(n, r["b1_p50_ms"], r["b1_p99_ms"], r["b32_ms"], r["seq_per_s"], f"{r['b32_speedup_vs_transformers']:.2f}x",
+          f"{r['b32_speedup_vs_ort_int8']:.2f}x", f"{r['b1_p50_ratio_vs_ort_int8']:.2f}x")
+         for n, r in out["implementations"].items()]))
     ours = {n: r for n, r in out["implementations"].items() if n.startswith("ours_")}
     best32 = max(ours, key=lambda n: ours[n]["seq_per_s"])
     best1 = min(ours, key=lambda n: ours[n]["b1_p50_ms"])
@@ -303,11 +283,7 @@ def summarise(times: dict, args: argparse.Namespace) -> dict:
 
 def _round_p50_ratios(ours: list[float], ref: list[float], reps: int) -> list[float]:
     """Per round: the p50 of ours' ``reps`` batch-1 runs over the p50 of ``ref``'s in the same round."""
-    return [statistics.median(ours[i:i + reps]) / statistics.median(ref[i:i + reps]) for i in range(0, len(ref), reps)]
-
-
-def _paired(base: list[float], other: list[float]) -> float:
-    return statistics.median(b / o for b, o in zip(base, other))
+    return [harness.median(ours[i:i + reps]) / harness.median(ref[i:i + reps]) for i in range(0, len(ref), reps)]
 
 
 # ---- accuracy and agreement on SST-2 dev ------------------------------------------------------------------
@@ -318,8 +294,7 @@ def agreement(impls: dict, args: argparse.Namespace) -> dict:
     from electra.tokenization import load_tokenizer, pad_batch
 
     spec = load_task_model(args.model).spec
-    with args.tsv.open(newline="", encoding="utf-8") as f:
-        rows = list(csv.reader(f, delimiter="\t", quoting=csv.QUOTE_NONE))[1:args.agreement_limit + 1]
+    rows = harness.read_tsv(args.tsv)[1:args.agreement_limit + 1]
     tok = load_tokenizer(run_tokenizer_dir(args.model))
     tok.enable_truncation(spec.get("max_seq_len", 128))
     encs = tok.encode_batch([r[0] for r in rows])

@@ -21,11 +21,9 @@ import textwrap
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "src"))
-
-from electra.data.corpus import Corpus  # noqa: E402
-from electra.tokenization import load_tokenizer, train_tokenizer  # noqa: E402
+import harness
+from electra.data.corpus import Corpus
+from electra.tokenization import load_tokenizer, train_tokenizer
 
 
 def files_up_to(corpus: Path, limit_mb: float | None) -> list[Path]:
@@ -70,14 +68,14 @@ def prepare_in_subprocess(tok_dir: Path, files: list[Path], out: Path, workers: 
                           "examples": s.examples,
                           "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}}))
     """)
-    env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
+    env = {**os.environ, "PYTHONPATH": str(harness.ROOT / "src")}
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True)
     return json.loads(res.stdout.strip().splitlines()[-1])
 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--corpus", type=Path, default=ROOT.parent / "shared" / "data" / "corpus" / "en")
+    p.add_argument("--corpus", type=Path, default=harness.DATA / "corpus" / "en")
     p.add_argument("--tokenizer", type=Path,
                    help="tokenizer dir (default: train 30522 WordPiece on the demo text)")
     p.add_argument("--small-mb", type=float, default=10.0, help="the small slice for the memory comparison")
@@ -91,7 +89,7 @@ def main() -> None:
         tmp = Path(tmp)
         tok_dir = args.tokenizer
         if tok_dir is None:
-            demo = ROOT / "data" / "demo" / "en-wiki-sample.txt"
+            demo = harness.ROOT / "data" / "demo" / "en-wiki-sample.txt"
             tok_dir = tmp / "tok"
             train_tokenizer(Corpus([demo]).texts(), tok_dir, vocab_size=30522, show_progress=False)
         large, small = files_up_to(args.corpus, args.limit_mb), files_up_to(args.corpus, args.small_mb)
@@ -103,7 +101,7 @@ def main() -> None:
 
     mb = rows["large"]["bytes"] / 1e6
     ours = rows["large"]["seconds"]
-    table = [
+    lines = [
         ("input (large slice)", f"{mb:.1f} MB, {len(large)} files, {rows['large']['documents']:,} docs, "
                                 f"{rows['large']['tokens']:,} tokens"),
         ("tokenizers encode_batch", f"{mb / t_batch:.2f} MB/s ({t_batch:.1f} s, text preloaded)"),
@@ -114,16 +112,15 @@ def main() -> None:
         (f"peak RSS, {rows['small']['bytes'] / 1e6:.0f} MB input", f"{rows['small']['peak_rss_mb']:.0f} MB"),
         (f"peak RSS, {mb:.0f} MB input", f"{rows['large']['peak_rss_mb']:.0f} MB"),
     ]
-    width = max(len(k) for k, _ in table)
-    print("\n".join(f"{k:<{width}}  {v}" for k, v in table))
-    print(json.dumps({
+    print(harness.table([("", f"<{max(len(k) for k, _ in lines)}"), ("", "")], lines, sep="  ", header=False))
+    harness.emit({
         "benchmark": "prepare_throughput", "input_mb": round(mb, 2), "tokens": rows["large"]["tokens"],
         "encode_batch_mb_s": round(mb / t_batch, 3), "encode_batch_fast_mb_s": round(mb / t_fast, 3),
         "prepare_mb_s": round(mb / ours, 3), "prepare_over_encode_batch": round(ours / t_batch, 3),
         "small_input_mb": round(rows["small"]["bytes"] / 1e6, 2),
         "peak_rss_mb_small": round(rows["small"]["peak_rss_mb"], 1),
         "peak_rss_mb_large": round(rows["large"]["peak_rss_mb"], 1), "workers": args.workers,
-    }))
+    })
 
 
 if __name__ == "__main__":

@@ -25,22 +25,18 @@ from __future__ import annotations
 import argparse
 import contextlib
 import gc
-import json
 import os
 import resource
-import statistics
-import sys
 import time
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
-
-from electra.config import EncoderConfig, ModelConfig  # noqa: E402
-from electra.modeling import Electra  # noqa: E402
-from electra.pretraining import (  # noqa: E402
+import harness
+from electra.config import EncoderConfig, ModelConfig
+from electra.modeling import Electra
+from electra.pretraining import (
     ReplacedTokenDetection,
     SpecialIds,
     gumbel_sample,
@@ -48,24 +44,11 @@ from electra.pretraining import (  # noqa: E402
     max_predictions_per_seq,
     scatter_replace,
 )
-from electra.training.optim import AdamW, param_groups  # noqa: E402
-from electra.training.precision import EMULATED_BF16_MESSAGE, emulated_bf16  # noqa: E402
-from electra.training.pretrainer import StepInputs, train_step  # noqa: E402
+from electra.training.optim import AdamW, param_groups
+from electra.training.precision import EMULATED_BF16_MESSAGE, emulated_bf16
+from electra.training.pretrainer import StepInputs, train_step
 
 SPECIAL = SpecialIds()
-
-# glibc malloc settings applied to every implementation alike (the process re-executes itself with them): large
-# activation/gradient buffers are then reused from the heap instead of being mmap'ed, faulted in and unmapped on
-# every step (the plain transformers step spent 17-24% of its time in page faults).
-MALLOC_ENV = {"MALLOC_MMAP_THRESHOLD_": str(1 << 30), "MALLOC_TRIM_THRESHOLD_": str(1 << 31)}
-
-
-def ensure_malloc_env(enabled: bool) -> None:
-    """Re-exec this script once with ``MALLOC_ENV`` set (unless disabled), so all implementations share it."""
-    if not enabled or all(os.environ.get(k) == v for k, v in MALLOC_ENV.items()):
-        return
-    os.environ.update(MALLOC_ENV)
-    os.execv(sys.executable, [sys.executable, *sys.argv])
 
 
 def matmul_ceiling(dtype: torch.dtype, device: str = "cpu", n: int = 2048, reps: int = 10) -> float:
@@ -226,7 +209,8 @@ def main(argv: list[str] | None = None) -> None:
     if args.precision == "bf16" and emulated_bf16(args.device) and not args.force_emulated_bf16:
         raise SystemExit(f"pretrain_throughput: {EMULATED_BF16_MESSAGE}; measure --precision fp32, or pass "
                          "--force-emulated-bf16 to time the emulation anyway")
-    ensure_malloc_env(not args.system_malloc)
+    if not args.system_malloc:  # the same glibc malloc settings for every implementation (the plain transformers
+        harness.restart_with()  # step spent 17-24% of its time in page faults without them)
 
     cfg = ModelConfig.preset(args.preset, max_position_embeddings=max(512, args.seq))
     batch = {k: v.to(args.device) for k, v in make_batch(args.batch, args.seq, cfg.discriminator.vocab_size).items()}
@@ -248,58 +232,45 @@ def main(argv: list[str] | None = None) -> None:
           f"threads {torch.get_num_threads()}; MALLOC_MMAP_THRESHOLD_={os.environ.get('MALLOC_MMAP_THRESHOLD_')}")
     skip = set(filter(None, args.skip.split(",")))
     impls = {name: build() for name, build in builders_for(cfg, args).items() if name not in skip}
-    times: dict[str, list[float]] = {n: [] for n in impls}
-    peaks: dict[str, float] = {}
     for impl in impls.values():  # warm-up (and compilation) for each, peak memory measured apart
         for i in range(args.warmup):
             impl(batch, i, autocast())
-    for i in range(args.steps):  # alternate implementations step by step
-        for name, impl in impls.items():
-            gc.collect()
-            _sync(args.device)
-            t = time.perf_counter()
-            impl(batch, 100 + i, autocast())
-            _sync(args.device)
-            times[name].append(time.perf_counter() - t)
-    for name in impls:
-        peaks[name] = _step_peak_mb(name, args)
+    times = harness.alternate({name: lambda i, impl=impl: impl(batch, 100 + i, autocast())  # step by step
+                               for name, impl in impls.items()}, args.steps,
+                              before=lambda: (gc.collect(), _sync(args.device)), after=lambda: _sync(args.device))
+    peaks = {name: _step_peak_mb(name, args) for name in impls}
     flops = step_flops(cfg, args.batch, args.seq, max_predictions_per_seq(args.seq, 0.15))
     result: dict[str, float | str] = {"preset": args.preset, "batch": args.batch, "seq": args.seq,
                                       "precision": args.precision, "flops_per_step": flops,
                                       f"ceiling_{args.precision}_gflops": ceiling}
-    print(f"\n{'implementation':<18}{'tokens/s':>10}{'GFLOP/s':>10}{'MFU':>8}{'peak MB':>10}")
+    rows = []
     for name, ts in times.items():
-        med = statistics.median(ts)
+        med = harness.median(ts)
         tps = args.batch * args.seq / med
         gflops = flops / med / 1e9
         result[f"{name}_tokens_per_s"] = tps
         result[f"{name}_mfu"] = gflops / ceiling
         result[f"{name}_peak_mem_mb"] = peaks[name]
-        print(f"{name:<18}{tps:>10.0f}{gflops:>10.1f}{gflops / ceiling:>8.1%}{peaks[name]:>10.0f}")
+        rows.append((name, tps, gflops, gflops / ceiling, peaks[name]))
+    print("\n" + harness.table([("implementation", "<18"), ("tokens/s", ">10.0f"), ("GFLOP/s", ">10.1f"),
+                                ("MFU", ">8.1%"), ("peak MB", ">10.0f")], rows))
     if "ours" in times:
         for ref in ("reference", "tuned_reference"):
             if ref in times:
                 ratio = result["ours_tokens_per_s"] / result[f"{ref}_tokens_per_s"]
-                # Steps alternate, so round i of each ran under the same machine load: the median of the
-                # per-round ratios is less sensitive to the machine's speed drifting during the run.
-                paired = statistics.median(r / o for r, o in zip(times[ref], times["ours"]))
+                paired = harness.paired(times[ref], times["ours"])
                 result[f"ours_over_{ref}"] = ratio
                 result[f"ours_over_{ref}_paired"] = paired
                 print(f"ours / {ref}: {ratio:.2f}x (median of per-round ratios {paired:.2f}x)")
-    print(json.dumps(result))
+    harness.emit(result)
 
 
 def _step_peak_mb(name: str, args: argparse.Namespace) -> float:
     """Peak RSS (MB) of a fresh process running warm-up + 2 steps of one implementation: isolated, comparable."""
-    import subprocess
-
-    cmd = [sys.executable, __file__, "--peak-only", name, "--preset", args.preset, "--batch", str(args.batch),
-           "--seq", str(args.seq), "--precision", args.precision, "--device", args.device]
-    if args.ours_compile:
-        cmd.append("--ours-compile")
-    if args.force_emulated_bf16:
-        cmd.append("--force-emulated-bf16")
-    out = subprocess.run(cmd, capture_output=True, text=True, env=os.environ)
+    flags = [f for f, on in (("--ours-compile", args.ours_compile), ("--force-emulated-bf16", args.force_emulated_bf16))
+             if on]
+    out = harness.run_script(Path(__file__).name, "--peak-only", name, "--preset", args.preset, "--batch", args.batch,
+                             "--seq", args.seq, "--precision", args.precision, "--device", args.device, *flags)
     try:
         return float(out.stdout.strip().splitlines()[-1])
     except (IndexError, ValueError):

@@ -22,19 +22,16 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "src"))
+import harness
+from electra.data import ranking as R
+from electra.rescoring import RerankerScorer, mbr_choice, rescore_asr, rescore_choice, rescore_mt
 
-from electra.data import ranking as R  # noqa: E402
-from electra.rescoring import mbr_choice, rescore_asr, rescore_choice, rescore_mt  # noqa: E402
-
-DATA = Path(os.environ.get("ELECTRA_SHARED_DATA", ROOT.parent / "shared" / "data"))
+DATA = Path(os.environ.get("ELECTRA_SHARED_DATA", harness.DATA))
 HP = DATA / "asr-nbest" / "hyporadise"
 ASR_SETS = ["ls_clean", "wsj_score", "atis", "chime4", "cv", "swbd", "td3", "lrs2", "coraal"]
 # HyPoradise's published LM-rescoring baseline, relative WER change vs the 1-best (issue 15).
@@ -180,8 +177,6 @@ def atis_split(out: Path, dev_lists: int = 400) -> tuple[Path, Path]:
 def part_asr_reranker(args: argparse.Namespace, scorers: list[CachedScorer]) -> None:
     """ATIS test with a supervised reranker (``--reranker NAME=RUN``, fine-tuned on OUT/atis-split/train.json)
     as the model score: prior (am_score) + lambda * reranker + beta * length, tuned on OUT/atis-split/dev.json."""
-    from electra.tasks.ranking import RerankerScorer
-
     train_f, dev_f = atis_split(args.out)
     if not args.reranker:
         print(f"split written: {train_f}, {dev_f}; fine-tune with: electra finetune --task asr-nbest --model CKPT "
@@ -192,7 +187,7 @@ def part_asr_reranker(args: argparse.Namespace, scorers: list[CachedScorer]) -> 
     for spec in args.reranker:
         if "=" not in spec:
             raise SystemExit(f"--reranker {spec!r}: expected NAME=RUN")
-        name, run = spec.split("=", 1)
+        name, run = harness.named(spec)
         t = time.perf_counter()
         r = rescore_asr(RerankerScorer(run), items, ["reranker"], dev, k=5)
         res.setdefault("atis", {})[f"{name}/reranker"] = {**r.metrics, "run": run, "tuned_on": str(dev_f),
@@ -397,7 +392,7 @@ def part_report(args: argparse.Namespace) -> None:
                                                              "mbr_chrf_bleu": b["mbr_chrf"]["bleu"],
                                                              "median_system": b["median_system_bleu"]}
     dia = _read(args.out, "dialogue")
-    fin = dict(x.split("=", 1) for x in args.finetuned or [])
+    fin = dict(harness.named(x) for x in args.finetuned or [])
     if fin and not dia and (DATA / "dialogue" / "mutual" / "dev.jsonl").is_file():
         dia = {"baselines": _mutual_baselines(R.read_mutual(DATA / "dialogue" / "mutual" / "dev.jsonl"))}
     if dia or fin:
@@ -437,7 +432,7 @@ def part_report(args: argparse.Namespace) -> None:
         for k, v in sp.items():
             print(f"| {k} | {v['lists']} | {v['seconds']:.1f} | {v['seconds_per_1000_lists']:.1f} | {v['threads']} |")
         summary["speed"] = {k: v["seconds_per_1000_lists"] for k, v in sp.items()}
-    print(json.dumps(summary))
+    harness.emit(summary)
 
 
 def _curve(run: Path) -> list[tuple[int, float, float, float]]:
@@ -483,7 +478,7 @@ def main() -> None:
     ap.add_argument("part", choices=["asr", "asr-reranker", "mt", "dialogue", "speed", "report"])
     ap.add_argument("--reranker", action="append", help="asr-reranker: NAME=RUN of a fine-tuned asr-nbest run")
     ap.add_argument("--model", action="append", default=[], help="NAME=CHECKPOINT (repeatable)")
-    ap.add_argument("--out", type=Path, default=ROOT / "runs" / "bench-rescoring")
+    ap.add_argument("--out", type=Path, default=harness.ROOT / "runs" / "bench-rescoring")
     ap.add_argument("--pll-lists", type=int, default=200, help="asr: lists per set scored with pll; speed: lists timed")
     ap.add_argument("--lists", type=int, default=1000, help="speed: lists timed with rtd")
     ap.add_argument("--finetuned", action="append", help="report: NAME=RUN of a fine-tuned MuTual reranker")
@@ -499,7 +494,7 @@ def main() -> None:
     from electra.training.allocator import tune_malloc
 
     tune_malloc()
-    scorers = [CachedScorer(*m.split("=", 1), args.out) for m in args.model]
+    scorers = [CachedScorer(*harness.named(m), args.out) for m in args.model]
     {"asr": part_asr, "asr-reranker": part_asr_reranker, "mt": part_mt, "dialogue": part_dialogue,
      "speed": part_speed}[args.part](args, scorers)
 

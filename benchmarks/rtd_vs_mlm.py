@@ -30,13 +30,12 @@ import time
 from pathlib import Path
 from typing import Any
 
+import harness
 from electra.config import PretrainConfig
 from electra.errors import ElectraError
 from electra.flops import run_flops
+from finetune_glue import FOLDERS
 
-ROOT = Path(__file__).resolve().parents[1]
-SHARED = ROOT.parent / "shared" / "data"
-FOLDERS = {"sst2": "SST-2", "cola": "CoLA", "mrpc": "MRPC", "qnli": "QNLI", "wnli": "WNLI"}
 ARM_OPTIONS: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {  # arm -> (PretrainConfig fields, model overrides)
     "electra": ({}, {}),
     "mlm": ({"objective": "mlm"}, {}),
@@ -59,8 +58,8 @@ def parse_args() -> argparse.Namespace:
                    help=f"comma-separated: none, {', '.join(ARM_OPTIONS)}")
     p.add_argument("--tasks", default="sst2,cola,mrpc")
     p.add_argument("--seeds", type=int, default=3)
-    p.add_argument("--corpus", default=str(SHARED / "corpus" / "en"))
-    p.add_argument("--glue", default=str(SHARED / "glue"))
+    p.add_argument("--corpus", default=str(harness.DATA / "corpus" / "en"))
+    p.add_argument("--glue", default=str(harness.DATA / "glue"))
     p.add_argument("--out", default="runs/rtd-vs-mlm")
     p.add_argument("--electra-steps", type=int, default=3000, help="ELECTRA's steps at scale 1 (sets the budget)")
     p.add_argument("--batch-size", type=int, default=32)
@@ -215,9 +214,7 @@ def plot(points: list[dict[str, Any]], tasks: list[str], path: Path) -> None:
 
 def main() -> None:
     args = parse_args()
-    import torch
-
-    torch.set_num_threads(args.threads)
+    harness.set_threads(args.threads)
     arms = args.arms.split(",")
     unknown = [a for a in arms if a != "none" and a not in ARM_OPTIONS]
     if unknown:
@@ -279,9 +276,8 @@ def main() -> None:
                "seconds": round(time.perf_counter() - start, 1), "points": points}
     (out / "results.json").write_text(json.dumps(summary, indent=2) + "\n")
     print(f"wrote {out / 'results.json'} and {out / 'score_vs_compute.png'}")
-    print(json.dumps({k: v for k, v in summary.items() if k != "points"} | {
-        "final": {p["arm"]: round(p["scores"]["mean"], 4) for p in points
-                  if p["step"] == p["steps"]}}))
+    harness.emit({k: v for k, v in summary.items() if k != "points"} | {
+        "final": {p["arm"]: round(p["scores"]["mean"], 4) for p in points if p["step"] == p["steps"]}})
 
 
 if __name__ == "__main__":

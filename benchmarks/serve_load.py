@@ -22,20 +22,19 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import csv
 import json
 import os
 import signal
 import socket
-import statistics
 import subprocess
 import sys
 import threading
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-SST2_DEV = ROOT.parent / "shared" / "data" / "glue" / "SST-2" / "dev.tsv"
+import harness
+
+SST2_DEV = harness.DATA / "glue" / "SST-2" / "dev.tsv"
 HOST = "127.0.0.1"
 
 
@@ -65,8 +64,6 @@ def naive_server(run: str, port: int, threads: int) -> None:
     import uvicorn
     from fastapi import Body, FastAPI
 
-    sys.path.insert(0, str(ROOT / "src"))
-    sys.path.insert(0, str(ROOT / "benchmarks"))
     from electra.tasks.runner import load_task_model, run_tokenizer_dir
     from inference_throughput import to_reference
 
@@ -106,19 +103,21 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def start(cmd: list[str], port: int, log: Path) -> subprocess.Popen:
+def start(cmd: list[str], port: int, log: Path, ready: str = "/health") -> subprocess.Popen:
+    """Start a server subprocess and wait until ``ready`` answers 200 (``electra serve``: ``/ready`` once every
+    model is loaded and warmed up)."""
     import httpx
 
     env = {**os.environ, "OMP_WAIT_POLICY": os.environ.get("OMP_WAIT_POLICY", "PASSIVE"),
-           "PYTHONPATH": os.pathsep.join([str(ROOT / "src"), os.environ.get("PYTHONPATH", "")])}
+           "PYTHONPATH": os.pathsep.join([str(harness.ROOT / "src"), os.environ.get("PYTHONPATH", "")])}
     with open(log, "w") as out:
-        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=env, cwd=ROOT)
+        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=env, cwd=harness.ROOT)
     deadline = time.monotonic() + 300
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             raise SystemExit(f"server {cmd[:4]} exited:\n{log.read_text()[-2000:]}")
         try:
-            if httpx.get(f"http://{HOST}:{port}/health", timeout=2).status_code == 200:
+            if httpx.get(f"http://{HOST}:{port}{ready}", timeout=2).status_code == 200:
                 return proc
         except httpx.TransportError:
             pass
@@ -210,18 +209,13 @@ async def load(url: str, texts: list[str], clients: int, seconds: float, max_req
     return {"latencies": latencies, "errors": errors, "elapsed": time.perf_counter() - start}
 
 
-def _pct(xs: list[float], q: float) -> float:
-    xs = sorted(xs)
-    return xs[min(len(xs) - 1, round(q * (len(xs) - 1)))] if xs else float("nan")
-
-
 def summary(turns: list[dict]) -> dict:
     lat = [x for t in turns for x in t["latencies"]]
     errors = [e for t in turns for e in t["errors"]]
     elapsed = sum(t["elapsed"] for t in turns)
     return {"requests": len(lat), "errors": len(errors), "first_errors": errors[:3],
-            "requests_per_s": len(lat) / elapsed if elapsed else 0.0, "p50_ms": 1e3 * _pct(lat, 0.5),
-            "p95_ms": 1e3 * _pct(lat, 0.95), "p99_ms": 1e3 * _pct(lat, 0.99),
+            "requests_per_s": len(lat) / elapsed if elapsed else 0.0, "p50_ms": 1e3 * harness.percentile(lat, 0.5),
+            "p95_ms": 1e3 * harness.percentile(lat, 0.95), "p99_ms": 1e3 * harness.percentile(lat, 0.99),
             "per_turn_requests_per_s": [len(t["latencies"]) / t["elapsed"] for t in turns]}
 
 
@@ -230,8 +224,7 @@ def main(argv: list[str] | None = None) -> None:
     if args.naive_server:
         naive_server(args.model, args.port, args.threads)
         return
-    with args.tsv.open(newline="", encoding="utf-8") as f:
-        texts = [r[0] for r in list(csv.reader(f, delimiter="\t", quoting=csv.QUOTE_NONE))[1:]]
+    texts = [r[0] for r in harness.read_tsv(args.tsv)[1:]]
     logs = Path(os.environ.get("TMPDIR", "/tmp"))
     ours_port, naive_port = free_port(), free_port()
     ours_cmd = [sys.executable, "-m", "electra", "serve", "--model", f"m={args.model}", "--port", str(ours_port),
@@ -259,18 +252,18 @@ def main(argv: list[str] | None = None) -> None:
               "backend": args.backend, "precision": args.precision, "threads": args.threads,
               "model": args.model, "servers": {n: summary(r) for n, r in results.items()}}
     s = report["servers"]
-    paired = [o / n for o, n in zip(s["ours"]["per_turn_requests_per_s"], s["naive"]["per_turn_requests_per_s"])
-              if n > 0]
     report["throughput_ratio"] = s["ours"]["requests_per_s"] / max(s["naive"]["requests_per_s"], 1e-9)
-    report["throughput_ratio_paired"] = statistics.median(paired) if paired else float("nan")
+    report["throughput_ratio_paired"] = harness.paired(s["ours"]["per_turn_requests_per_s"],
+                                                       s["naive"]["per_turn_requests_per_s"])
     report["p99_ratio"] = s["ours"]["p99_ms"] / s["naive"]["p99_ms"]
-    print(f"\n{'server':<8}{'requests':>10}{'req/s':>9}{'p50 ms':>9}{'p95 ms':>9}{'p99 ms':>9}{'errors':>8}")
-    for name, r in s.items():
-        print(f"{name:<8}{r['requests']:>10}{r['requests_per_s']:>9.1f}{r['p50_ms']:>9.0f}{r['p95_ms']:>9.0f}"
-              f"{r['p99_ms']:>9.0f}{r['errors']:>8}")
+    print("\n" + harness.table(
+        [("server", "<8"), ("requests", ">10"), ("req/s", ">9.1f"), ("p50 ms", ">9.0f"), ("p95 ms", ">9.0f"),
+         ("p99 ms", ">9.0f"), ("errors", ">8")],
+        [(n, r["requests"], r["requests_per_s"], r["p50_ms"], r["p95_ms"], r["p99_ms"], r["errors"])
+         for n, r in s.items()]))
     print(f"ours / naive: throughput {report['throughput_ratio']:.2f}x (per turn, median "
           f"{report['throughput_ratio_paired']:.2f}x), p99 {report['p99_ratio']:.2f}x")
-    print(json.dumps(report))
+    harness.emit(report)
 
 
 if __name__ == "__main__":

@@ -3,10 +3,10 @@
   python benchmarks/serve_page_screenshot.py --pre runs/warm-start/rtd-from-minilm-new/checkpoints/step-00000923 \\
       --cls runs/sst2-minilm [--out docs/serve-page.png]
 
-Starts the server on a free loopback port (the same helper as the browser test, ``tests/serve_fixtures.py``),
-types one sentence into detect, the same sentence with its last word masked into fill and a review into
-classify, presses each button, waits for each answer and saves a full-page screenshot. Needs Playwright for
-Python and Chromium at ``/usr/bin/chromium`` (or ``ELECTRA_CHROMIUM``); no browser is downloaded.
+Starts the server on a free loopback port (``serve_load.py``'s helpers) and waits until it is ready, then types
+one sentence into detect, the same sentence with its last word masked into fill and a review into classify,
+presses each button, waits for each answer and saves a full-page screenshot. Needs Playwright for Python and
+Chromium at ``/usr/bin/chromium`` (or ``ELECTRA_CHROMIUM``); no browser is downloaded.
 """
 
 from __future__ import annotations
@@ -17,7 +17,9 @@ import sys
 import tempfile
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+import harness
+from serve_load import free_port, start, stop
+
 CHROMIUM = os.environ.get("ELECTRA_CHROMIUM", "/usr/bin/chromium")
 FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
          "--disable-background-networking", "--disable-component-update", "--disable-sync"]
@@ -30,38 +32,40 @@ def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--pre", required=True, help="pre-trained checkpoint (detect, fill)")
     ap.add_argument("--cls", required=True, help="fine-tuned classification run (classify)")
-    ap.add_argument("--out", type=Path, default=ROOT / "docs" / "serve-page.png")
+    ap.add_argument("--out", type=Path, default=harness.ROOT / "docs" / "serve-page.png")
     ap.add_argument("--text", default=SENTENCE)
     ap.add_argument("--masked", default=MASKED)
     ap.add_argument("--review", default=REVIEW)
     args = ap.parse_args(argv)
-    sys.path.insert(0, str(ROOT / "tests"))
     from playwright.sync_api import sync_playwright
 
-    from serve_fixtures import running_server
-
-    with tempfile.TemporaryDirectory(prefix="serve-shot-") as tmp, \
-            running_server([f"pre={args.pre}", f"cls={args.cls}"], Path(tmp) / "serve.log") as server, \
-            sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=CHROMIUM, args=FLAGS, headless=True)
+    port = free_port()
+    cmd = [sys.executable, "-m", "electra", "serve", "--model", f"pre={args.pre}", f"cls={args.cls}", "--port",
+           str(port), "--threads", "1", "--log-level", "warning"]
+    with tempfile.TemporaryDirectory(prefix="serve-shot-") as tmp, sync_playwright() as pw:
+        server = start(cmd, port, Path(tmp) / "serve.log", ready="/ready")
         try:
-            page = browser.new_page(viewport={"width": 1000, "height": 900})
-            page.goto(server.url + "/")
-            for section, field, value, out, done in (
-                    ("detect", "#detect-text", args.text, "#detect-out", "#detect-out .token"),
-                    ("fill", "#fill-text", args.masked, "#fill-out", "#fill-out *"),
-                    ("classify", "#classify-text", args.review, "#classify-out", "#classify-out *")):
-                page.wait_for_selector(f"#{section}:not([hidden])")
-                page.fill(field, value)
-                page.eval_on_selector(out, "e => e.replaceChildren()")
-                page.click(f"#{section}-run")
-                page.wait_for_selector(done)
-            page.wait_for_timeout(300)
-            tmp_png = args.out.with_suffix(".tmp.png")
-            page.screenshot(path=str(tmp_png), full_page=True)
-            tmp_png.replace(args.out)
+            browser = pw.chromium.launch(executable_path=CHROMIUM, args=FLAGS, headless=True)
+            try:
+                page = browser.new_page(viewport={"width": 1000, "height": 900})
+                page.goto(f"http://127.0.0.1:{port}/")
+                for section, field, value, out, done in (
+                        ("detect", "#detect-text", args.text, "#detect-out", "#detect-out .token"),
+                        ("fill", "#fill-text", args.masked, "#fill-out", "#fill-out *"),
+                        ("classify", "#classify-text", args.review, "#classify-out", "#classify-out *")):
+                    page.wait_for_selector(f"#{section}:not([hidden])")
+                    page.fill(field, value)
+                    page.eval_on_selector(out, "e => e.replaceChildren()")
+                    page.click(f"#{section}-run")
+                    page.wait_for_selector(done)
+                page.wait_for_timeout(300)
+                tmp_png = args.out.with_suffix(".tmp.png")
+                page.screenshot(path=str(tmp_png), full_page=True)
+                tmp_png.replace(args.out)
+            finally:
+                browser.close()
         finally:
-            browser.close()
+            stop(server)
     print(f"wrote {args.out}")
 
 

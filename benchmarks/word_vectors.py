@@ -17,20 +17,15 @@ table and a final JSON line.
 from __future__ import annotations
 
 import argparse
-import json
-import sys
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "src"))
-
-from electra.checkpoint import load_checkpoint, resolve_checkpoint  # noqa: E402
-from electra.config import ModelConfig, PretrainConfig  # noqa: E402
-from electra.data.pretraining_data import PretrainingData  # noqa: E402
-from electra.detection_eval import evaluate_on_data, unigram_distribution  # noqa: E402
-from electra.init.wordvectors import train_word_vectors  # noqa: E402
-from electra.training.pretrainer import pretrain  # noqa: E402
+import harness
+from electra.checkpoint import load_checkpoint, resolve_checkpoint
+from electra.config import ModelConfig, PretrainConfig
+from electra.data.pretraining_data import PretrainingData
+from electra.init.wordvectors import train_word_vectors
+from electra.training.pretrainer import pretrain
 
 
 def main() -> None:
@@ -42,7 +37,7 @@ def main() -> None:
     ap.add_argument("--dim", type=int, help="vector size (default: the preset's embedding size)")
     ap.add_argument("--epochs", type=int, default=1, help="word2vec passes over the corpus")
     ap.add_argument("--batch", type=int, default=32)
-    ap.add_argument("--work", type=Path, default=ROOT / "runs" / "word-vectors")
+    ap.add_argument("--work", type=Path, default=harness.ROOT / "runs" / "word-vectors")
     ap.add_argument("--no-progress", action="store_true")
     args = ap.parse_args()
     dim = args.dim or ModelConfig.preset(args.preset).discriminator.embedding_size
@@ -53,8 +48,7 @@ def main() -> None:
     vector_minutes = (time.perf_counter() - t) / 60
     print(report.format())
     held = PretrainingData(args.held_out, seed=0)
-    specials = [held.pad_id, held.cls_id, held.sep_id, held.mask_id]
-    unigram = unigram_distribution(PretrainingData(args.data, seed=0), exclude=specials)
+    unigram = harness.unigram_for(args.data, held)
     results = {}
     seconds_per_step = 0.0
     for arm in ("plain", "vectors"):
@@ -68,20 +62,18 @@ def main() -> None:
         minutes_spent = (time.perf_counter() - t) / 60
         if arm == "plain":
             seconds_per_step = 60 * minutes_spent / steps
-        model = load_checkpoint(resolve_checkpoint(run)).eval()
-        own = evaluate_on_data(model, held, 16, seed=1)
-        uni = evaluate_on_data(model, held, 16, seed=1, unigram=unigram)
+        own, uni = harness.detection(load_checkpoint(resolve_checkpoint(run)), held, unigram, 16)
         results[arm] = {"pretrain_minutes": round(minutes_spent, 2), "steps": steps, "auc": own.auc,
                         "auc_unigram": uni.auc, "mlm_accuracy": own.mlm_accuracy}
     results["vectors"]["word2vec_minutes"] = round(vector_minutes, 2)
-    print(f"\n{'arm':10}{'word2vec min':>14}{'pretrain min':>14}{'steps':>8}{'AUC own':>9}{'AUC unigram':>13}"
-          f"{'gen acc':>9}")
-    for arm, r in results.items():
-        print(f"{arm:10}{r.get('word2vec_minutes', 0):>14.2f}{r['pretrain_minutes']:>14.2f}{r['steps']:>8}"
-              f"{r['auc']:>9.3f}{r['auc_unigram']:>13.3f}{r['mlm_accuracy']:>9.3f}")
-    print(json.dumps({"benchmark": "word_vectors", "preset": args.preset, "dim": dim, "budget_steps": args.steps,
-                      "vectors": {"learned": report.learned, "twin": report.twin, "random": report.random},
-                      "results": results}))
+    print("\n" + harness.table(
+        [("arm", "<10"), ("word2vec min", ">14.2f"), ("pretrain min", ">14.2f"), ("steps", ">8"), ("AUC own", ">9.3f"),
+         ("AUC unigram", ">13.3f"), ("gen acc", ">9.3f")],
+        [(arm, r.get("word2vec_minutes", 0), r["pretrain_minutes"], r["steps"], r["auc"], r["auc_unigram"],
+          r["mlm_accuracy"]) for arm, r in results.items()]))
+    harness.emit({"benchmark": "word_vectors", "preset": args.preset, "dim": dim, "budget_steps": args.steps,
+                  "vectors": {"learned": report.learned, "twin": report.twin, "random": report.random},
+                  "results": results})
 
 
 if __name__ == "__main__":

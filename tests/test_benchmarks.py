@@ -62,3 +62,23 @@ def test_pretrain_throughput_refuses_emulated_bf16_in_one_line():
     assert out.returncode != 0 and out.stdout == ""
     lines = out.stderr.strip().splitlines()
     assert len(lines) == 1 and "no native bf16" in lines[0] and "--force-emulated-bf16" in lines[0]
+
+
+def test_harness_table_statistics_and_alternation():
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    import harness
+
+    assert harness.table([("name", "<6"), ("x/s", ">7.1f"), ("vs", ">6")], [("ours", 12.34, "1.50x")]) == (
+        "name      x/s    vs\nours     12.3 1.50x")
+    assert harness.table([("a", "<3")], [("b",)], sep=" ", header=False) == "b  "
+    assert harness.percentile([4, 1, 3, 2], 0.5) == 3 and harness.percentile([4, 1, 3, 2], 0.99) == 4
+    assert harness.percentile([], 0.5) != harness.percentile([], 0.5)  # NaN
+    assert harness.paired([2.0, 9.0, 3.0], [1.0, 0.0, 1.0]) == 2.5  # per-round ratios; a zero denominator skipped
+    assert harness.named("small=runs/a=b") == ("small", "runs/a=b")
+    assert harness.named("runs/tiny") == ("tiny", "runs/tiny") and harness.named("c", "pre") == ("pre", "c")
+    calls = []
+    times = harness.alternate({"a": lambda r: calls.append(("a", r)), "b": lambda r: calls.append(("b", r))}, 2,
+                              reverse_odd=True)
+    assert calls == [("a", 0), ("b", 0), ("b", 1), ("a", 1)]
+    assert {k: len(v) for k, v in times.items()} == {"a": 2, "b": 2} and min(times["a"] + times["b"]) >= 0
+    assert harness.last_json('noise\n{"k": 1}\n') == {"k": 1}
