@@ -1,5 +1,5 @@
 """The accelerator code path (SDPA attention, F.dropout, no host-side padding check, torch.compile, bf16 autocast)
-run on the CPU through `electra.dropout.accelerator_path`: same losses and gradients as the CPU path."""
+run on the CPU through `electra.kernels.accelerator_path`: same losses and gradients as the CPU path."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import torch.nn.functional as F
 
 from conftest import needs_native_bf16
 from electra.config import ModelConfig
-from electra.dropout import accelerator_path, eager_cpu
+from electra.kernels import accelerator_path, eager_cpu
 from electra.modeling import Electra
 from electra.pretraining import ReplacedTokenDetection, SpecialIds
 from test_pretraining import make_batch
@@ -110,7 +110,7 @@ def test_environment_variable_turns_the_accelerator_path_on_in_a_new_process():
     import subprocess
     import sys
 
-    code = "import torch; from electra.dropout import eager_cpu; print(eager_cpu(torch.zeros(1)))"
+    code = "import torch; from electra.kernels import eager_cpu; print(eager_cpu(torch.zeros(1)))"
     out = subprocess.run([sys.executable, "-c", code], env={**os.environ, "ELECTRA_ACCELERATOR_PATH": "1"},
                          capture_output=True, text=True, check=True).stdout
     assert out.strip() == "False"

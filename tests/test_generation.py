@@ -11,11 +11,13 @@ import torch
 
 from electra.checkpoint import load_checkpoint, save_checkpoint, tokenizer_dir
 from electra.cli import main
+from electra.data.glue import Example
 from electra.errors import ElectraError
 from electra.generation import (
     Corrector,
     apply_edits,
     augment_file,
+    augmenter,
     fill_text,
     generate,
     is_name,
@@ -254,6 +256,14 @@ def test_augment_file_keeps_the_input_and_adds_labelled_copies(pair, tmp_path):
         text, label = ln.split("\t")
         assert text.strip() not in originals and label in originals.values()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["aug.tsv", "train.tsv"]
+
+
+def test_augmenter_gives_copies_of_both_texts_with_the_label_kept(pair):
+    example = Example(("the river runs through green hills", "people walk every day"), "1", "g7")
+    new = augmenter(pair)([example], 2, 0)
+    assert 1 <= len(new) <= 2 and [e.guid for e in new] == [f"g7-aug{k}" for k in range(len(new))]
+    for e in new:
+        assert e.label == "1" and all(a != b for a, b in zip(e.texts, example.texts))
 
 
 # ---- fine-tuning with augmentation and a hyperparameter search ------------------------------------------------

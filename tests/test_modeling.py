@@ -8,7 +8,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from electra.config import ModelConfig
-from electra.modeling import Electra, truncated_normal_
+from electra.kernels import no_padding
+from electra.modeling import Block, Electra, Encoder, activation, truncated_normal_
 
 VOCAB = 300
 
@@ -186,11 +187,6 @@ def test_truncated_normal_matches_scipy_truncnorm():
 
 
 def test_full_attention_mask_gives_same_hidden_states_as_no_mask():
-    import torch
-
-    from electra.config import ModelConfig
-    from electra.modeling import Encoder, no_padding
-
     torch.manual_seed(0)
     enc = Encoder(ModelConfig.preset("tiny").discriminator).eval()
     ids = torch.randint(5, 100, (2, 16))
@@ -222,8 +218,6 @@ def test_cls_only_equals_first_row_of_full_output(padded):
 def test_fp32_training_block_recomputing_gelu_has_the_plain_gradients(act):
     """The fp32 training path keeps only the FFN's pre-activation; outputs and gradients equal the plain
     ffn_out(gelu(ffn_in(x))) computed by autograd."""
-    from electra.modeling import Block, activation
-
     torch.manual_seed(0)
     cfg = ModelConfig.preset("tiny", vocab_size=100, hidden_act=act).discriminator
     block = Block(cfg)

@@ -1,4 +1,5 @@
-"""The paper's alternative generator training (two-stage, adversarial) and the §3.2 ablation objectives."""
+"""The BERT MLM baseline, the paper's alternative generator training (two-stage, adversarial) and the §3.2
+ablation objectives."""
 
 from __future__ import annotations
 
@@ -14,12 +15,17 @@ from electra.flops import step_flops
 from electra.modeling import Electra
 from electra.objectives import (
     Adversarial,
+    MaskedLM,
     MaskedOnlyDetection,
     ReplaceMLM,
     TwoStage,
     adjust_model_config,
     begin_step,
     build_objective,
+    load_objective_state,
+    needs_unused_parameters,
+    save_objective_state,
+    trained_parameters_root,
 )
 from electra.pretraining import SpecialIds, mask_tokens
 from electra.training.optim import AdamW
@@ -78,6 +84,37 @@ def test_every_mode_gives_finite_loss_and_gradients(options):
         loss.backward()
         grads = [p.grad for p in objective.parameters() if p.grad is not None]
         assert grads and all(torch.isfinite(g).all() for g in grads)
+
+
+def test_mlm_baseline_trains_only_a_discriminator_sized_generator():
+    objective = objective_for(pretrain_cfg(objective="mlm"))
+    assert isinstance(objective, MaskedLM)
+    gen, disc = objective.model.generator, objective.model.discriminator
+    assert gen.encoder.config.hidden_size == disc.encoder.config.hidden_size
+    assert trained_parameters_root(objective) is gen and needs_unused_parameters(objective)
+    loss, metrics = run(objective)
+    assert set(metrics) == {"loss", "mlm_loss", "mlm_accuracy"}
+    loss.backward()
+    assert all(p.grad is None for p in disc.head.parameters())
+
+
+def test_mlm_baseline_loss_is_cross_entropy_on_bert_masking():
+    """80% [MASK], 10% random, 10% unchanged (BERT), the weighted cross-entropy at the chosen positions."""
+    objective = objective_for(pretrain_cfg(objective="mlm"))
+    ids, am, tt = make_batch()
+    loss, _ = objective(ids, am, tt, torch.Generator().manual_seed(0))
+    mk = mask_tokens(ids, am, SPECIAL, 0.15, objective.max_predictions, torch.Generator().manual_seed(0),
+                     mask_token_prob=0.8, random_token_prob=0.1, vocab_size=VOCAB)
+    logits = objective.model.generator(mk.input_ids, am, tt, positions=mk.positions)
+    ce = F.cross_entropy(logits.flatten(0, 1), mk.ids.flatten(), reduction="none") * mk.weights.flatten()
+    assert loss.item() == pytest.approx((ce.sum() / (mk.weights.sum() + 1e-6)).item(), rel=1e-5)
+
+
+def test_mlm_baseline_saves_no_objective_state(tmp_path):
+    objective = objective_for(pretrain_cfg(objective="mlm"))
+    save_objective_state(objective, tmp_path)
+    assert not list(tmp_path.iterdir())
+    load_objective_state(objective, tmp_path)  # nothing expected, nothing read
 
 
 def test_adversarial_generator_weights_change_from_the_policy_gradient():
@@ -238,8 +275,6 @@ def test_all_tokens_copy_mechanism_matches_the_mixture_probability():
 
 
 def test_objective_state_saved_and_restored(tmp_path):
-    from electra.objectives import load_objective_state, save_objective_state
-
     objective = objective_for(pretrain_cfg(objective="replace-mlm"))
     save_objective_state(objective, tmp_path)
     other = objective_for(pretrain_cfg(objective="replace-mlm"))

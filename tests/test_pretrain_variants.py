@@ -75,6 +75,21 @@ def test_replace_mlm_checkpoint_finetunes_the_discriminator_sized_network(data_d
                                                    model.discriminator.encoder.state_dict().values()))
 
 
+@pytest.mark.slow
+def test_mlm_run_resumes_exactly_and_finetunes_the_discriminator_sized_generator(data_dir, tmp_path):
+    cfg = config(data_dir, tmp_path / "m", objective="mlm")
+    whole = pretrain(cfg, progress=False)
+    expected = rows(whole)
+    shutil.rmtree(whole / "checkpoints" / "step-00000004")  # as if killed after the step-2 checkpoint
+    resumed = pretrain(cfg, resume=True, progress=False)
+    assert not (resolve_checkpoint(resumed) / "objective.safetensors").exists()  # MLM adds no parameters
+    assert [r["loss"] for r in expected] == [r["loss"] for r in rows(resumed)]
+    assert {"mlm_loss", "mlm_accuracy"} <= set(expected[0]) and "disc_loss" not in expected[0]
+    model_cfg, encoder, _ = load_encoder_for_finetuning(resumed)
+    assert encoder.config == model_cfg.generator
+    assert model_cfg.generator.hidden_size == model_cfg.discriminator.hidden_size
+
+
 def test_cli_two_stage_with_a_small_generator_is_a_clear_error(data_dir, tmp_path, capsys):
     with pytest.raises(SystemExit) as e:
         cli(["pretrain", "--data", str(data_dir), "--out", str(tmp_path / "r"), "--preset", "tiny",

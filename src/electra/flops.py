@@ -11,6 +11,7 @@ position). Not counted: embedding look-ups, LayerNorm, softmax, activations (a f
 from __future__ import annotations
 
 from electra.config import EncoderConfig, ModelConfig, PretrainConfig
+from electra.objectives import generator_steps
 from electra.pretraining import max_predictions_per_seq
 
 
@@ -35,14 +36,14 @@ def detection_head_flops(cfg: EncoderConfig, positions: int) -> float:
 def step_flops(model_cfg: ModelConfig, cfg: PretrainConfig, seq_len: int, stage: int | None = None) -> float:
     """Training FLOPs of one optimiser step (``cfg.batch_size`` sequences of ``seq_len`` tokens).
 
-    ``model_cfg`` is the resolved shape (for ``mlm`` the generator is discriminator-sized). ``stage`` (1 or 2)
-    selects a two-stage run's phase.
+    ``model_cfg`` is the resolved shape (:func:`electra.objectives.adjust_model_config`: for ``mlm`` the
+    generator is discriminator-sized). ``stage`` (1 or 2) selects a two-stage run's phase.
     """
     g, d = model_cfg.generator, model_cfg.discriminator
     n_pred = max_predictions_per_seq(seq_len, cfg.mask_prob)
     generator = encoder_flops(g, seq_len) + mlm_head_flops(g, n_pred)
     discriminator = encoder_flops(d, seq_len) + detection_head_flops(d, seq_len)
-    if cfg.objective == "mlm":
+    if cfg.objective == "mlm":  # the generator network alone
         per_seq = 3 * generator
     elif cfg.generator_training == "two-stage":
         per_seq = 3 * generator if stage == 1 else generator + 3 * discriminator
@@ -58,8 +59,6 @@ def step_flops(model_cfg: ModelConfig, cfg: PretrainConfig, seq_len: int, stage:
 def run_flops(model_cfg: ModelConfig, cfg: PretrainConfig, seq_len: int) -> float:
     """Training FLOPs of the whole run (``cfg.max_steps`` steps)."""
     if cfg.generator_training == "two-stage":
-        from electra.objectives import generator_steps
-
         n = generator_steps(cfg)
         return (n * step_flops(model_cfg, cfg, seq_len, 1)
                 + (cfg.max_steps - n) * step_flops(model_cfg, cfg, seq_len, 2))

@@ -1,10 +1,11 @@
 """The ELECTRA networks: a BERT-style encoder, the generator and discriminator heads, and the pair.
 
 Reads top to bottom like the paper's §2 and google-research/electra's ``model/modeling.py``: embeddings
-(with a projection when the embedding size differs from the hidden size), post-LN Transformer blocks with
-attention through ``scaled_dot_product_attention`` (written out on the CPU where that is faster: with dropout
-and in bf16, see :func:`written_out_attention`), then a head. Weight names map one-to-one onto the Hugging Face
-``transformers`` ELECTRA classes (see ``electra.interop.hf``).
+(with a projection when the embedding size differs from the hidden size), post-LN Transformer blocks, then a
+head. Weight names map one-to-one onto the Hugging Face ``transformers`` ELECTRA classes (see
+``electra.interop.hf``). Where an eager CPU run has a faster way to compute the same thing (dropout masks,
+attention with dropout or in bf16, GELU recomputed in backward, skipping an all-ones attention mask), the
+modules call :mod:`electra.kernels`, which says when and why each path is taken.
 """
 
 from __future__ import annotations
@@ -16,12 +17,17 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from electra import kernels
 from electra.config import EncoderConfig, ModelConfig
-from electra.dropout import Dropout, apply_mask, draw_mask, eager_cpu
+
+
+def gelu_approximation(name: str) -> str:
+    """``F.gelu``'s ``approximate`` for a config's ``hidden_act``: "tanh" for ``gelu_new``, else exact."""
+    return "tanh" if name == "gelu_new" else "none"
 
 
 def activation(name: str, x: Tensor) -> Tensor:
-    return F.gelu(x, approximate="tanh" if name == "gelu_new" else "none")
+    return F.gelu(x, approximate=gelu_approximation(name))
 
 
 class Embeddings(nn.Module):
@@ -33,7 +39,7 @@ class Embeddings(nn.Module):
         self.position_embeddings = nn.Embedding(cfg.max_position_embeddings, cfg.embedding_size)
         self.token_type_embeddings = nn.Embedding(cfg.type_vocab_size, cfg.embedding_size)
         self.norm = nn.LayerNorm(cfg.embedding_size, eps=cfg.layer_norm_eps)
-        self.dropout = Dropout(cfg.hidden_dropout)
+        self.dropout = kernels.Dropout(cfg.hidden_dropout)
 
     def forward(self, input_ids: Tensor, token_type_ids: Tensor | None = None) -> Tensor:
         seq_len = input_ids.shape[1]
@@ -62,12 +68,7 @@ class SelfAttention(nn.Module):
             return self._some_queries(x, mask, queries)
         qkv = self.qkv(x).view(batch, seq_len, 3, self.num_heads, hidden // self.num_heads)
         heads = qkv.permute(2, 0, 3, 1, 4)  # q, k, v: each (batch, heads, seq, head_dim)
-        p = self.dropout if self.training else 0.0
-        if written_out_attention(heads, p):
-            # One contiguous copy: q, k^T and v then enter the batched matmuls as views (no hidden clones), and
-            # backward keeps this one tensor instead of the projection's output plus clones of q and k.
-            heads = heads.contiguous()
-        y = attend(*heads, mask, p)
+        y = kernels.self_attention(heads, mask, self.dropout if self.training else 0.0)
         return self.out(y.transpose(1, 2).reshape(batch, seq_len, hidden))
 
     def _some_queries(self, x: Tensor, mask: Tensor | None, queries: slice) -> Tensor:
@@ -79,55 +80,8 @@ class SelfAttention(nn.Module):
         kv = F.linear(x, w[hidden:], b[hidden:]).view(batch, seq_len, 2, self.num_heads, d).permute(2, 0, 3, 1, 4)
         xq = x[:, queries]
         q = F.linear(xq, w[:hidden], b[:hidden]).view(batch, -1, self.num_heads, d).transpose(1, 2)
-        y = attend(q, *kv, mask, self.dropout if self.training else 0.0)
+        y = kernels.attend(q, *kv, mask, self.dropout if self.training else 0.0)
         return self.out(y.transpose(1, 2).reshape(batch, xq.shape[1], hidden))
-
-
-def written_out_attention(q: Tensor, p: float) -> bool:
-    """Whether :func:`attention` beats ``scaled_dot_product_attention`` here: on the CPU (eager) with dropout
-    (SDPA's CPU dropout path is the same math with slow masks) and in bf16, where the CPU flash kernel is 3-5x
-    slower than two bf16 batched matmuls and a softmax (ELECTRA-Small heads, 32x128, forward and backward)."""
-    return eager_cpu(q) and (0 < p < 1 or q.dtype == torch.bfloat16)
-
-
-def attend(q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None, p: float) -> Tensor:
-    """Attention with dropout ``p``: :func:`attention` where :func:`written_out_attention` says so, else SDPA."""
-    if written_out_attention(q, p):
-        return attention(q, k, v, mask, p)
-    return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=p)
-
-
-def attention(q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None, p: float) -> Tensor:
-    """softmax(q k^T / sqrt(d) + mask) v with dropout on the probabilities: what SDPA computes with
-    ``dropout_p``, with :mod:`electra.dropout`'s cheap masks and one probability tensor kept for backward
-    instead of two (see :class:`_DropoutAttentionOutput`). ``mask`` is True where a key may be attended."""
-    scores = (q @ k.transpose(-2, -1)).mul_(q.shape[-1] ** -0.5)
-    if mask is not None:
-        scores.masked_fill_(~mask, float("-inf"))
-    if p == 0:
-        return scores.softmax(-1) @ v
-    return _DropoutAttentionOutput.apply(scores, v, p)
-
-
-class _DropoutAttentionOutput(torch.autograd.Function):
-    """dropout(softmax(scores)) @ v, saving the probabilities and the bool mask only: the dropped
-    probabilities are recomputed in backward (one multiply) instead of being stored beside them."""
-
-    @staticmethod
-    def forward(ctx, scores: Tensor, v: Tensor, p: float) -> Tensor:  # type: ignore[override]
-        probs = scores.softmax(-1)
-        keep, ctx.scale = draw_mask(probs.shape, p)
-        ctx.save_for_backward(probs, keep, v)
-        return torch.matmul(apply_mask(keep, probs, ctx.scale), v)
-
-    @staticmethod
-    def backward(ctx, grad: Tensor) -> tuple[Tensor, Tensor, None]:  # type: ignore[override]
-        probs, keep, v = ctx.saved_tensors
-        grad = grad.to(v.dtype)
-        grad_v = apply_mask(keep, probs, ctx.scale).transpose(-2, -1) @ grad
-        grad_probs = apply_mask(keep, grad @ v.transpose(-2, -1), ctx.scale)
-        grad_scores = torch._softmax_backward_data(grad_probs, probs, -1, probs.dtype)
-        return grad_scores, grad_v, None
 
 
 class Block(nn.Module):
@@ -141,7 +95,7 @@ class Block(nn.Module):
         self.ffn_in = nn.Linear(cfg.hidden_size, cfg.intermediate_size)
         self.ffn_out = nn.Linear(cfg.intermediate_size, cfg.hidden_size)
         self.ffn_norm = nn.LayerNorm(cfg.hidden_size, eps=cfg.layer_norm_eps)
-        self.dropout = Dropout(cfg.hidden_dropout)
+        self.dropout = kernels.Dropout(cfg.hidden_dropout)
 
     def forward(self, x: Tensor, mask: Tensor | None, queries: slice | None = None) -> Tensor:
         """The block's output at every position, or only at ``queries`` (attending to every position)."""
@@ -152,37 +106,11 @@ class Block(nn.Module):
         return self.ffn_norm(x + self.dropout(self.feed_forward_out(self.ffn_in(x))))
 
     def feed_forward_out(self, h: Tensor) -> Tensor:
-        """ffn_out(GELU(h)). Training in fp32 on the CPU, only h is kept for backward and GELU(h) is recomputed
-        there (one GELU pass more; all GELU work together is ~4 ms of a 124 ms fp32 Small block; saves
-        intermediate_size floats per token and layer); under bf16 autocast, where elementwise work weighs more,
-        both are kept as usual."""
-        if h.requires_grad and h.dtype == torch.float32 and eager_cpu(h) and not torch.is_autocast_enabled("cpu"):
-            approximate = "tanh" if self.act == "gelu_new" else "none"
-            return _GeluThenLinear.apply(h, self.ffn_out.weight, self.ffn_out.bias, approximate)
+        """ffn_out(GELU(h)); fp32 training on the CPU keeps only h for backward and recomputes GELU(h) there
+        (:func:`electra.kernels.recomputes_gelu`)."""
+        if kernels.recomputes_gelu(h):
+            return kernels.gelu_then_linear(h, self.ffn_out.weight, self.ffn_out.bias, gelu_approximation(self.act))
         return self.ffn_out(activation(self.act, h))
-
-
-class _GeluThenLinear(torch.autograd.Function):
-    """linear(gelu(h), weight, bias), saving h (not gelu(h)) for backward."""
-
-    @staticmethod
-    def forward(ctx, h: Tensor, weight: Tensor, bias: Tensor, approximate: str) -> Tensor:  # type: ignore[override]
-        ctx.save_for_backward(h, weight)
-        ctx.approximate = approximate
-        return F.linear(F.gelu(h, approximate=approximate), weight, bias)
-
-    @staticmethod
-    def backward(ctx, grad: Tensor) -> tuple[Tensor | None, ...]:  # type: ignore[override]
-        h, weight = ctx.saved_tensors
-        grad_2d = grad.reshape(-1, grad.shape[-1])
-        grad_weight = grad_bias = None
-        if ctx.needs_input_grad[1]:
-            a = F.gelu(h, approximate=ctx.approximate)
-            grad_weight = grad_2d.t() @ a.reshape(-1, a.shape[-1])
-        if ctx.needs_input_grad[2]:
-            grad_bias = grad_2d.sum(0)
-        grad_h = torch.ops.aten.gelu_backward(grad @ weight, h, approximate=ctx.approximate)
-        return grad_h, grad_weight, grad_bias, None
 
 
 class Encoder(nn.Module):
@@ -206,23 +134,13 @@ class Encoder(nn.Module):
         x = self.embeddings(input_ids, token_type_ids)
         if self.project is not None:
             x = self.project(x)
-        mask = None if no_padding(attention_mask) else attention_mask.bool()[:, None, None, :]
+        mask = None if kernels.no_padding(attention_mask) else attention_mask.bool()[:, None, None, :]
         last = len(self.layers) - 1
         for i, layer in enumerate(self.layers):
             x = layer(x, mask, slice(0, 1) if cls_only and i == last else None)
         if cls_only and not self.layers:
             x = x[:, :1]
         return x
-
-
-def no_padding(attention_mask: Tensor | None) -> bool:
-    """True when there is no mask or, for a CPU tensor outside compilation, it has no padding: attention then
-    runs without a mask (same result, no masking work). Never inspects accelerator tensors (no host sync)."""
-    if attention_mask is None:
-        return True
-    if not eager_cpu(attention_mask):
-        return False
-    return bool(attention_mask.all())
 
 
 class GeneratorHead(nn.Module):

@@ -1,5 +1,5 @@
-"""The paper's alternatives to joint ELECTRA training: generator-training modes (§3.2, Appendix F) and the
-efficiency ablations of §3.2 / Table 5. Each is a module with the same call as
+"""The paper's alternatives to joint ELECTRA training: the BERT masked-LM baseline, generator-training modes
+(§3.2, Appendix F) and the efficiency ablations of §3.2 / Table 5. Each is a module with the same call as
 :class:`electra.pretraining.ReplacedTokenDetection` — ``(input_ids, attention_mask, token_type_ids, rng) ->
 (loss, metrics)`` — so the pre-training loop runs them unchanged.
 
@@ -18,8 +18,12 @@ Generator training (``--generator-training``, with ``--objective electra``):
   entropy bonus and MLM warm-start steps. The generator's MLM accuracy and entropy are logged: the paper
   reports that adversarial generators end less accurate (58% vs 65%) and with low-entropy outputs.
 
-Ablation objectives (``--objective``):
+Objectives (``--objective``; ``electra`` is :class:`~electra.pretraining.ReplacedTokenDetection`):
 
+- ``mlm``: the baseline every comparison is made against (Table 5's "BERT"): BERT's masked language modelling
+  (Devlin et al. 2019) on the same data, 15% of the tokens chosen, of them 80% ``[MASK]``, 10% a random token,
+  10% unchanged; the network trained is the generator, built at the discriminator's size
+  (:func:`adjust_model_config`), and nothing else.
 - ``electra-15``: replaced-token detection, but the discriminator's loss only on the masked ~15% of tokens.
 - ``replace-mlm``: masked tokens are replaced by generator samples instead of ``[MASK]``; a discriminator-sized
   network (the discriminator's encoder + an MLM head tied to the shared embeddings) predicts the originals
@@ -75,7 +79,10 @@ def generator_steps(cfg: PretrainConfig) -> int:
 
 
 def adjust_model_config(cfg: PretrainConfig, model_cfg: ModelConfig) -> ModelConfig:
-    """The model shape a mode needs: two-stage wants a generator identical to the discriminator."""
+    """The model shape a mode needs: the MLM baseline trains a generator of the discriminator's size, two-stage
+    wants a generator identical to the discriminator."""
+    if cfg.objective == "mlm":
+        return model_cfg.replace(generator_size=1.0, generator_depth=1.0)
     if cfg.generator_training != "two-stage":
         return model_cfg
     if model_cfg.generator_size != 1.0 or model_cfg.generator_depth != 1.0:
@@ -91,6 +98,8 @@ def adjust_model_config(cfg: PretrainConfig, model_cfg: ModelConfig) -> ModelCon
 def build_objective(model: Electra, special: SpecialIds, max_seq_len: int, cfg: PretrainConfig) -> nn.Module:
     """The objective module for ``cfg.objective`` x ``cfg.generator_training``."""
     check_options(cfg)
+    if cfg.objective == "mlm":
+        return MaskedLM(model, special, max_seq_len, mask_prob=cfg.mask_prob)
     common = dict(mask_prob=cfg.mask_prob, generator_weight=cfg.generator_weight,
                   discriminator_weight=cfg.discriminator_weight, temperature=cfg.temperature)
     if cfg.generator_training == "two-stage":
@@ -102,13 +111,15 @@ def build_objective(model: Electra, special: SpecialIds, max_seq_len: int, cfg: 
         return MaskedOnlyDetection(model, special, max_seq_len, **common)
     if cfg.objective in ("replace-mlm", "all-tokens-mlm"):
         return ReplaceMLM(model, special, max_seq_len, all_tokens=cfg.objective == "all-tokens-mlm", **common)
-    return ReplacedTokenDetection(model, special, max_seq_len, objective=cfg.objective, **common)
+    return ReplacedTokenDetection(model, special, max_seq_len, **common)
 
 
 def trained_parameters_root(objective: nn.Module) -> nn.Module:
-    """The module whose parameters the optimiser updates (kept as before for ``electra`` and ``mlm``)."""
+    """The module whose parameters the optimiser updates (for ``electra`` and ``mlm``, the networks they train)."""
+    if isinstance(objective, MaskedLM):
+        return objective.model.generator
     if isinstance(objective, ReplacedTokenDetection):
-        return objective.model.generator if objective.objective == "mlm" else objective.model
+        return objective.model
     return objective
 
 
@@ -121,7 +132,7 @@ def begin_step(objective: nn.Module, step: int, max_steps: int, warmup_steps: in
 
 def needs_unused_parameters(objective: nn.Module) -> bool:
     """Whether some parameters get no gradient in a step (DDP must then look for unused parameters)."""
-    return not (isinstance(objective, ReplacedTokenDetection) and objective.objective == "electra")
+    return not isinstance(objective, ReplacedTokenDetection)
 
 
 def save_objective_state(objective: nn.Module, directory: Path) -> None:
@@ -166,6 +177,27 @@ def detection_metrics(logits: Tensor, labels: Tensor, weights: Tensor) -> dict[s
                 "disc_precision": tp / predicted.sum().clamp(min=1),
                 "disc_recall": tp / (labels * weights).sum().clamp(min=1),
                 "replaced_fraction": (labels * weights).sum() / weights.sum().clamp(min=1)}
+
+
+class MaskedLM(nn.Module):
+    """BERT's masked language modelling, the baseline: the generator network (discriminator-sized) predicts the
+    chosen tokens, 80% of them [MASK], 10% random, 10% unchanged; the loss is its cross-entropy there."""
+
+    def __init__(self, model: Electra, special: SpecialIds, max_seq_len: int, mask_prob: float = 0.15):
+        super().__init__()
+        self.model = model
+        self.special = special
+        self.mask_prob = mask_prob
+        self.max_predictions = max_predictions_per_seq(max_seq_len, mask_prob)
+
+    def forward(self, input_ids: Tensor, attention_mask: Tensor, token_type_ids: Tensor,
+                rng: torch.Generator) -> tuple[Tensor, dict[str, Tensor]]:
+        m = mask_tokens(input_ids, attention_mask, self.special, self.mask_prob, self.max_predictions, rng,
+                        mask_token_prob=0.8, random_token_prob=0.1,
+                        vocab_size=self.model.config.discriminator.vocab_size)
+        logits = self.model.generator(m.input_ids, attention_mask, token_type_ids, positions=m.positions)
+        loss, acc = masked_lm_loss(logits, m.ids, m.weights)
+        return loss, {"loss": loss.detach(), "mlm_loss": loss.detach(), "mlm_accuracy": acc}
 
 
 class Variant(nn.Module):

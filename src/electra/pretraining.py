@@ -149,14 +149,11 @@ class _MaskedLMLoss(torch.autograd.Function):
 
 
 class ReplacedTokenDetection(nn.Module):
-    """The ELECTRA objective around an :class:`Electra` model; ``objective="mlm"`` trains BERT-style MLM."""
+    """The ELECTRA objective around an :class:`Electra` model (the other objectives: :mod:`electra.objectives`)."""
 
     def __init__(self, model: Electra, special: SpecialIds, max_seq_len: int, mask_prob: float = 0.15,
-                 generator_weight: float = 1.0, discriminator_weight: float = 50.0, temperature: float = 1.0,
-                 objective: str = "electra"):
+                 generator_weight: float = 1.0, discriminator_weight: float = 50.0, temperature: float = 1.0):
         super().__init__()
-        if objective not in ("electra", "mlm"):
-            raise ValueError(f"unknown objective {objective!r}")
         self.model = model
         self.special = special
         self.mask_prob = mask_prob
@@ -164,13 +161,10 @@ class ReplacedTokenDetection(nn.Module):
         self.generator_weight = generator_weight
         self.discriminator_weight = discriminator_weight
         self.temperature = temperature
-        self.objective = objective
 
     def forward(self, input_ids: Tensor, attention_mask: Tensor, token_type_ids: Tensor,
                 rng: torch.Generator) -> tuple[Tensor, dict[str, Tensor]]:
         """Total loss and detached metric tensors (no host synchronisation)."""
-        if self.objective == "mlm":
-            return self._mlm(input_ids, attention_mask, token_type_ids, rng)
         gen, disc = self.model.generator, self.model.discriminator
         # 1. Mask.
         m = mask_tokens(input_ids, attention_mask, self.special, self.mask_prob, self.max_predictions, rng)
@@ -202,14 +196,3 @@ class ReplacedTokenDetection(nn.Module):
                 "replaced_fraction": labels.sum() / real.sum(),
             }
         return loss, metrics
-
-    def _mlm(self, input_ids: Tensor, attention_mask: Tensor, token_type_ids: Tensor,
-             rng: torch.Generator) -> tuple[Tensor, dict[str, Tensor]]:
-        """BERT's objective on the same data: 80% [MASK], 10% random, 10% unchanged; the generator network
-        (built at the discriminator's size by the caller) is the model being trained."""
-        m = mask_tokens(input_ids, attention_mask, self.special, self.mask_prob, self.max_predictions, rng,
-                        mask_token_prob=0.8, random_token_prob=0.1,
-                        vocab_size=self.model.config.discriminator.vocab_size)
-        logits = self.model.generator(m.input_ids, attention_mask, token_type_ids, positions=m.positions)
-        loss, acc = masked_lm_loss(logits, m.ids, m.weights)
-        return loss, {"loss": loss.detach(), "mlm_loss": loss.detach(), "mlm_accuracy": acc}

@@ -14,7 +14,6 @@ from electra.generation import (
     MASK_ANY,
     Corrector,
     Detection,
-    _parse_markers,
     augment_file,
     correct_lines,
     detect,
@@ -22,6 +21,7 @@ from electra.generation import (
     fill_text,
     generate,
     load_pair,
+    parse_markers,
     read_vocabulary,
 )
 from electra.rescoring import rescore_file
@@ -117,7 +117,7 @@ def _print_filled(results: list, as_json: bool) -> None:
 
 def run_fill(args: argparse.Namespace) -> None:
     spans = args.iterations is not None or MASK_ANY in args.text or args.samples > 1 or any(
-        n != 1 for _, _, n in _parse_markers(args.text))
+        n != 1 for _, _, n in parse_markers(args.text))
     if spans and args.framework == "tf":
         raise ElectraError("fill --framework tf: single [MASK] tokens only (spans, [MASK*], --iterations and "
                            "--samples run on the PyTorch side)")

@@ -9,15 +9,11 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-from collections.abc import Sequence
 from pathlib import Path
 
-import numpy as np
-
 from electra.cli.common import add_backend_args
-from electra.data.glue import Example
 from electra.errors import ElectraError
-from electra.generation import augment_text, load_pair
+from electra.generation import augmenter, load_pair
 from electra.inference import load_task_runner
 from electra.metrics.files import TEXT_TASKS, score_text_files
 from electra.metrics.ranking import score_mutual_file
@@ -138,21 +134,8 @@ def run_finetune(args: argparse.Namespace) -> None:
 
 
 def _augmenter(model: str) -> Augmenter:
-    """``--augment``: corrupt-and-reconstruct copies (:func:`electra.generation.augment_text`) with the
-    pre-trained checkpoint's generator and discriminator, labels kept; fewer when the discriminator finds no
-    plausible distinct version. Pairs get both texts augmented."""
-    pair = load_pair(model, command="finetune --augment")
-
-    def augment(examples: Sequence[Example], copies: int, seed: int) -> list[Example]:
-        rng = np.random.default_rng(seed)
-        out = []
-        for e in examples:
-            versions = [augment_text(pair, t, copies, rng) for t in e.texts]
-            for k in range(min(len(v) for v in versions)):
-                out.append(dataclasses.replace(e, texts=tuple(v[k] for v in versions), guid=f"{e.guid}-aug{k}"))
-        return out
-
-    return augment
+    """``--augment``: SSMBA copies from the pre-trained checkpoint's generator and discriminator."""
+    return augmenter(load_pair(model, command="finetune --augment"))
 
 
 def _add_run_args(p: argparse.ArgumentParser) -> None:

@@ -179,9 +179,7 @@ def resolve_model_config(cfg: PretrainConfig, vocab_size: int, config_file: str 
         raise ElectraError(f"--vocab-size {model_cfg.discriminator.vocab_size} does not match the prepared data's "
                            f"tokenizer ({vocab_size} entries)")
     model_cfg = model_cfg.replace(vocab_size=vocab_size)
-    if cfg.objective == "mlm":  # the MLM baseline trains a generator of the discriminator's size
-        model_cfg = model_cfg.replace(generator_size=1.0, generator_depth=1.0)
-    return objectives.adjust_model_config(cfg, model_cfg)
+    return objectives.adjust_model_config(cfg, model_cfg)  # e.g. the MLM baseline: a discriminator-sized generator
 
 
 def load_init_weights(model: Electra, init_from: str, data_tokenizer_dir: Path) -> str:

@@ -1,11 +1,20 @@
-"""Our CPU dropout: the same operation as nn.Dropout (rate, scaling, backward mask), reproducible from the seed."""
+"""electra.kernels: our CPU dropout is the same operation as nn.Dropout (rate, scaling, backward mask), reproducible
+from the seed; the written-out attention equals SDPA (values and gradients)."""
 
 import pytest
 import torch
 import torch.nn.functional as F
 
-from electra.dropout import Dropout, dropout, dropped_fraction, keep_mask
-from electra.modeling import attention
+from electra.kernels import (
+    Dropout,
+    attend,
+    attention,
+    dropout,
+    dropped_fraction,
+    keep_mask,
+    self_attention,
+    written_out_attention,
+)
 
 
 @pytest.mark.parametrize("p", [0.1, 0.5, 0.02])
@@ -98,8 +107,6 @@ def test_attention_gradients_equal_autograd_of_the_plain_formula(dtype):
 
 
 def test_bf16_attention_is_written_out_and_close_to_fp32_sdpa():
-    from electra.modeling import written_out_attention
-
     torch.manual_seed(0)
     q, k, v = (torch.randn(2, 3, 16, 8) for _ in range(3))
     mask = torch.ones(2, 1, 1, 16, dtype=torch.bool)
@@ -110,3 +117,15 @@ def test_bf16_attention_is_written_out_and_close_to_fp32_sdpa():
     out = attention(q.bfloat16(), k.bfloat16(), v.bfloat16(), mask, 0.0)
     assert out.dtype == torch.bfloat16
     assert (out.float() - ref).abs().max() < 0.03
+
+
+@pytest.mark.parametrize("p,dtype", [(0.0, torch.float32), (0.2, torch.float32), (0.0, torch.bfloat16)])
+def test_self_attention_on_the_fused_projections_view_equals_attend(p, dtype):
+    """SDPA (fp32, no dropout) and the written-out path (dropout, bf16) alike: the contiguous copy of the
+    stacked q/k/v changes nothing, masks included."""
+    qkv = torch.randn(2, 6, 3, 4, 8, dtype=dtype).permute(2, 0, 3, 1, 4)  # as SelfAttention's view
+    mask = torch.tensor([[1, 1, 1, 1, 0, 0], [1] * 6]).bool()[:, None, None, :]
+    torch.manual_seed(4)
+    ours = self_attention(qkv, mask, p)
+    torch.manual_seed(4)
+    torch.testing.assert_close(ours, attend(*qkv, mask, p))  # same masks; the copy may change the BLAS path
