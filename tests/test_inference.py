@@ -1,4 +1,5 @@
-"""The CPU inference path: every backend/precision answers like PyTorch fp32, through the CLI too."""
+"""The CPU inference path: every backend/precision answers like PyTorch fp32, through the CLI too; rerankers
+score as their own evaluation does; label names."""
 
 import json
 
@@ -14,6 +15,7 @@ from electra.export.onnx import export_onnx  # noqa: E402
 from electra.inference import load_model  # noqa: E402
 from electra.pipelines import group_entities, pipelines_for  # noqa: E402
 from electra.training.precision import cpu_has_fast_bf16  # noqa: E402
+from serve_fixtures import tiny_ranking_run, tiny_sst2_run  # noqa: E402
 
 INPUTS = {"detect": ["paris is the capital of france", ZH], "fill": ["the capital of [MASK] is paris"],
           "correct": ["paris is the capital of france", ZH],
@@ -148,3 +150,62 @@ def test_int8_result_of_an_input_does_not_depend_on_its_batch_mates(models, back
     for i, n in enumerate(batch["attention_mask"].sum(1)):
         alone = runner({k: v[i:i + 1, :n] for k, v in batch.items()})["logits"]
         assert np.abs(alone - together[i:i + 1]).max() <= 1e-4  # per-tensor int8 differs by ~0.1 here
+
+
+RANK_CONTEXT = "what is the capital of france?"
+RANK_CANDIDATES = ["paris is the capital", "london is old", "the river runs through old towns", ZH]
+
+
+@pytest.fixture(scope="module")
+def ranker(models, tmp_path_factory):
+    return tiny_ranking_run(models["pretrained"], tmp_path_factory.mktemp("ranker"))
+
+
+def test_a_ranking_run_loads_as_a_ranking_model_that_serves_rank(ranker):
+    loaded = load_model(ranker)
+    assert loaded.kind == "ranking" and list(pipelines_for(loaded)) == ["rank"]
+
+
+@pytest.mark.parametrize("context", [RANK_CONTEXT, None, ""], ids=["a context", "no context", "empty context"])
+def test_rank_scores_equal_the_ranking_tasks_own_list_scores(ranker, context):
+    from electra.data.ranking import RankItem
+    from electra.metrics.ranking import rank
+    from electra.tasks.classification import prepare_tokenizer
+    from electra.tasks.ranking import encode_lists, list_scores
+    from electra.tasks.runner import load_task_model
+
+    model = load_task_model(ranker)
+    cfg, max_len = model.encoder.config, model.spec["max_seq_len"]
+    tok = prepare_tokenizer(None, ranker, cfg.vocab_size, max_len, cfg.max_position_embeddings)
+    tok.no_truncation()  # as finetune_ranking sets it up for encode_lists
+    feats = encode_lists(tok, [RankItem(RANK_CANDIDATES, context)], max_len, "choice", 0.1)
+    want = list_scores(model, feats, pad_id=tok.token_to_id("[PAD]") or 0)[0]
+    got = pipelines_for(load_model(ranker))["rank"]([{"context": context, "candidates": RANK_CANDIDATES}])[0]
+    assert got["scores"] == pytest.approx(want, abs=1e-4) and got["ranking"] == rank(want)
+    assert len(set(got["scores"])) == len(RANK_CANDIDATES)  # the scores tell the candidates apart
+
+
+def test_rank_results_do_not_depend_on_the_other_inputs_of_the_batch(ranker):
+    pipe = pipelines_for(load_model(ranker))["rank"]
+    one = {"context": RANK_CONTEXT, "candidates": RANK_CANDIDATES}
+    other = {"context": "paris and london are old towns " * 3, "candidates": ["a", "rome is old " * 4]}
+    assert pipe([one, other])[0] == pipe([one])[0]
+
+
+def test_rank_refuses_a_pair_longer_than_the_runs_max_seq_len(ranker):
+    pipe = pipelines_for(load_model(ranker))["rank"]  # the run was trained with max_seq_len 48
+    assert pipe.max_tokens == 48
+    with pytest.raises(ElectraError, match="candidate 1: context \\+ candidate is .* at most 48"):
+        pipe.prepare({"context": RANK_CONTEXT, "candidates": ["paris", "paris " * 50]})
+
+
+@pytest.mark.parametrize("stored_names", [True, False], ids=["names in the run", "a run without names"])
+def test_classify_answers_sst2_labels_by_name(models, tmp_path, stored_names):
+    loaded = load_model(tiny_sst2_run(models["pretrained"], tmp_path / "sst2", stored_names))
+    got = pipelines_for(loaded)["classify"](["a gripping film"])[0]
+    assert loaded.labels == ["0", "1"] and sorted(r["label"] for r in got) == ["negative", "positive"]
+
+
+def test_classify_labels_without_names_are_answered_as_stored(models):
+    got = pipelines_for(load_model(models["classification"]))["classify"]([["paris", "london"]])[0]
+    assert sorted(r["label"] for r in got) == ["contradiction", "entailment", "neutral"]

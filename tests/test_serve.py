@@ -1,10 +1,16 @@
 """`electra serve` in a subprocess on a free loopback port: every endpoint's schema, every error class, dynamic
-batching under concurrency, and graceful shutdown."""
+batching under concurrency, oversized bodies answered to clients that write the whole body first, and graceful
+shutdown."""
 
+import contextlib
 import inspect
+import json
 import signal
+import socket
 import threading
 import time
+import urllib.error
+import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
@@ -16,9 +22,11 @@ from deploy_fixtures import ZH, tiny_models  # noqa: E402
 from electra.checkpoint import load_checkpoint, save_checkpoint, tokenizer_dir  # noqa: E402
 from electra.generation import Edit, apply_edits  # noqa: E402
 from electra.inference import load_model  # noqa: E402
-from electra.pipelines import pipelines_for  # noqa: E402
+from electra.pipelines import PIPELINES, pipelines_for  # noqa: E402
 from electra.scoring import Scorer  # noqa: E402
-from serve_fixtures import running_server  # noqa: E402
+from electra.serve.app import ENDPOINTS, ROUTES  # noqa: E402
+from electra.tasks.registry import FAMILIES  # noqa: E402
+from serve_fixtures import SST2_NAMES, free_port, running_server, tiny_ranking_run, tiny_sst2_run  # noqa: E402
 
 QA = {"question": "what is the capital of france?", "context": "The capital of France is Paris. Rivers run."}
 OPTIONS = ("--max-wait-ms", "100", "--max-queue", "16", "--max-inputs", "20", "--max-body-bytes", "4096",
@@ -34,13 +42,16 @@ def models(tmp_path_factory):
     ckpt = runs["pretrained"]  # the same discriminator saved alone, as `electra import-hf --discriminator` does
     runs["discriminator_only"] = save_checkpoint(load_checkpoint(ckpt), ckpt.parent / "disc-only",
                                                  tokenizer_dir=tokenizer_dir(ckpt), has_generator=False)
+    runs["ranking"] = tiny_ranking_run(ckpt, ckpt.parent / "rank")
+    runs["named"] = tiny_sst2_run(ckpt, ckpt.parent / "sst2")
     return runs
 
 
 @pytest.fixture(scope="module")
 def server(models, tmp_path_factory):
     specs = [f"pre={models['pretrained']}", f"cls={models['classification']}", f"qa={models['qa']}",
-             f"tag={models['tagging']}", f"disc={models['discriminator_only']}"]
+             f"tag={models['tagging']}", f"disc={models['discriminator_only']}", f"rank={models['ranking']}",
+             f"sst={models['named']}"]
     with running_server(specs, tmp_path_factory.mktemp("log") / "serve.log", *OPTIONS) as s:
         yield s
 
@@ -55,7 +66,8 @@ def client(server):
 def local(models):
     """The same pipelines in this process: what the API must answer."""
     return {**pipelines_for(load_model(models["pretrained"])), **pipelines_for(load_model(models["qa"])),
-            **pipelines_for(load_model(models["tagging"])), **pipelines_for(load_model(models["classification"]))}
+            **pipelines_for(load_model(models["tagging"])), **pipelines_for(load_model(models["classification"])),
+            **pipelines_for(load_model(models["ranking"]))}
 
 
 def test_health_ready_and_info_describe_the_models(client):
@@ -323,3 +335,206 @@ def test_shutdown_lets_the_request_in_flight_finish(models, tmp_path):
         t.join(30)
         assert s.process.wait(30) in (0, -signal.SIGTERM)  # uvicorn re-raises the signal once it has shut down
     assert result["status"] == 200 and set(result["body"]) == {"tokens", "replaced_prob", "sequence_score"}
+
+
+# ---- rank (fine-tuned rerankers) ----------------------------------------------------------------------------
+RANK = {"context": "what is the capital of france?", "candidates": ["paris is the capital", "london is old", ZH]}
+
+
+def test_rank_answers_each_candidates_score_and_the_ranking(client, local):
+    got = client.post("/v1/rank", json=RANK).json()
+    assert set(got) == {"scores", "ranking"} and len(got["scores"]) == 3 and sorted(got["ranking"]) == [0, 1, 2]
+    assert got == local["rank"]([RANK])[0]
+    assert [got["scores"][k] for k in got["ranking"]] == sorted(got["scores"], reverse=True)
+
+
+def test_rank_inputs_give_one_answer_per_input_in_order(client):
+    inputs = [RANK, {"candidates": ["paris", "rome is old"]}, {**RANK, "candidates": RANK["candidates"][::-1]}]
+    got = client.post("/v1/rank", json={"inputs": inputs}).json()
+    assert got == [client.post("/v1/rank", json=i).json() for i in inputs]
+
+
+def test_rank_is_listed_in_info_with_the_runs_kind(client):
+    by_name = {m["name"]: m for m in client.get("/info").json()["models"]}
+    assert by_name["rank"]["kind"] == "ranking" and by_name["rank"]["tasks"] == ["rank"]
+    assert by_name["rank"]["task"] == "mutual" and by_name["rank"]["max_input_tokens"] == 40
+
+
+RANK_ERRORS = [
+    ({"context": "q", "candidates": []}, "no candidates: the list is empty"),
+    ({"context": "q", "candidates": ["a", 5]}, "candidates.1: Input should be a valid string"),
+    ({"context": 5, "candidates": ["a"]}, "context: Input should be a valid string"),
+    ({"candidates": ["a"] * 21}, "a list of 21 candidates; at most 20 per list"),
+    ({"context": "q", "candidates": ["a", "paris " * 60]}, "candidate 1: context + candidate is"),
+    ({"context": "q"}, "give \"candidates\""),
+    ({"candidates": ["a"], "inputs": [RANK]}, "give \"candidates\""),
+    ({"inputs": []}, "no inputs: the list is empty"),
+    ({"inputs": [RANK, {"context": "q", "candidates": []}]}, "input 1: no candidates"),
+    ({"inputs": [{"context": "q"}]}, "inputs.0.candidates: Field required"),
+    ({"candidates": ["a"], "choices": ["b"]}, "choices: Extra inputs are not permitted"),
+    ({"candidates": ["a"], "model": "cls"}, "model 'cls' does not serve rank"),
+]
+
+
+@pytest.mark.parametrize("body,message", RANK_ERRORS, ids=[m for _, m in RANK_ERRORS])
+def test_rank_bad_requests_are_validation_errors_saying_what_is_wrong(client, body, message):
+    r = client.post("/v1/rank", json=body)
+    assert r.status_code == 422 and r.json().keys() == {"error", "error_type"}
+    assert r.json()["error_type"] == "validation" and message in r.json()["error"]
+
+
+def test_rank_keeps_serving_after_bad_requests(server, client):
+    for _, args, _, _ in ERRORS:
+        client.post("/v1/rank", headers={"Content-Type": "application/json"}, **args)
+    for body, _ in RANK_ERRORS:
+        client.post("/v1/rank", json=body)
+    assert server.process.poll() is None
+    assert client.post("/v1/rank", json=RANK).status_code == 200
+
+
+@pytest.mark.slow
+def test_a_fine_tuned_mutual_run_serves_the_scores_of_its_own_evaluation(tmp_path, capsys):
+    from electra.cli import main
+    from electra.data.ranking import read_mutual
+    from electra.metrics.ranking import rank
+    from electra.tasks.classification import prepare_tokenizer
+    from electra.tasks.ranking import encode_lists, list_scores
+    from electra.tasks.runner import load_task_model
+    from rescoring_fixtures import FIX, tiny_checkpoint
+
+    data, run = tmp_path / "mutual", tmp_path / "run"
+    data.mkdir()
+    for split in ("train", "dev"):
+        (data / f"{split}.jsonl").write_text((FIX / "mutual_dev_head.jsonl").read_text())
+    with pytest.raises(SystemExit):
+        main(["finetune", "--task", "mutual", "--model", str(tiny_checkpoint(tmp_path)), "--data", str(data),
+              "--out", str(run), "--max-steps", "1", "--batch-size", "8", "--max-seq-len", "128", "--quiet",
+              "--device", "cpu"])
+    capsys.readouterr()
+    item = read_mutual(data / "dev.jsonl")[0]
+    model = load_task_model(run)
+    cfg = model.encoder.config
+    tok = prepare_tokenizer(None, run, cfg.vocab_size, 128, cfg.max_position_embeddings)
+    tok.no_truncation()
+    while max(len(tok.encode(item.context, c).ids) for c in item.candidates) > 128:  # the server refuses what
+        item.context = item.context.split(" ", 1)[1]  # evaluation would cut: drop words from the left
+    assert item.context
+    feats = encode_lists(tok, [item], 128, "choice", 0.1)
+    want = list_scores(model, feats, pad_id=tok.token_to_id("[PAD]") or 0)[0]
+    with running_server([str(run)], tmp_path / "serve.log") as s, s.client() as c:
+        got = c.post("/v1/rank", json={"context": item.context, "candidates": item.candidates}).json()
+    assert got["scores"] == pytest.approx(want, abs=1e-4) and got["ranking"] == rank(want)
+
+
+# ---- label names ----------------------------------------------------------------------------------------------
+def test_classify_answers_label_names_where_the_run_names_its_labels(client):
+    got = client.post("/v1/classify", json={"text": "a gripping film", "model": "sst"}).json()
+    assert sorted(r["label"] for r in got) == ["negative", "positive"]
+    by_name = {m["name"]: m for m in client.get("/info").json()["models"]}
+    assert by_name["sst"]["labels"] == ["negative", "positive"] and by_name["sst"]["label_names"] == SST2_NAMES
+    assert by_name["cls"]["label_names"] == {}
+
+
+# ---- an oversized body reaches clients that write it whole before reading (lingering close) ----------------------
+BIG = b'{"text": "' + b"a" * 6_000_000 + b'"}'
+
+
+def _post_whole_body(port: int, body: bytes, chunked: bool = False, extra: bytes = b"") -> bytes:
+    """POST ``body`` as urllib does (``Connection: close``; the whole body written before reading), then read the
+    response until the server closes."""
+    with socket.create_connection(("127.0.0.1", port), timeout=30) as s:
+        head = (b"POST /v1/detect HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+                b"Connection: close\r\n" + extra)
+        if chunked:
+            s.sendall(head + b"Transfer-Encoding: chunked\r\n\r\n")
+            for i in range(0, len(body), 1 << 16):
+                s.sendall(b"%x\r\n%s\r\n" % (len(body[i:i + (1 << 16)]), body[i:i + (1 << 16)]))
+            s.sendall(b"0\r\n\r\n")
+        else:
+            s.sendall(head + b"Content-Length: %d\r\n\r\n" % len(body) + body)
+        return _read_to_close(s)
+
+
+def _read_to_close(s: socket.socket) -> bytes:
+    chunks = []
+    while chunk := s.recv(1 << 16):
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _status_and_json(response: bytes) -> tuple[int, dict, bytes]:
+    head, _, body = response.partition(b"\r\n\r\n")
+    return int(head.split()[1]), json.loads(body), head.lower()
+
+
+def test_urllib_posting_an_oversized_body_gets_the_413_json(server):
+    req = urllib.request.Request(server.url + "/v1/detect", data=BIG, headers={"Content-Type": "application/json"})
+    with pytest.raises(urllib.error.HTTPError) as e:
+        urllib.request.urlopen(req, timeout=30)
+    assert e.value.code == 413 and json.loads(e.value.read())["error_type"] == "payload_too_large"
+
+
+@pytest.mark.parametrize("chunked", [False, True], ids=["content-length", "chunked"])
+def test_a_client_writing_a_6_mb_body_before_reading_gets_the_413(server, client, chunked):
+    status, body, head = _status_and_json(_post_whole_body(int(server.url.rsplit(":", 1)[1]), BIG, chunked))
+    assert status == 413 and body["error_type"] == "payload_too_large" and b"connection: close" in head
+    assert client.post("/v1/detect", json={"text": "paris"}).status_code == 200
+
+
+@pytest.fixture(scope="module")
+def bare_server():
+    """The app with no model under uvicorn in a thread, lingering at most 1 MiB and 1 s: its port."""
+    import uvicorn
+
+    from electra.serve.app import create_app
+    from electra.serve.limits import Limits
+
+    app = create_app({}, Limits(max_body_bytes=4096, linger_bytes=1 << 20, linger_seconds=1.0))
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not server.started and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert server.started
+    yield port
+    server.should_exit = True
+    thread.join(10)
+
+
+def _serving(port: int) -> bool:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=10) as r:
+        return r.status == 200
+
+
+def test_a_body_over_the_discard_bound_is_cut_off_and_the_server_keeps_serving(bare_server):
+    start = time.monotonic()
+    with contextlib.suppress(OSError):  # a reset: what such a client may see
+        _post_whole_body(bare_server, b"x" * (3 << 20))  # 3 MiB declared, 1 MiB may be discarded: closed at once
+    assert time.monotonic() - start < 10 and _serving(bare_server)
+    status, _, _ = _status_and_json(_post_whole_body(bare_server, b"x" * (512 << 10)))  # within the bound
+    assert status == 413
+
+
+def test_a_client_that_stops_sending_gets_the_413_then_the_close_after_the_linger_time(bare_server):
+    with socket.create_connection(("127.0.0.1", bare_server), timeout=30) as s:
+        s.sendall(b"POST /v1/detect HTTP/1.1\r\nHost: x\r\nContent-Length: 6000000\r\n\r\n" + b"x" * 65536)
+        start = time.monotonic()
+        status, body, _ = _status_and_json(_read_to_close(s))  # and nothing more is sent
+        waited = time.monotonic() - start
+    assert status == 413 and body["error_type"] == "payload_too_large" and waited < 5
+    assert _serving(bare_server)
+
+
+def test_expect_100_continue_gets_the_413_at_once_without_a_continue(bare_server):
+    with socket.create_connection(("127.0.0.1", bare_server), timeout=30) as s:
+        s.sendall(b"POST /v1/detect HTTP/1.1\r\nHost: x\r\nContent-Length: 6000000\r\nExpect: 100-continue\r\n\r\n")
+        response = _read_to_close(s)
+    assert response.startswith(b"HTTP/1.1 413") and b"100 Continue" not in response
+
+
+def test_every_task_family_of_the_registry_has_a_pipeline_a_route_and_its_endpoint():
+    for family in FAMILIES.values():
+        assert family.pipeline in PIPELINES and family.pipeline in ROUTES, family.name
+        assert family.endpoint == f"/v1/{family.pipeline}" and family.endpoint in ENDPOINTS, family.name

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from deploy_fixtures import ZH, tiny_models
-from serve_fixtures import running_server
+from serve_fixtures import running_server, tiny_ranking_run, tiny_sst2_run
 
 CHROMIUM = os.environ.get("ELECTRA_CHROMIUM", "/usr/bin/chromium")
 FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -39,8 +39,10 @@ def page(tmp_path_factory):
     sync_playwright = _browser_or_skip()
     root = tmp_path_factory.mktemp("page")
     models = tiny_models(root)
-    with running_server([f"pre={models['pretrained']}", f"qa={models['qa']}"], root / "serve.log") as server, \
-            sync_playwright() as pw:
+    rank, sst = tiny_ranking_run(models["pretrained"], root / "rank"), tiny_sst2_run(models["pretrained"],
+                                                                                           root / "sst2")
+    specs = [f"pre={models['pretrained']}", f"qa={models['qa']}", f"rank={rank}", f"sst={sst}"]
+    with running_server(specs, root / "serve.log") as server, sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=CHROMIUM, args=FLAGS, headless=True)
         try:
             tab = browser.new_page(viewport={"width": 1000, "height": 900})
@@ -119,3 +121,40 @@ def test_correct_shows_the_api_edits_struck_through_and_replaced(page, tmp_path,
     assert all(s[5] == f"p(replaced) = {s[4]:.4f}" and s[6] == "line-through" for s in shown)  # hover, struck
     assert page.inner_text("#correct-result") == api["text"]
     assert _shot(page, tmp_path, "correct").stat().st_size > 0
+
+
+RANK_CONTEXT = "what is the capital of france?"
+RANK_CANDIDATES = ["the capital of france is paris.", "the capital of france is london.", ZH,
+                   "the river runs through green hills."]
+
+
+@pytest.mark.slow
+def test_rank_lists_the_candidates_best_first_with_the_api_scores(page, tmp_path):
+    page.fill("#rank-context", RANK_CONTEXT)
+    page.fill("#rank-candidates", "\n".join(RANK_CANDIDATES) + "\n\n")  # blank lines are no candidates
+    page.eval_on_selector("#rank-out", "e => e.replaceChildren()")
+    page.click("#rank-run")
+    page.wait_for_selector("#rank-list li")
+    shown = page.eval_on_selector_all("#rank-list li", "els => els.map(e => [+e.dataset.index, +e.dataset.score, "
+                                                       "e.querySelector('.text').textContent, "
+                                                       "e.querySelector('.score').textContent])")
+    with page.server.client() as c:
+        api = c.post("/v1/rank", json={"context": RANK_CONTEXT, "candidates": RANK_CANDIDATES}).json()
+    assert [s[0] for s in shown] == api["ranking"]
+    assert [s[1] for s in shown] == [api["scores"][k] for k in api["ranking"]]
+    assert [s[2] for s in shown] == [RANK_CANDIDATES[k] for k in api["ranking"]]
+    assert all(s[3] == f"{s[1]:.4f}" for s in shown)
+    assert _shot(page, tmp_path, "rank").stat().st_size > 0
+
+
+@pytest.mark.slow
+def test_classify_shows_the_label_names_the_api_answers(page, tmp_path):
+    page.fill("#classify-text", "a gripping, beautifully acted film.")
+    page.eval_on_selector("#classify-out", "e => e.replaceChildren()")
+    page.click("#classify-run")
+    page.wait_for_selector("#classify-out table")
+    shown = page.eval_on_selector_all("#classify-out tr", "els => els.map(e => e.cells[0].textContent)")
+    with page.server.client() as c:
+        api = c.post("/v1/classify", json={"text": "a gripping, beautifully acted film."}).json()
+    assert shown == [r["label"] for r in api] and sorted(shown) == ["negative", "positive"]
+    assert _shot(page, tmp_path, "classify").stat().st_size > 0

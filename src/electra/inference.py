@@ -46,6 +46,8 @@ from torch import Tensor, nn
 from electra.errors import ElectraError
 from electra.export.onnx import MODEL_FILE, export_onnx, read_meta
 from electra.export.session import ort_session
+from electra.tasks.classification import label_names
+from electra.tasks.registry import family_of_head
 from electra.tokenization import pad_to
 
 BACKENDS = ("torch", "onnx")
@@ -208,7 +210,7 @@ def torch_task_runner(model: nn.Module, precision: str) -> Runner:
 class LoadedModel:
     """What a served or predicting model is: its runners, tokenizer and task description."""
 
-    kind: str  # "pretrained" | "classification" | "qa" | "tagging"
+    kind: str  # "pretrained", or a task family of electra.tasks.registry: "classification", "qa", "tagging", ...
     runners: dict[str, Runner]  # "discriminator" (+ "generator" if the checkpoint has one), or "task"
     tokenizer: Any
     spec: dict[str, Any] = field(default_factory=dict)  # the task run's spec (labels, window, ...)
@@ -223,13 +225,23 @@ class LoadedModel:
         return list(self.spec.get("labels") or [])
 
     @property
+    def label_names(self) -> list[str]:
+        """The labels as people read them, in label order (SST-2's "0", "1": negative, positive): a
+        classification run's ``label_names``, or its task's table for runs written before names were stored
+        (:func:`electra.tasks.classification.label_names`); other kinds: the labels."""
+        return label_names(self.spec) if self.kind == "classification" else self.labels
+
+    @property
     def max_sequence(self) -> int:
         return int(self.config.max_position_embeddings)
 
 
-def _kind_of_head(head_class: str) -> str:
-    return {"ClassificationHead": "classification", "SpanQAHead": "qa",
-            "TokenClassificationHead": "tagging"}.get(head_class, "")
+def _kind_of_head(head_class: str, source: str | Path) -> str:
+    """A fine-tuned run's family (:mod:`electra.tasks.registry`), from its head class."""
+    try:
+        return family_of_head(head_class).name
+    except ElectraError as e:
+        raise ElectraError(f"{source}: {e}") from None
 
 
 def load_model(path: str | Path, backend: str = "torch", precision: str = "fp32",
@@ -266,7 +278,7 @@ def _load_torch(path: Path, precision: str) -> LoadedModel:
         tok = run_tokenizer_dir(path)
         if tok is None:
             raise ElectraError(f"{path}: run has no tokenizer/ folder")
-        kind = _kind_of_head(type(model.head).__name__)
+        kind = _kind_of_head(type(model.head).__name__, path)
         return LoadedModel(kind, {"task": torch_task_runner(model, precision)}, load_tokenizer(tok), model.spec,
                            meta["head"], model.encoder.config, str(path), "torch", precision)
     from electra.checkpoint import load_checkpoint, read_checkpoint_meta, resolve_checkpoint, tokenizer_dir
@@ -332,7 +344,7 @@ def as_task_model(loaded: LoadedModel) -> RunnerTaskModel:
 
 
 def load_task_runner(run: str | Path, backend: str, precision: str, kind: str) -> tuple[RunnerTaskModel, Any]:
-    """A fine-tuned run of ``kind`` (classification, qa, tagging) as a task model on ``backend``, and its
+    """A fine-tuned run of ``kind`` (classification, qa, tagging, ranking) as a task model on ``backend``, and its
     tokenizer."""
     loaded = load_model(run, backend, precision)
     if loaded.kind != kind:

@@ -1,4 +1,5 @@
-"""Text in, JSON-ready results out, for every kind of model: detect, fill, correct, rescore, classify, answer, tag.
+"""Text in, JSON-ready results out, for every kind of model: detect, fill, correct, rescore, classify, answer, tag,
+rank.
 
 Each pipeline has two halves so that a server can batch across requests (``electra.serve.batching``):
 ``prepare(value)`` tokenizes and validates one input (a user error raises :class:`ElectraError`, an HTTP 422)
@@ -10,8 +11,8 @@ reads it, and QA windowing changes its truncation settings).
 Result shapes follow ``transformers``' pipelines where it has one: fill-mask (``sequence, score, token,
 token_str``), text-classification (``label, score``, best first), question-answering (``answer, score, start,
 end``; no answer: ``""`` with start = end = 0), token-classification with simple aggregation (``entity_group,
-score, word, start, end``); detect returns what ``electra detect --json`` prints, correct what
-:meth:`electra.generation.Correction.to_dict` gives (``text, edits``).
+score, word, start, end``); rescore and rank return ``scores, ranking``; detect returns what ``electra detect
+--json`` prints, correct what :meth:`electra.generation.Correction.to_dict` gives (``text, edits``).
 """
 
 from __future__ import annotations
@@ -28,7 +29,9 @@ from tokenizers import Tokenizer
 
 from electra.errors import ElectraError
 from electra.inference import LoadedModel, as_task_model
-from electra.tokenization import pad_batch
+from electra.metrics.ranking import rank
+from electra.tasks.registry import FAMILIES
+from electra.tokenization import encode_candidates, pad_batch
 
 
 @dataclass
@@ -219,7 +222,8 @@ class RescorePipeline(Pipeline):
 
 class ClassifyPipeline(Pipeline):
     """A text, or a pair ``[a, b]`` for sentence-pair tasks: every label with its probability, best first
-    (regression: one entry, the predicted value as ``score``)."""
+    (regression: one entry, the predicted value as ``score``). A label is given by its name where the run's spec
+    names it (``label_names``, e.g. SST-2's ``"1"`` is ``"positive"``; :attr:`LoadedModel.label_names`)."""
 
     task = "classify"
 
@@ -235,7 +239,7 @@ class ClassifyPipeline(Pipeline):
     def run(self, items: list[Item]) -> list[list[dict[str, Any]]]:
         batch = pad_batch([i.data.ids for i in items], [i.data.type_ids for i in items])
         logits = self.model.runners["task"](batch)["logits"].astype(np.float64)
-        labels = self.model.labels
+        labels = self.model.label_names
         if logits.ndim == 1 or not labels:
             name = self.model.spec.get("task", "value")
             return [[{"label": name, "score": round(float(v), 4)}] for v in logits.reshape(len(items), -1)[:, 0]]
@@ -349,18 +353,84 @@ def group_entities(text: str, words: list[tuple[str, float, int, int]]) -> list[
              "word": text[g["start"]:g["end"]], "start": g["start"], "end": g["end"]} for g in groups]
 
 
+class RankPipeline(Pipeline):
+    """A fine-tuned reranker (``electra finetune --task mutual|asr-nbest|mt-rerank|ranking``): ``{"context",
+    "candidates"}`` -> each candidate's cross-encoder score (in input order) and the ranking (indices, best
+    first; equal scores keep the lower index first), as the run's own evaluation scores a list
+    (:func:`electra.tasks.ranking.encode_lists` and ``list_scores``): ``[CLS] context [SEP] candidate [SEP]``, or
+    ``[CLS] candidate [SEP]`` when the context is absent or empty (asr-nbest runs are trained without one;
+    mt-rerank runs take the source sentence as the context). Each pair is scored on its own (a list of one), so
+    a score does not depend on the other candidates. A pair longer than the run's ``max_seq_len`` (or the
+    per-input token limit) is refused: evaluation would cut its context from the left, the server never cuts."""
+
+    task = "rank"
+    max_forward_tokens = 16384  # padded tokens per forward pass within one ``run``
+
+    def __init__(self, model: LoadedModel, max_input_tokens: int | None = None):
+        super().__init__(model, max_input_tokens)
+        trained = model.spec.get("max_seq_len")
+        if isinstance(trained, int) and trained > 0:
+            self.max_tokens = min(self.max_tokens, trained)
+        self.pad_id = self.tokenizer.token_to_id("[PAD]") or 0
+
+    def prepare(self, value: Any) -> Item:
+        if not isinstance(value, dict) or not isinstance(value.get("candidates"), list):
+            raise ElectraError("each input must be an object with \"candidates\" (a list of strings) and an optional "
+                               "\"context\" (a string)")
+        context, candidates = value.get("context"), value["candidates"]
+        if context is not None and not isinstance(context, str):
+            raise ElectraError("context must be a string")
+        if not candidates:
+            raise ElectraError("no candidates: the list is empty")
+        bad = next((j for j, c in enumerate(candidates) if not isinstance(c, str)), None)
+        if bad is not None:
+            raise ElectraError(f"candidate {bad} must be a string, not {type(candidates[bad]).__name__}")
+        contexts = [context] * len(candidates) if context else None  # as encode_lists: "" is no context
+        encs = encode_candidates(self.tokenizer, candidates, contexts, max_len=1 << 30)  # never cut: refused below
+        for j, enc in enumerate(encs):
+            if len(enc.ids) > self.max_tokens:
+                raise ElectraError(f"candidate {j}: {'context + candidate' if contexts else 'the candidate'} is "
+                                   f"{len(enc.ids)} tokens long; this model takes at most {self.max_tokens} "
+                                   "(inputs are not truncated or split: shorten it)")
+        return Item(encs, max(len(e.ids) for e in encs) * len(encs))
+
+    def run(self, items: list[Item]) -> list[dict[str, Any]]:
+        encs = [e for i in items for e in i.data]
+        scores = np.zeros(len(encs))
+        order = sorted(range(len(encs)), key=lambda k: len(encs[k].ids))
+        start = 0
+        while start < len(order):  # chunks of similar lengths, at most max_forward_tokens padded tokens each
+            end = start + 1
+            while end < len(order) and len(encs[order[end]].ids) * (end + 1 - start) <= self.max_forward_tokens:
+                end += 1
+            chunk = order[start:end]
+            batch = pad_batch([encs[k].ids for k in chunk], [encs[k].type_ids for k in chunk], self.pad_id)
+            batch["candidate_mask"] = np.ones((len(chunk), 1), dtype=np.int64)  # each pair a list of one
+            scores[chunk] = self.model.runners["task"](batch)["logits"].astype(np.float64).reshape(-1)
+            start = end
+        out, at = [], 0
+        for item in items:
+            s = scores[at:at + len(item.data)].tolist()
+            at += len(item.data)
+            out.append({"scores": [round(v, 4) for v in s], "ranking": rank(s)})
+        return out
+
+
 PIPELINES: dict[str, type[Pipeline]] = {p.task: p for p in (DetectPipeline, FillPipeline, CorrectPipeline,
                                                             RescorePipeline, ClassifyPipeline, AnswerPipeline,
-                                                            TagPipeline)}
+                                                            TagPipeline, RankPipeline)}
 
 
 def pipelines_for(model: LoadedModel, max_input_tokens: int | None = None) -> dict[str, Pipeline]:
     """The pipelines a model serves: detect, fill, correct and rescore (pre-trained: fill needs the generator,
-    correct both networks), classify, answer or tag (fine-tuned)."""
+    correct both networks), classify, answer, tag or rank (fine-tuned)."""
     if model.kind == "pretrained":
         needs = (("detect", {"discriminator"}), ("fill", {"generator"}), ("correct", {"generator", "discriminator"}),
                  ("rescore", {"discriminator"}))
         tasks = [t for t, r in needs if r <= set(model.runners)]
+    elif model.kind in FAMILIES:
+        tasks = [FAMILIES[model.kind].pipeline]  # the task registry says which pipeline a family's runs serve
     else:
-        tasks = [{"classification": "classify", "qa": "answer", "tagging": "tag"}[model.kind]]
+        raise ElectraError(f"{model.source}: a {model.kind or 'fine-tuned'} model, which has no pipeline (known: "
+                           f"pretrained, {', '.join(FAMILIES)})")
     return {t: PIPELINES[t](model, max_input_tokens) for t in tasks}

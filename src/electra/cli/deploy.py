@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 
 from electra.cli.common import add_backend_args
@@ -95,23 +96,37 @@ def run_import_hf(args: argparse.Namespace) -> None:
     print(f"wrote checkpoint {out}")
 
 
+LIMIT_HELP = {  # --help of each serve limit; the defaults are Limits' (electra.serve.limits)
+    "max_body_bytes": "larger bodies get 413",
+    "max_inputs": "inputs per request, else 422",
+    "max_input_tokens": "tokens per input, else 422 (default: the model's maximum length); inputs are never "
+                        "truncated or split",
+    "max_batch_tokens": "padded tokens per forward pass",
+    "max_batch_size": "inputs per forward pass",
+    "max_wait_ms": "how long an input waits for batch mates",
+    "max_queue": "queued inputs per model and task, else 429",
+    "linger_bytes": "a 413 answered before its body arrived: the rest of the body read and discarded up to this "
+                    "many bytes, so every client reads the answer",
+    "linger_seconds": "... for at most this long",
+}
+
+
 def add_serve(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("serve", help="HTTP service + web page: detect, fill, classify, answer, tag")
+    p = sub.add_parser("serve", help="HTTP service + web page: detect, fill, correct, rescore; classify, answer, "
+                                     "tag, rank with fine-tuned runs")
     p.add_argument("--model", required=True, nargs="+", action="extend", metavar="[NAME=]RUN",
-                   help="checkpoint/run folder (detect + fill), fine-tuned run (classify/answer/tag) or ONNX "
+                   help="checkpoint/run folder (detect + fill), fine-tuned run (classify/answer/tag/rank) or ONNX "
                         "export folder; repeat for several")
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
     p.add_argument("--port", type=int, default=8000)
     add_backend_args(p)
     p.add_argument("--threads", type=int, help="inference threads (default: torch's, one per core)")
-    p.add_argument("--max-body-bytes", type=int, default=1 << 20, help="larger bodies get 413 (default 1 MiB)")
-    p.add_argument("--max-inputs", type=int, default=64, help="inputs per request, else 422 (default 64)")
-    p.add_argument("--max-input-tokens", type=int, help="tokens per input, else 422 (default: the model's "
-                                                        "maximum length); inputs are never truncated or split")
-    p.add_argument("--max-batch-tokens", type=int, default=16384, help="padded tokens per forward pass")
-    p.add_argument("--max-batch-size", type=int, default=64, help="inputs per forward pass")
-    p.add_argument("--max-wait-ms", type=float, default=5.0, help="how long an input waits for batch mates")
-    p.add_argument("--max-queue", type=int, default=1024, help="queued inputs per model and task, else 429")
+    defaults = Limits()
+    for f in dataclasses.fields(Limits):
+        default = getattr(defaults, f.name)
+        kind = float if isinstance(default, float) else int
+        shown = "" if default is None else f" (default {default})"
+        p.add_argument("--" + f.name.replace("_", "-"), type=kind, help=LIMIT_HELP[f.name] + shown)
     p.add_argument("--graceful-seconds", type=float, default=30.0, help="on SIGTERM/SIGINT: time for requests "
                                                                        "in flight to finish")
     p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
@@ -119,9 +134,6 @@ def add_serve(sub: argparse._SubParsersAction) -> None:
 
 
 def run_serve(args: argparse.Namespace) -> None:
-    limits = Limits(max_body_bytes=args.max_body_bytes, max_inputs=args.max_inputs,
-                    max_input_tokens=args.max_input_tokens, max_batch_tokens=args.max_batch_tokens,
-                    max_batch_size=args.max_batch_size, max_wait_ms=args.max_wait_ms,
-                    max_queue=args.max_queue).check()
-    serve(args.model, args.host, args.port, args.backend, args.precision, limits, args.threads,
+    given = {f.name: getattr(args, f.name) for f in dataclasses.fields(Limits) if getattr(args, f.name) is not None}
+    serve(args.model, args.host, args.port, args.backend, args.precision, Limits(**given).check(), args.threads,
           args.graceful_seconds, args.log_level)

@@ -4,7 +4,7 @@
 ``GET /``              the web page (``static/index.html``)
 ``GET /health``        200 while the process serves
 ``GET /ready``         200 when every model is loaded and warmed up, 503 while shutting down
-``GET /info``          models (name, kind, tasks, labels, backend, precision, token limit) and limits
+``GET /info``          models (name, kind, tasks, labels, label_names, backend, precision, token limit) and limits
 ``GET /metrics``       Prometheus text format
 ``POST /v1/detect``    ``{"text"}`` or ``{"texts": [...]}`` -> what ``electra detect --json`` prints
 ``POST /v1/fill``      ``{"text" | "texts", "top_k"}`` -> fill-mask candidates ``sequence, score, token, token_str``
@@ -12,14 +12,17 @@
                        p_replaced}]}`` (pre-trained models with a generator; see :class:`CorrectRequest`)
 ``POST /v1/rescore``   ``{"candidates": [...]}`` or ``{"lists": [[...], ...]}``, ``"method"`` rtd | pll | pll-word
                        -> ``{scores, ranking}`` per list (zero-shot sentence scores; ranking: indices, best first)
-``POST /v1/classify``  ``{"text" | "texts"}`` (a pair as ``[a, b]``) -> ``[{label, score}, ...]`` best first
+``POST /v1/classify``  ``{"text" | "texts"}`` (a pair as ``[a, b]``) -> ``[{label, score}, ...]`` best first (a
+                       label by its name where the run names it, e.g. SST-2's ``positive``)
 ``POST /v1/answer``    ``{"question", "context"}`` or ``{"inputs": [{...}, ...]}`` -> ``answer, score, start, end``
 ``POST /v1/tag``       ``{"text" | "texts"}`` -> ``[{entity_group, score, word, start, end}, ...]``
+``POST /v1/rank``      ``{"context", "candidates": [...]}`` or ``{"inputs": [{...}, ...]}`` -> ``{scores, ranking}``
+                       (a fine-tuned reranker's score per candidate, in input order; ranking: indices, best first)
 =====================  ======================================================================================
 
 Every POST takes an optional ``"model"`` (a served model's name; default: the first that does the task).
 ``"text"`` gives one result, ``"texts"``/``"inputs"`` a list of results in order. Errors: see
-:mod:`electra.serve.limits`.
+:mod:`electra.serve.limits`; a response sent before the request's body has arrived: :mod:`electra.serve.lingering`.
 """
 
 from __future__ import annotations
@@ -44,15 +47,15 @@ from electra.inference import LoadedModel
 from electra.pipelines import CORRECT_OPTIONS, Pipeline, corrector_defaults, pipelines_for
 from electra.serve.batching import Batcher
 from electra.serve.limits import STATUS_TYPES, ApiError, Limits, invalid, malformed, too_large, unavailable
+from electra.serve.lingering import LingeringBody
 from electra.serve.metrics import Metrics
 
 log = logging.getLogger("electra.serve")
 PAGE = Path(__file__).parent / "static" / "index.html"
-ENDPOINTS = ("/", "/health", "/ready", "/info", "/metrics", "/v1/detect", "/v1/fill", "/v1/correct",
-             "/v1/rescore", "/v1/classify", "/v1/answer", "/v1/tag")
 WARM_UP = {"detect": "hello world", "fill": "hello [MASK]", "correct": "hello world",
            "rescore": ["hello world", "world hello"], "classify": "hello world",
-           "tag": "hello world", "answer": {"question": "what?", "context": "hello world"}}
+           "tag": "hello world", "answer": {"question": "what?", "context": "hello world"},
+           "rank": {"context": "hello", "candidates": ["hello world", "world hello"]}}
 CORRECT_DEFAULTS = corrector_defaults()
 
 
@@ -118,6 +121,33 @@ class RescoreRequest(_Request):
         return {"method": self.method}
 
 
+class RankInput(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+    context: str | None = None  # absent or "": the candidates alone (as asr-nbest runs are trained)
+    candidates: list[str]
+
+
+class RankRequest(_Request):
+    context: str | None = None
+    candidates: list[str] | None = None  # one input
+    inputs: list[RankInput] | None = None
+
+
+def _rank_inputs(req: RankRequest) -> tuple[list[Any], bool]:
+    single = req.candidates is not None or req.context is not None
+    if single == (req.inputs is not None) or single and req.candidates is None:
+        raise invalid("give \"candidates\" (and an optional \"context\") for one input, or \"inputs\": "
+                      "[{\"context\", \"candidates\"}, ...]")
+    if single:
+        return [{"context": req.context, "candidates": req.candidates}], True
+    return [i.model_dump() for i in req.inputs], False
+
+
+def _list_size(task: str, value: Any) -> int:
+    """How many candidates an input of a list task (rescore, rank) holds; 0 for other tasks."""
+    return len(value) if task == "rescore" else len(value["candidates"]) if task == "rank" else 0
+
+
 def _candidate_lists(req: RescoreRequest) -> tuple[list[Any], bool]:
     if (req.candidates is None) == (req.lists is None):
         raise invalid("give exactly one of \"candidates\" (one list) and \"lists\" (a list of lists)")
@@ -142,7 +172,9 @@ def _qa_inputs(req: AnswerRequest) -> tuple[list[Any], bool]:
 ROUTES: dict[str, tuple[type[_Request], Callable[[Any], tuple[list[Any], bool]]]] = {
     "detect": (TextRequest, _texts), "fill": (FillRequest, _texts), "correct": (CorrectRequest, _texts),
     "rescore": (RescoreRequest, _candidate_lists), "classify": (ClassifyRequest, _texts),
-    "answer": (AnswerRequest, _qa_inputs), "tag": (TextRequest, _texts)}
+    "answer": (AnswerRequest, _qa_inputs), "tag": (TextRequest, _texts), "rank": (RankRequest, _rank_inputs)}
+# the pre-trained pair's routes, then one per task family (electra.tasks.registry: Family.pipeline, .endpoint)
+ENDPOINTS = ("/", "/health", "/ready", "/info", "/metrics", *(f"/v1/{task}" for task in ROUTES))
 
 
 # ---- the app -------------------------------------------------------------------------------------------
@@ -194,9 +226,11 @@ class Service:
         for name, m in self.models.items():
             tasks = [t for (n, t) in self.pipelines if n == name]
             limit = next(p.max_tokens for (n, _), p in self.pipelines.items() if n == name)
-            models.append({"name": name, "kind": m.kind, "tasks": tasks, "labels": m.labels,
-                           "task": m.spec.get("task"), "backend": m.backend, "precision": m.precision,
-                           "max_input_tokens": limit, "source": m.source})
+            names = dict(zip(m.labels, m.label_names))
+            models.append({"name": name, "kind": m.kind, "tasks": tasks, "labels": m.label_names,
+                           "label_names": {k: v for k, v in names.items() if k != v}, "task": m.spec.get("task"),
+                           "backend": m.backend, "precision": m.precision, "max_input_tokens": limit,
+                           "source": m.source})
         return {"models": models, "limits": dict(self.limits.__dict__)}
 
 
@@ -327,7 +361,7 @@ def create_app(models: dict[str, LoadedModel], limits: Limits | None = None) -> 
             raise invalid("no inputs: the list is empty")
         if len(values) > limits.max_inputs:
             raise invalid(f"{len(values)} inputs; at most {limits.max_inputs} per request")
-        if task == "rescore" and (most := max(len(v) for v in values)) > limits.max_inputs:
+        if (most := max(_list_size(task, v) for v in values)) > limits.max_inputs:
             raise invalid(f"a list of {most} candidates; at most {limits.max_inputs} per list")
         _, batcher = service.pick(task, req.model)
         options = req.options()
@@ -349,4 +383,5 @@ def create_app(models: dict[str, LoadedModel], limits: Limits | None = None) -> 
     for task in ROUTES:
         app.add_api_route(f"/v1/{task}", route(task), methods=["POST"], name=task)
     app.add_middleware(MetricsMiddleware, metrics=metrics)
+    app.add_middleware(LingeringBody, max_bytes=limits.linger_bytes, max_seconds=limits.linger_seconds)  # outermost
     return app

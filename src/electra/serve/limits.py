@@ -8,7 +8,9 @@ status  error_type             when
 400     malformed_json         the body is not JSON (or not UTF-8)
 404     not_found              no such route, or no served model does this task
 405     method_not_allowed     e.g. GET on a POST route
-413     payload_too_large      the body is over ``max_body_bytes``
+413     payload_too_large      the body is over ``max_body_bytes`` (answered with ``Connection: close`` once the rest
+                               of the body, up to ``linger_bytes`` / ``linger_seconds``, is read and discarded:
+                               :mod:`electra.serve.lingering`)
 422     validation             wrong field types or names, too many inputs, an input over the token limit
                                (inputs are refused, never truncated or split), an unknown model, no [MASK]
 429     overloaded             the model's queue already holds ``max_queue`` inputs (retry later)
@@ -33,10 +35,12 @@ class Limits:
     max_batch_size: int = 64  # inputs per forward pass
     max_wait_ms: float = 5.0  # how long a first input waits for others to share its batch
     max_queue: int = 1024  # inputs waiting per model and task before 429
+    linger_bytes: int = 64 << 20  # an answer sent before its request's body arrived: discard up to this much of it
+    linger_seconds: float = 5.0  # ... for at most this long, then close (see electra.serve.lingering)
 
     def check(self) -> Limits:
         for name, value in self.__dict__.items():
-            least = 0 if name == "max_wait_ms" else 1
+            least = 0 if name in ("max_wait_ms", "linger_bytes", "linger_seconds") else 1
             if value is not None and value < least:
                 raise ElectraError(f"--{name.replace('_', '-')} {value}: must be >= {least}")
         return self
