@@ -21,7 +21,7 @@ onnxruntime's own recipe (``onnxruntime/transformers/optimizer.py``, ``quantizat
    (per-channel weights, one activation scale per tensor, i.e. per batch: ``DynamicQuantizeMatMul`` and
    ``QAttention``), the same nodes left fp32: faster (``MatMulNBits``' int8 kernels are slower than the
    per-tensor ``DynamicQuantizeMatMul``), less accurate, and a result depends on the batch. Measured on SST-2 dev
-   with a fine-tuned 6 x 384 model (MiniLM, batches of 32; README, Deployment), argmax agreement with fp32:
+   with a fine-tuned 6 x 384 model (MiniLM, batches of 32; docs/results.md, Deployment), argmax agreement with fp32:
    per row 99.89%, per tensor 98.62%, onnxruntime's defaults (every MatMul, per tensor) 95.64%; batch 32 time
    379 / 259 / 281 ms.
 

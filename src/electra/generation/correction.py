@@ -132,7 +132,7 @@ def read_vocabulary(path: str | Path) -> list[str]:
 
 
 # The correction defaults, chosen on planted errors in SQuAD dev sentences 200-499 (the benchmark scores 0-199),
-# with the full-depth-generator pair: README, "Detect and correct".
+# with the full-depth-generator pair: docs/generation-and-correction.md, "Detect and correct".
 DEFAULT_THRESHOLD = 0.8
 DEFAULT_MAX_NEW_P = 0.1
 DEFAULT_MIN_GENERATOR_PROB = 0.6

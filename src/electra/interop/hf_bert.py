@@ -40,7 +40,7 @@ from electra.tokenization import save_tokenizer, tokenizer_from_vocab
 GENERATOR_INITS = ("new", "truncate")
 # Default generator shape (width, depth as fractions of the BERT's) per init. truncate (the default): full width,
 # the lowest sixth of the blocks (1 of MiniLM's 6, 2 of BERT-base's 12). Measured on all-MiniLM-L6-v2 + 30 minutes
-# of continued RTD on 2 cores (README, warm start): with 1 block the held-out AUC is 0.932 against its own
+# of continued RTD on 2 cores (docs/results.md, warm start): with 1 block the held-out AUC is 0.932 against its own
 # generator and `detect` finds the planted word; 2 blocks make a stronger generator (AUC 0.885), and a new 6 x 96
 # generator (new's shape, the paper's 1/4 width) misses the showcase.
 GENERATOR_SHAPES = {"new": (0.25, 1.0), "truncate": (1.0, 1 / 6)}
