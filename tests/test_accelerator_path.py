@@ -3,6 +3,7 @@ run on the CPU through `electra.kernels.accelerator_path`: same losses and gradi
 
 from __future__ import annotations
 
+import pytest
 import torch
 import torch.nn.functional as F
 
@@ -83,6 +84,7 @@ def test_accelerator_path_uses_sdpa_and_f_dropout_and_trains(monkeypatch):
     assert sum(losses[-3:]) < sum(losses[:3])
 
 
+@pytest.mark.slow
 def test_compiled_objective_matches_eager_on_the_accelerator_path():
     obj, batch = objective(), make_batch(batch=4, seq=64)
     eager = loss_and_grads(obj, batch)

@@ -1,5 +1,6 @@
 """bf16 autocast trains like fp32: smoothed loss curves of a tiny model agree over a few hundred steps."""
 
+import pytest
 import torch
 
 from conftest import needs_native_bf16
@@ -33,6 +34,7 @@ def smooth(x: torch.Tensor) -> torch.Tensor:
     return x.unfold(0, WINDOW, 1).mean(-1)
 
 
+@pytest.mark.slow
 @needs_native_bf16  # 200 bf16 steps: ~20 s natively, minutes where bf16 is emulated
 def test_bf16_and_fp32_loss_curves_agree():
     fp32, bf16 = smooth(losses("fp32")), smooth(losses("bf16"))

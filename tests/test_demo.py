@@ -215,6 +215,7 @@ def test_warm_leg_prepares_the_text_with_the_berts_tokenizer_and_trains_from_the
     assert "NOT REACHED in 3 steps" in out or "PASSED" in out
 
 
+@pytest.mark.slow
 def test_warm_leg_with_a_minutes_budget_times_its_first_steps_then_resumes(tiny_bert, texts, tmp_path, capsys):
     train, held = texts
     warm = demo.warm_leg(tmp_path / "warm", train, held, tiny_bert, minutes=0.1, steps=None, seed=0, progress=False)

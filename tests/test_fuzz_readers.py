@@ -28,6 +28,7 @@ def test_reader_gives_a_result_or_a_one_line_electra_error(target):
     check()
 
 
+@pytest.mark.slow
 def test_fuzz_benchmark_prints_counts_per_reader_and_a_json_line():
     import json
     import os

@@ -89,6 +89,7 @@ def test_resume_continues_exactly(data_dir, tmp_path):
     assert losses(part) == losses(full)
 
 
+@pytest.mark.slow
 def test_resume_after_sigkill_gives_the_same_losses(data_dir, tmp_path):
     steps = ["--max-steps", "30", "--save-every", "3"]
     subprocess.run([sys.executable, "-m", "electra", *cli_args(data_dir, tmp_path / "full", *steps)],

@@ -40,6 +40,7 @@ def tf_pretrain_args(data_dir: Path, out: Path, *extra: str) -> list[str]:
             "--no-xla", *extra]
 
 
+@pytest.mark.slow
 def test_cli_pretrain_framework_tf_writes_a_checkpoint_pytorch_reads(data_dir, tmp_path, capsys):
     with pytest.raises(SystemExit) as e:
         cli(tf_pretrain_args(data_dir, tmp_path / "run"))
@@ -50,6 +51,7 @@ def test_cli_pretrain_framework_tf_writes_a_checkpoint_pytorch_reads(data_dir, t
         assert [r["step"] for r in csv.DictReader(f)] == ["2", "4"]
 
 
+@pytest.mark.slow
 def test_cli_pretrain_framework_tf_starts_from_a_checkpoint_with_init_from(data_dir, tmp_path, capsys):
     from electra.tf.training import pretrain
 
@@ -111,6 +113,7 @@ def test_cli_detect_framework_tf_refuses_backend_options(checkpoint, capsys):
     assert "--framework tf runs the Keras model in fp32" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 @needs_tf_backend
 def test_savedmodel_export_serves_the_pytorch_logits(checkpoint, tmp_path, capsys):
     import tensorflow as tf
@@ -133,6 +136,7 @@ def test_savedmodel_export_serves_the_pytorch_logits(checkpoint, tmp_path, capsy
         assert (tmp_path / "sm" / kind / "tokenizer" / "vocab.txt").is_file()
 
 
+@pytest.mark.slow
 def test_keras_classifier_fine_tunes_with_fit_and_saves_a_task_run_pytorch_evaluates(checkpoint, tmp_path):
     from electra.data.glue import custom_task
     from electra.tasks.classification import evaluate_runs

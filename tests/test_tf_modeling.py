@@ -154,6 +154,7 @@ def _train_keras_steps(km: Electra, steps: int = 3) -> None:
     obj.fit(b, epochs=steps, batch_size=4, verbose=0)
 
 
+@pytest.mark.slow
 def test_keras_trained_checkpoint_gives_the_same_logits_in_pytorch(tmp_path):
     torch.manual_seed(0)
     km = weights.from_torch(TorchElectra(CONFIGS["tiny"]))

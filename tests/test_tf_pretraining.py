@@ -147,6 +147,7 @@ def test_200_keras_steps_on_the_bundled_sample_lower_the_loss(data_dir, tmp_path
     load_checkpoint(resolve_checkpoint(run))  # our format, strict
 
 
+@pytest.mark.slow
 def test_keras_step_benchmark_reports_every_implementation(capsys):
     import sys
 

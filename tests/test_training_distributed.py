@@ -48,6 +48,7 @@ def two_rank_results(tmp_path_factory: pytest.TempPathFactory) -> list[dict]:
     return [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in range(2)]
 
 
+@pytest.mark.slow
 def test_two_gloo_processes_reduce_across_ranks(two_rank_results: list[dict]) -> None:
     for r, res in enumerate(two_rank_results):
         assert (res["rank"], res["world_size"], res["local_rank"], res["device"]) == (r, 2, r, "cpu")
