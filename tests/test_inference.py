@@ -209,3 +209,13 @@ def test_classify_answers_sst2_labels_by_name(models, tmp_path, stored_names):
 def test_classify_labels_without_names_are_answered_as_stored(models):
     got = pipelines_for(load_model(models["classification"]))["classify"]([["paris", "london"]])[0]
     assert sorted(r["label"] for r in got) == ["contradiction", "entailment", "neutral"]
+
+
+def test_a_ranking_run_exported_to_onnx_ranks_as_the_torch_run(ranker):
+    request = [{"context": RANK_CONTEXT, "candidates": RANK_CANDIDATES}, {"context": None, "candidates": ["a", "b c"]}]
+    want = pipelines_for(load_model(ranker))["rank"](request)
+    onnx = load_model(ranker, "onnx", "fp32")  # exported on the fly, parity-checked by the export
+    assert onnx.kind == "ranking"
+    got = pipelines_for(onnx)["rank"](request)
+    for g, w in zip(got, want):
+        assert g["scores"] == pytest.approx(w["scores"], abs=1e-3) and g["ranking"] == w["ranking"]

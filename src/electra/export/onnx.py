@@ -163,6 +163,8 @@ class OnnxGraph(nn.Module):
         if self.kind == "generator":
             return (self.head(hidden, self.word_embeddings.weight),)
         batch = {"input_ids": input_ids, "attention_mask": attention_mask, "token_type_ids": token_type_ids}
+        if self.kind == "ranking":  # each input one (context, candidate) pair: a list of one, scored alone
+            batch["candidate_mask"] = torch.ones_like(input_ids[:, :1])
         out = self.head(hidden, batch)
         return tuple(out[name] for name in self.outputs)
 
@@ -174,6 +176,8 @@ def _dims(name: str, kind: str, task: str | None) -> list[str | int]:
         return ["batch", "beam", "beam"]
     if name == "answerable_logit" or kind == "classification" and task == "regression":
         return ["batch"]
+    if kind == "ranking":
+        return ["batch", 1]  # one score per (context, candidate) pair
     if kind == "classification":
         return ["batch", "labels"]
     if kind in ("discriminator",) or name in ("start_logits", "end_logits"):
@@ -240,7 +244,12 @@ def _task_target(src: Path) -> Target:
         meta["beam_size"] = model.head.beam_size
         meta["beam_size_note"] = ("fixed at export (a TopK constant of the graph, the run's beam); inputs "
                                   "shorter than it are padded to it")
-    return Target("", graph, lambda b: model(b), run_tokenizer_dir(src), meta, min_seq)
+    def reference(b: dict[str, Tensor]) -> dict[str, Tensor]:
+        if kind == "ranking":
+            b = {**b, "candidate_mask": torch.ones_like(b["input_ids"][:, :1])}
+        return model(b)
+
+    return Target("", graph, reference, run_tokenizer_dir(src), meta, min_seq)
 
 
 # ---- export, fuse, quantize ----------------------------------------------------------------------------

@@ -60,7 +60,7 @@ QA = Family("qa", SpanQAHead, True, options.finetune_qa, options.evaluate_qa, op
             "/v1/answer")
 TAGGING = Family("tagging", TokenClassificationHead, True, options.finetune_tagging, options.evaluate_tagging,
                  options.predict_tagging, "tag", "/v1/tag")
-RANKING = Family("ranking", RankingHead, False, options.finetune_ranking, None, None, "rank", "/v1/rank")
+RANKING = Family("ranking", RankingHead, True, options.finetune_ranking, None, None, "rank", "/v1/rank")
 FAMILIES: dict[str, Family] = {f.name: f for f in (CLASSIFICATION, QA, TAGGING, RANKING)}
 
 
