@@ -372,9 +372,9 @@ TRAINING_PRESETS: dict[str, dict[str, Any]] = {
     # 1e-4 for RoBERTa-base); bias correction because the warm-up is short (see tiny). The model's shape comes
     # from the checkpoint.
     # One LR for everything, nothing frozen: with import-hf's default generator (the BERT's lowest block, truncate)
-    # this is the recipe measured best in docs/results.md (all-MiniLM-L6-v2 + 30 minutes on 2 cores: held-out AUC 0.93
-    # against its own generator, the `detect` showcase passes). --freeze-body-steps / --new-parts-lr hold the body and train
-    # the untrained parts faster (a new generator: docs/results.md has both measured).
+    # this is the recipe measured best in docs/results.md (all-MiniLM-L6-v2 + 30 minutes on 2 cores: held-out AUC
+    # 0.93 against its own generator, the `detect` showcase passes). --freeze-body-steps / --new-parts-lr hold the
+    # body and train the untrained parts faster (a new generator: docs/results.md has both measured).
     "continue": dict(batch_size=32, lr=1e-4, warmup_steps=100, max_steps=1200, mask_prob=0.15, bias_correction=True,
                      freeze_body_steps=0, new_parts_lr=0.0),
 }
