@@ -43,12 +43,16 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from electra.checkpoint import load_checkpoint, read_checkpoint_meta, resolve_checkpoint, tokenizer_dir
+from electra.config import EncoderConfig
 from electra.errors import ElectraError
 from electra.export.onnx import MODEL_FILE, export_onnx, read_meta
 from electra.export.session import ort_session
 from electra.tasks.classification import label_names
 from electra.tasks.registry import family_of_head
-from electra.tokenization import pad_to
+from electra.tasks.runner import BEST_DIR, TASK_FILE, load_task_model, read_task_meta, run_tokenizer_dir
+from electra.tokenization import load_tokenizer, pad_to
+from electra.training.precision import EMULATED_BF16_MESSAGE, cpu_has_fast_bf16
 
 BACKENDS = ("torch", "onnx")
 PRECISIONS = ("fp32", "bf16", "int8")
@@ -104,7 +108,6 @@ class OnnxRunner(Runner):
 
 # ---- torch precisions ----------------------------------------------------------------------------------
 def check_precision(backend: str, precision: str) -> None:
-    from electra.training.precision import EMULATED_BF16_MESSAGE, cpu_has_fast_bf16
 
     if backend not in BACKENDS:
         raise ElectraError(f"--backend {backend!r}: expected one of {', '.join(BACKENDS)}")
@@ -267,11 +270,8 @@ def load_model(path: str | Path, backend: str = "torch", precision: str = "fp32"
 
 
 def _load_torch(path: Path, precision: str) -> LoadedModel:
-    from electra.tasks.runner import BEST_DIR, TASK_FILE
-    from electra.tokenization import load_tokenizer
 
     if (path / TASK_FILE).is_file() or (path / BEST_DIR / TASK_FILE).is_file():
-        from electra.tasks.runner import load_task_model, read_task_meta, run_tokenizer_dir
 
         model = load_task_model(path)
         meta = read_task_meta(path)
@@ -281,7 +281,6 @@ def _load_torch(path: Path, precision: str) -> LoadedModel:
         kind = _kind_of_head(type(model.head).__name__, path)
         return LoadedModel(kind, {"task": torch_task_runner(model, precision)}, load_tokenizer(tok), model.spec,
                            meta["head"], model.encoder.config, str(path), "torch", precision)
-    from electra.checkpoint import load_checkpoint, read_checkpoint_meta, resolve_checkpoint, tokenizer_dir
 
     ckpt = resolve_checkpoint(path)
     tok = tokenizer_dir(ckpt)
@@ -296,8 +295,6 @@ def _load_torch(path: Path, precision: str) -> LoadedModel:
 
 
 def _load_onnx_folder(path: Path, precision: str, threads: int | None) -> LoadedModel:
-    from electra.config import EncoderConfig
-    from electra.tokenization import load_tokenizer
 
     folders = {"task": path} if (path / "onnx.json").is_file() else {
         n: path / n for n in ("discriminator", "generator") if (path / n / "onnx.json").is_file()}

@@ -27,9 +27,13 @@ from typing import Any
 import numpy as np
 from tokenizers import Tokenizer
 
+from electra.data.squad import QAExample, WindowConfig, make_features
 from electra.errors import ElectraError
+from electra.generation import Corrector, Pair, detect_encoded, fill_encoded
 from electra.inference import LoadedModel, as_task_model
 from electra.metrics.ranking import rank
+from electra.scoring import SCORERS, Scorer
+from electra.tasks.qa import get_task, predict_features
 from electra.tasks.registry import FAMILIES
 from electra.tokenization import encode_candidates, pad_batch
 
@@ -82,7 +86,6 @@ class DetectPipeline(Pipeline):
         return Item(enc, len(enc.ids))
 
     def run(self, items: list[Item]) -> list[dict[str, Any]]:
-        from electra.generation import detect_encoded
 
         return [d.to_dict() for d in detect_encoded(self.model.runners["discriminator"], [i.data for i in items])]
 
@@ -100,7 +103,6 @@ class FillPipeline(Pipeline):
         return Item((enc, top_k), len(enc.ids))
 
     def run(self, items: list[Item]) -> list[Any]:
-        from electra.generation import fill_encoded
 
         k = max(i.data[1] for i in items)
         res = fill_encoded(self.model.runners["generator"], self.run_tokenizer, [i.data[0] for i in items], k)
@@ -113,7 +115,6 @@ class FillPipeline(Pipeline):
 
 def corrector_defaults() -> dict[str, Any]:
     """The options of :class:`electra.generation.Corrector` with its own defaults (one source for them)."""
-    from electra.generation import Corrector
 
     params = inspect.signature(Corrector.__init__).parameters
     return {k: params[k].default for k in CORRECT_OPTIONS}
@@ -138,7 +139,6 @@ class CorrectPipeline(Pipeline):
     max_top_k, max_rounds = 50, 5
 
     def __init__(self, model: LoadedModel, max_input_tokens: int | None = None):
-        from electra.generation import Pair
 
         super().__init__(model, max_input_tokens)
         self.run_tokenizer.no_padding()
@@ -149,7 +149,6 @@ class CorrectPipeline(Pipeline):
 
     @functools.lru_cache(maxsize=16)  # noqa: B019 - one pipeline per served model, kept for the process
     def _corrector(self, options: tuple[tuple[str, Any], ...]) -> Any:
-        from electra.generation import Corrector
 
         return Corrector(self.pair, **dict(options))
 
@@ -187,13 +186,11 @@ class RescorePipeline(Pipeline):
     task = "rescore"
 
     def __init__(self, model: LoadedModel, max_input_tokens: int | None = None):
-        from electra.scoring import Scorer
 
         super().__init__(model, max_input_tokens)
         self.scorer = Scorer(model)
 
     def prepare(self, value: Any, method: str = "rtd") -> Item:
-        from electra.scoring import SCORERS
 
         if method not in SCORERS:
             raise ElectraError(f"method {method!r}: expected one of {', '.join(SCORERS)}")
@@ -257,7 +254,6 @@ class AnswerPipeline(Pipeline):
     max_context_tokens = 4096
 
     def prepare(self, value: Any) -> Item:
-        from electra.data.squad import QAExample, WindowConfig, make_features
 
         if not isinstance(value, dict) or not isinstance(value.get("question"), str) or not isinstance(
                 value.get("context"), str):
@@ -273,7 +269,6 @@ class AnswerPipeline(Pipeline):
         return Item((ex, feats), sum(len(f.input_ids) for f in feats))
 
     def run(self, items: list[Item]) -> list[dict[str, Any]]:
-        from electra.tasks.qa import get_task, predict_features
 
         examples, feats = [], []
         for i, item in enumerate(items):

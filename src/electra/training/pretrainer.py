@@ -26,12 +26,33 @@ import torch
 from torch import Tensor
 
 from electra import objectives
+from electra.checkpoint import (
+    WEIGHTS_FILE,
+    _shared_keys,
+    find_latest_checkpoint,
+    load_state,
+    read_checkpoint_meta,
+    resolve_checkpoint,
+    tokenizer_dir,
+    write_model,
+)
 from electra.config import PRESETS, ModelConfig, PretrainConfig
+from electra.data.pretraining_data import PretrainingData
 from electra.detection_eval import DetectionReport, evaluate_on_data
 from electra.errors import ElectraError, os_reason
+from electra.files import write_text_atomic
+from electra.init.embeddings import init_word_embeddings
+from electra.init.positions import init_position_embeddings
 from electra.modeling import Electra
 from electra.pretraining import SpecialIds, annealed_temperature
+from electra.tokenization import load_tokenizer, tokenizer_hash
+from electra.training.allocator import tune_malloc
+from electra.training.checkpointing import collect_rng_states, load_training_checkpoint, save_training_checkpoint
+from electra.training.distributed import barrier, cleanup, init_distributed
+from electra.training.metrics_log import METRICS_FILE, MetricsLogger, read_metrics_csv
 from electra.training.optim import AdamW, param_groups
+from electra.training.plot import plot_curves
+from electra.training.precision import EMULATED_BF16_MESSAGE, autocast_context, default_precision, emulated_bf16
 
 RUN_FILE = "run.json"
 DETECTION_FILE = "detection.json"  # held-out detection quality at the end of a run
@@ -110,7 +131,6 @@ def body_parameter_ids(model: Electra) -> set[int]:
 def new_parameter_ids(model: Electra, init_from: str) -> set[int]:
     """The parameters an imported BERT did not provide, which start untrained: the detection head, the generator's
     MLM head when it had none, the whole generator when it is new. Empty for our own and ELECTRA checkpoints."""
-    from electra.checkpoint import read_checkpoint_meta, resolve_checkpoint
 
     imported = read_checkpoint_meta(resolve_checkpoint(init_from)).get("imported_from") or {}
     if "bert" not in imported:
@@ -158,7 +178,6 @@ def resolve_model_config(cfg: PretrainConfig, vocab_size: int, config_file: str 
         if config_file or overrides:
             raise ElectraError("--init-from takes the model's shape from the checkpoint: drop --config [model] "
                                f"and --generator-size ({', '.join(sorted(overrides or {})) or config_file})")
-        from electra.checkpoint import read_checkpoint_meta, resolve_checkpoint
 
         ckpt = resolve_checkpoint(cfg.init_from)
         model_cfg = ModelConfig.from_dict(read_checkpoint_meta(ckpt)["model"], source=str(ckpt / "config.json"))
@@ -186,15 +205,6 @@ def load_init_weights(model: Electra, init_from: str, data_tokenizer_dir: Path) 
     """Copy an existing checkpoint's weights into ``model`` (same shape) after checking that the data was
     prepared with the checkpoint's vocabulary; returns a one-line summary. Nothing else is taken from it:
     optimizer, step, schedule and data position start fresh."""
-    from electra.checkpoint import (
-        WEIGHTS_FILE,
-        _shared_keys,
-        load_state,
-        read_checkpoint_meta,
-        resolve_checkpoint,
-        tokenizer_dir,
-    )
-    from electra.tokenization import load_tokenizer, tokenizer_hash
 
     ckpt = resolve_checkpoint(init_from)
     meta = read_checkpoint_meta(ckpt)
@@ -240,7 +250,6 @@ def plan_steps(cfg: PretrainConfig, minutes: float, model_overrides: dict[str, A
                seq_len: int = 128, minimum: int = 50, share: float = 0.9) -> tuple[int, float]:
     """(steps of ``cfg``'s batch that fill ``share`` of ``minutes``, tokens/s measured) from a ``PROBE_STEPS``-step
     probe run in ``cfg.out`` (overwritten; its output hidden). The rest is for start-up, logging and saving."""
-    from electra.training.metrics_log import METRICS_FILE, read_metrics_csv
 
     probe_cfg = dataclasses.replace(cfg, max_steps=10_000, stop_step=PROBE_STEPS, log_every=PROBE_STEPS // 2,
                                     max_minutes=0.0)
@@ -257,14 +266,6 @@ def pretrain(cfg: PretrainConfig, config_file: str | None = None,
     """Run (or resume) pre-training; returns the run folder."""
     from tqdm.auto import tqdm
 
-    from electra.checkpoint import find_latest_checkpoint, write_model
-    from electra.data.pretraining_data import PretrainingData
-    from electra.files import write_text_atomic
-    from electra.training.allocator import tune_malloc
-    from electra.training.checkpointing import collect_rng_states, load_training_checkpoint, save_training_checkpoint
-    from electra.training.distributed import barrier, cleanup, init_distributed
-    from electra.training.metrics_log import MetricsLogger
-    from electra.training.precision import EMULATED_BF16_MESSAGE, autocast_context, default_precision, emulated_bf16
 
     tune_malloc()  # keep step-sized buffers in the heap: no page faults on every step (see allocator.py)
     objectives.check_options(cfg)
@@ -308,13 +309,11 @@ def pretrain(cfg: PretrainConfig, config_file: str | None = None,
         if dist.is_main:
             print(summary)
     if cfg.init_embeddings:  # (on resume the checkpoint's weights replace these)
-        from electra.init.embeddings import init_word_embeddings
 
         report = init_word_embeddings(model, cfg.init_embeddings, data.tokenizer_dir, seed=cfg.seed)
         if dist.is_main:
             print(report.format())
     if cfg.position_init != "normal":  # (never with init_from: PretrainConfig refuses the pair)
-        from electra.init.positions import init_position_embeddings
 
         init_position_embeddings(model, cfg.position_init)
     model.generator.output_grad = cfg.generator_output_grad
@@ -415,7 +414,6 @@ def pretrain(cfg: PretrainConfig, config_file: str | None = None,
         (run_dir / DETECTION_FILE).write_text(json.dumps(report.to_dict(), indent=2) + "\n")
         print(report.format())
     if dist.is_main:
-        from electra.training.plot import plot_curves
 
         try:
             plot_curves(run_dir)
