@@ -34,10 +34,6 @@ def missing_modules(extra: str) -> list[str]:
     return missing
 
 
-def has(extra: str) -> bool:
-    return not missing_modules(extra)
-
-
 def require(extra: str, command: str) -> None:
     """Stop with one line naming the extra when any of its modules is missing."""
     missing = missing_modules(extra)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-from collections.abc import Callable
 
 from electra.checkpoint import load_checkpoint, resolve_checkpoint, tokenizer_dir
 from electra.errors import ElectraError
@@ -11,7 +10,6 @@ from electra.inference import load_model
 from electra.pipelines import pipelines_for
 from electra.tokenization import load_tokenizer
 
-Handler = Callable[[argparse.Namespace], int | None]
 COMMAND_EXTRAS = {"serve": "serve", "wordvectors": "wordvectors", "demo": "wordvectors"}
 EXPORT_EXTRAS = {"onnx": "onnx", "tf-savedmodel": "tf"}
 

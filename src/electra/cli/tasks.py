@@ -105,7 +105,7 @@ def add_finetune(sub: argparse._SubParsersAction) -> None:
 def run_finetune(args: argparse.Namespace) -> None:
     task = get_task(args.task)
     config = finetune_config_from_args(args, task.epochs)
-    if args.max_seq_len is None and task.family.name != "qa":  # QA's default comes from its own task table
+    if args.max_seq_len is None and task.max_seq_len is not None:
         args.max_seq_len = task.max_seq_len
     res = task.family.finetune(args, config, _augmenter(args.model) if args.augment else None)
     if "trials" in res:  # --search

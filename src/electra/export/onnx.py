@@ -56,7 +56,6 @@ from electra.errors import ElectraError
 from electra.export.session import ort_session
 from electra.export.smoothing import ALPHA, calibration_batches, smooth_graph
 from electra.modeling import Block, Encoder, activation
-from electra.tasks.registry import family_of
 from electra.tasks.runner import BEST_DIR, TASK_FILE, load_task_model, read_task_meta, run_tokenizer_dir
 
 FORMAT = "electra-onnx"
@@ -231,8 +230,6 @@ def _task_target(src: Path) -> Target:
     spec = model.spec
     task = spec.get("task")
     kind = model.head.kind
-    if not family_of(kind).onnx:
-        raise ElectraError(f"{src}: {kind} runs have no ONNX export yet (serve them with the torch backend)")
     names = model.head.output_names()
     labels = (spec.get("labels") or []) if kind in ("classification", "tagging") else []
     sub = "regression" if kind == "classification" and model.head.num_labels == 1 else kind

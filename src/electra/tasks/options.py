@@ -36,11 +36,9 @@ def arg(args: Any, name: str, default: Any = None) -> Any:
     return default if value is None else value
 
 
-def finetune_config_from_args(args: Any, default_epochs: float, default_max_seq_len: int | None = None
-                              ) -> FinetuneConfig:
+def finetune_config_from_args(args: Any, default_epochs: float) -> FinetuneConfig:
     """The official recipe by model width (LR, layer-wise decay), the task's epochs, then whatever ``args`` sets
-    (``--layerwise-decay 1`` turns the decay off). ``default_max_seq_len`` is not a FinetuneConfig field: callers
-    use :func:`max_seq_len`."""
+    (``--layerwise-decay 1`` turns the decay off)."""
     ckpt = resolve_checkpoint(args.model)
     shape = ModelConfig.from_dict(read_checkpoint_meta(ckpt)["model"], source=str(ckpt)).discriminator
     values: dict[str, Any] = {**official_hparams(shape), "epochs": default_epochs, **given(args, *CONFIG_OPTIONS)}
@@ -51,7 +49,7 @@ def finetune_config_from_args(args: Any, default_epochs: float, default_max_seq_
     return FinetuneConfig(**values)
 
 
-def _no_augment(args: Any, augmenter: Augmenter | None) -> None:
+def _no_augment(args: Any) -> None:
     if arg(args, "augment", 0):
         raise ElectraError(f"--augment applies to classification tasks, not --task {args.task}")
 
@@ -79,7 +77,7 @@ def finetune_classification(args: Any, config: FinetuneConfig, augmenter: Augmen
 def finetune_qa(args: Any, config: FinetuneConfig, augmenter: Augmenter | None = None) -> dict[str, Any]:
     """``electra finetune --task squad1|squad2|cmrc2018 --data FILE|DIR`` (a directory: ``*train*.json`` and
     ``*dev*.json``; one file: split by article)."""
-    _no_augment(args, augmenter)
+    _no_augment(args)
     train, dev = qa.resolve_qa_data(args.data)
     params = qa.QAParams(args.task, args.model, args.out, train, arg(args, "dev_file", dev),
                          **given(args, "dev_fraction", "doc_stride", "max_query_length", "n_best",
@@ -93,7 +91,7 @@ def finetune_qa(args: Any, config: FinetuneConfig, augmenter: Augmenter | None =
 def finetune_tagging(args: Any, config: FinetuneConfig, augmenter: Augmenter | None = None) -> dict[str, Any]:
     """``electra finetune --task conll2003 --data DIR`` (train.txt/valid.txt) or ``--task tags --data TRAIN
     --dev-file DEV``."""
-    _no_augment(args, augmenter)
+    _no_augment(args)
     task = tagging.get_task(args.task)
     train = tagging.resolve_files(task, args.data, "train")
     dev = arg(args, "dev_file") or (tagging.resolve_files(task, args.data, "dev") if Path(args.data).is_dir()
@@ -108,7 +106,7 @@ def finetune_tagging(args: Any, config: FinetuneConfig, augmenter: Augmenter | N
 
 def finetune_ranking(args: Any, config: FinetuneConfig, augmenter: Augmenter | None = None) -> dict[str, Any]:
     """``electra finetune --task asr-nbest|mt-rerank|mutual|ranking --data FILE|DIR``."""
-    _no_augment(args, augmenter)
+    _no_augment(args)
     options = ranking.RankingOptions(**given(args, "max_seq_len", "temperature", "dev_fraction", "train_limit",
                                              "dev_limit", "random_init", "tokenizer"))
     return ranking.finetune_ranking(args.task, args.model, args.data, args.out, config, options,

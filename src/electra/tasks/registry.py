@@ -1,11 +1,11 @@
 """Every fine-tuning task in one table.
 
-:data:`TASKS` maps each ``--task`` name to a :class:`Task`: its family and what is its own (the data it reads,
-the metric that picks the best dev step and the metrics reported, the default epochs and length). A
-:class:`Family` is what its tasks share: the head (and a run's ONNX outputs), how a run is fine-tuned, evaluated
-and predicted, and how it is served (the pipeline, the HTTP endpoint and its section of the page).
-``electra finetune/evaluate/predict``, ``electra export --format onnx``, ``electra serve`` and the page dispatch
-through these two tables, so a new task of an existing family is one entry here.
+:data:`TASKS` maps each ``--task`` name to a :class:`Task`: its family and what is its own (the metric that picks
+the best dev step and the metrics reported, the default epochs and length). A :class:`Family` is what its tasks
+share: the head (whose ``kind`` names the family and whose ``output_names()`` are a run's ONNX outputs), how a run
+is fine-tuned, evaluated and predicted, and how it is served (the pipeline, the HTTP endpoint and its section of
+the page). ``electra finetune/evaluate/predict``, ``electra serve`` and the page dispatch through these tables,
+``electra export --format onnx`` through the head, so a new task of an existing family is one entry here.
 """
 
 from __future__ import annotations
@@ -31,14 +31,20 @@ Predict = Callable[..., int]  # (options, run loader or None) -> predictions wri
 class Family:
     """What every task of one kind shares."""
 
-    name: str  # the "kind" of a run (Head.kind): onnx.json, /info, the page
-    head: type[Head]  # its ONNX outputs: Head.output_names()
-    onnx: bool  # whether `electra export --format onnx` exports a run of it
+    head: type[Head]  # its kind names the family; its output_names() are an ONNX export's outputs
     finetune: Finetune
     evaluate: Evaluate | None  # None: the run's dev metrics are in RUN/results.json only
     predict: Predict | None
-    pipeline: str  # the serving pipeline (electra.pipelines) and ...
-    endpoint: str  # ... its route (one section of the page)
+    pipeline: str  # the serving pipeline (electra.pipelines), served at POST /v1/<pipeline> (a section of the page)
+
+    @property
+    def name(self) -> str:
+        """The kind of a run of this family: onnx.json, /info, the page."""
+        return self.head.kind
+
+    @property
+    def endpoint(self) -> str:
+        return f"/v1/{self.pipeline}"
 
 
 @dataclass(frozen=True)
@@ -47,42 +53,35 @@ class Task:
 
     name: str
     family: Family
-    reads: str  # the data it reads, in words (--help, errors)
     metric: str  # picks the best dev evaluation
     report: tuple[str, ...]  # printed after fine-tuning and by `electra evaluate`
     epochs: float  # default --epochs
-    max_seq_len: int  # default --max-seq-len
+    max_seq_len: int | None  # default --max-seq-len (None: the family picks it; QA: the task's, within the model's)
 
 
-CLASSIFICATION = Family("classification", ClassificationHead, True, options.finetune_classification,
-                        options.evaluate_classification, options.predict_classification, "classify", "/v1/classify")
-QA = Family("qa", SpanQAHead, True, options.finetune_qa, options.evaluate_qa, options.predict_qa, "answer",
-            "/v1/answer")
-TAGGING = Family("tagging", TokenClassificationHead, True, options.finetune_tagging, options.evaluate_tagging,
-                 options.predict_tagging, "tag", "/v1/tag")
-RANKING = Family("ranking", RankingHead, True, options.finetune_ranking, None, None, "rank", "/v1/rank")
+CLASSIFICATION = Family(ClassificationHead, options.finetune_classification, options.evaluate_classification,
+                        options.predict_classification, "classify")
+QA = Family(SpanQAHead, options.finetune_qa, options.evaluate_qa, options.predict_qa, "answer")
+TAGGING = Family(TokenClassificationHead, options.finetune_tagging, options.evaluate_tagging, options.predict_tagging,
+                 "tag")
+RANKING = Family(RankingHead, options.finetune_ranking, None, None, "rank")
 FAMILIES: dict[str, Family] = {f.name: f for f in (CLASSIFICATION, QA, TAGGING, RANKING)}
 
 
 def _glue_entry(t: glue.TaskDef) -> Task:
-    return Task(t.name, CLASSIFICATION, f"{t.fmt.upper()} files ({', '.join(t.files.get('train', ()))})", t.metric,
-                t.report, t.epochs, 128)
+    return Task(t.name, CLASSIFICATION, t.metric, t.report, t.epochs, 128)
 
 
 TASKS: dict[str, Task] = {
     **{name: _glue_entry(t) for name, t in glue.TASKS.items()},
-    "custom": Task("custom", CLASSIFICATION, "TSV/CSV/JSONL with --text-fields and --label-field", "acc", ("acc",),
-                   3.0, 128),
-    **{name: Task(name, QA, "SQuAD-format JSON", t.main_metric, (t.main_metric,), 2.0, t.max_seq_length)
-       for name, t in qa.TASKS.items()},
-    "conll2003": Task("conll2003", TAGGING, "CoNLL-2003 train.txt/valid.txt/test.txt", "f1", ("f1",), 3.0, 128),
-    "tags": Task("tags", TAGGING, "CoNLL-style word<TAB>tag files (--dev-file)", "f1", ("f1",), 3.0, 128),
-    "asr-nbest": Task("asr-nbest", RANKING, "HyPoradise n-best JSON", "wer", ("wer",), 2.0, 64),
-    "mt-rerank": Task("mt-rerank", RANKING, "a WMT folder: source, ref.A, system-outputs/", "mean_cost",
-                      ("mean_cost",), 2.0, 128),
-    "mutual": Task("mutual", RANKING, "MuTual JSONL", "r1", ("r1",), 2.0, 256),
-    "ranking": Task("ranking", RANKING, "JSONL lists {context, candidates, costs | label}", "mean_cost",
-                    ("mean_cost",), 2.0, 256),
+    "custom": Task("custom", CLASSIFICATION, "acc", ("acc",), 3.0, 128),
+    **{name: Task(name, QA, t.main_metric, (t.main_metric,), 2.0, None) for name, t in qa.TASKS.items()},
+    "conll2003": Task("conll2003", TAGGING, "f1", ("f1",), 3.0, 128),
+    "tags": Task("tags", TAGGING, "f1", ("f1",), 3.0, 128),
+    "asr-nbest": Task("asr-nbest", RANKING, "wer", ("wer",), 2.0, 64),
+    "mt-rerank": Task("mt-rerank", RANKING, "mean_cost", ("mean_cost",), 2.0, 128),
+    "mutual": Task("mutual", RANKING, "r1", ("r1",), 2.0, 256),
+    "ranking": Task("ranking", RANKING, "mean_cost", ("mean_cost",), 2.0, 256),
 }
 assert set(qa.TASKS) | set(tagging.TASKS) | set(ranking.RANKING_TASKS) <= set(TASKS)
 
@@ -111,10 +110,3 @@ def family_of_run(path: str | Path) -> Family:
 def task_of_run(path: str | Path) -> str | None:
     """The ``--task`` a fine-tuned run was trained on."""
     return read_task_meta(path).get("spec", {}).get("task")
-
-
-def family_of(kind: str) -> Family:
-    """The family named ``kind`` (a loaded run's ``Head.kind``)."""
-    if kind not in FAMILIES:
-        raise ElectraError(f"{kind!r} is not a task family ({', '.join(FAMILIES)})")
-    return FAMILIES[kind]
