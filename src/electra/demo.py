@@ -40,8 +40,6 @@ more than the other to show what it can.
 
 from __future__ import annotations
 
-import contextlib
-import io
 import json
 import random
 import time
@@ -57,8 +55,7 @@ from electra.generation import detect, fill_mask
 from electra.init.wordvectors import train_word_vectors
 from electra.interop.hf_bert import import_bert, minilm_dir
 from electra.tokenization import load_tokenizer, train_tokenizer
-from electra.training.metrics_log import METRICS_FILE, read_metrics_csv
-from electra.training.pretrainer import DETECTION_FILE, plan_steps, pretrain
+from electra.training.pretrainer import DETECTION_FILE, plan_steps, pretrain, probe_tokens_per_s
 
 DEMO_TEXT = Path(__file__).resolve().parents[2] / "data" / "demo" / "en-wiki-sample.txt"
 ORIGINAL = "the city is located on the north bank of the river."
@@ -211,7 +208,6 @@ def what_it_learned(name: str, run: Path, steps: int, train_minutes: float, budg
 
 
 def checkpoint_step(run: Path) -> int:
-
     return int(resolve_checkpoint(run).name.rsplit("-", 1)[-1])
 
 
@@ -271,7 +267,6 @@ def warm_leg(out: Path, train_text: Path, held_text: Path, bert_dir: Path, minut
     """Import ``bert_dir`` -> prepare the same text with its tokenizer -> continued RTD (``minutes``, the schedule
     sized to the step rate of its first :data:`WARM_PROBE_STEPS` steps, or exactly ``steps``) -> held-out report,
     detect, fill."""
-
     out.mkdir(parents=True, exist_ok=True)
     ckpt, report = import_bert(bert_dir, out / "import", generator_init="truncate",
                                generator_depth=WARM_GENERATOR_DEPTH, seed=seed)
@@ -302,11 +297,7 @@ def warm_leg(out: Path, train_text: Path, held_text: Path, bert_dir: Path, minut
         # The first steps are the probe: run to WARM_PROBE_STEPS (quietly), read their rate, resume to the planned
         # length (max_steps may change on resume; the LR of those first steps differs from a run planned from the
         # start by under WARM_PROBE_STEPS / steps, a few percent).
-        probe = config(10_000, stop_step=WARM_PROBE_STEPS, log_every=WARM_PROBE_STEPS // 2)
-        with contextlib.redirect_stdout(io.StringIO()):
-            run = pretrain(probe, overwrite=True, progress=False)
-        _, rows = read_metrics_csv(run / METRICS_FILE)
-        tokens_per_s = float(rows[-1]["tokens_per_s"])
+        tokens_per_s = probe_tokens_per_s(config(10_000), steps=WARM_PROBE_STEPS)
         spent = time.perf_counter() - t0
         left = max(0.0, minutes * 60 - spent)
         steps = WARM_PROBE_STEPS + max(1, int(0.9 * left * tokens_per_s / (WARM_BATCH_SIZE * seq)))

@@ -108,7 +108,6 @@ class OnnxRunner(Runner):
 
 # ---- torch precisions ----------------------------------------------------------------------------------
 def check_precision(backend: str, precision: str) -> None:
-
     if backend not in BACKENDS:
         raise ElectraError(f"--backend {backend!r}: expected one of {', '.join(BACKENDS)}")
     if precision not in PRECISIONS:
@@ -270,7 +269,6 @@ def load_model(path: str | Path, backend: str = "torch", precision: str = "fp32"
 
 
 def _load_torch(path: Path, precision: str) -> LoadedModel:
-
     if (path / TASK_FILE).is_file() or (path / BEST_DIR / TASK_FILE).is_file():
 
         model = load_task_model(path)
@@ -295,7 +293,6 @@ def _load_torch(path: Path, precision: str) -> LoadedModel:
 
 
 def _load_onnx_folder(path: Path, precision: str, threads: int | None) -> LoadedModel:
-
     folders = {"task": path} if (path / "onnx.json").is_file() else {
         n: path / n for n in ("discriminator", "generator") if (path / n / "onnx.json").is_file()}
     runners = {n: OnnxRunner(f, threads) for n, f in folders.items()}

@@ -86,7 +86,6 @@ class DetectPipeline(Pipeline):
         return Item(enc, len(enc.ids))
 
     def run(self, items: list[Item]) -> list[dict[str, Any]]:
-
         return [d.to_dict() for d in detect_encoded(self.model.runners["discriminator"], [i.data for i in items])]
 
 
@@ -103,7 +102,6 @@ class FillPipeline(Pipeline):
         return Item((enc, top_k), len(enc.ids))
 
     def run(self, items: list[Item]) -> list[Any]:
-
         k = max(i.data[1] for i in items)
         res = fill_encoded(self.model.runners["generator"], self.run_tokenizer, [i.data[0] for i in items], k)
         out = []
@@ -139,7 +137,6 @@ class CorrectPipeline(Pipeline):
     max_top_k, max_rounds = 50, 5
 
     def __init__(self, model: LoadedModel, max_input_tokens: int | None = None):
-
         super().__init__(model, max_input_tokens)
         self.run_tokenizer.no_padding()
         self.run_tokenizer.no_truncation()
@@ -149,7 +146,6 @@ class CorrectPipeline(Pipeline):
 
     @functools.lru_cache(maxsize=16)  # noqa: B019 - one pipeline per served model, kept for the process
     def _corrector(self, options: tuple[tuple[str, Any], ...]) -> Any:
-
         return Corrector(self.pair, **dict(options))
 
     def prepare(self, value: Any, **options: Any) -> Item:
@@ -186,12 +182,10 @@ class RescorePipeline(Pipeline):
     task = "rescore"
 
     def __init__(self, model: LoadedModel, max_input_tokens: int | None = None):
-
         super().__init__(model, max_input_tokens)
         self.scorer = Scorer(model)
 
     def prepare(self, value: Any, method: str = "rtd") -> Item:
-
         if method not in SCORERS:
             raise ElectraError(f"method {method!r}: expected one of {', '.join(SCORERS)}")
         if method != "rtd" and "generator" not in self.model.runners:
@@ -254,7 +248,6 @@ class AnswerPipeline(Pipeline):
     max_context_tokens = 4096
 
     def prepare(self, value: Any) -> Item:
-
         if not isinstance(value, dict) or not isinstance(value.get("question"), str) or not isinstance(
                 value.get("context"), str):
             raise ElectraError("each input must be an object with string fields \"question\" and \"context\"")
@@ -269,7 +262,6 @@ class AnswerPipeline(Pipeline):
         return Item((ex, feats), sum(len(f.input_ids) for f in feats))
 
     def run(self, items: list[Item]) -> list[dict[str, Any]]:
-
         examples, feats = [], []
         for i, item in enumerate(items):
             ex, fs = item.data

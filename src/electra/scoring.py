@@ -161,7 +161,6 @@ class Scorer:
 
     def __init__(self, model: str | Any, backend: str = "torch", precision: str = "fp32",
                  max_length: int | None = None):
-
         self.loaded: LoadedModel = model if isinstance(model, LoadedModel) else load_model(model, backend, precision)
         if self.loaded.kind != "pretrained":
             raise ElectraError(f"{self.loaded.source}: a fine-tuned {self.loaded.kind} run; zero-shot scoring "

@@ -40,7 +40,6 @@ def add_backend_args(p: argparse.ArgumentParser) -> None:
 
 
 def load_model_and_tokenizer(path: str):  # noqa: ANN202
-
     ckpt = resolve_checkpoint(path)
     tok = tokenizer_dir(ckpt)
     if tok is None:
@@ -49,7 +48,6 @@ def load_model_and_tokenizer(path: str):  # noqa: ANN202
 
 
 def pipeline_for(args: argparse.Namespace, task: str):  # noqa: ANN202
-
     pipelines = pipelines_for(load_model(args.model, args.backend, args.precision))
     if task not in pipelines:
         raise ElectraError(f"{args.model}: this model does not {task} (it does: {', '.join(pipelines)})")

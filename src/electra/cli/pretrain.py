@@ -60,7 +60,6 @@ def add_pretrain(sub: argparse._SubParsersAction) -> None:
 
 
 def pretrain_config_from_args(args: argparse.Namespace):  # noqa: ANN201
-
     file_values: dict = {}
     model_values: dict = {}
     if args.config:

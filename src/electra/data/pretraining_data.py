@@ -175,7 +175,6 @@ class PretrainingData:
         return np.memmap(path, dtype=dtype, mode="r", shape=(count,))
 
     def _verify_tokenizer(self) -> None:
-
         if not self.tokenizer_dir.is_dir():
             raise ElectraError(f"{self.tokenizer_dir}: missing (the tokenizer copy of this data directory)")
         found = tokenizer_hash(load_tokenizer(self.tokenizer_dir))

@@ -87,13 +87,11 @@ class TextSentences:
 
     def __init__(self, inputs: Sequence[str | Path], tokenizer: Tokenizer, *, text_field: str = "text",
                  errors: str = "strict", max_sentences: int | None = None):
-
         Corpus(inputs, text_field=text_field, errors=errors)  # checks the inputs now (missing files, --errors)
         self.inputs, self.tokenizer = list(inputs), tokenizer
         self.text_field, self.errors, self.max_sentences = text_field, errors, max_sentences
 
     def __iter__(self) -> Iterator[list[str]]:
-
         corpus = Corpus(self.inputs, text_field=self.text_field, errors=self.errors)
         left = self.max_sentences
         batch: list[str] = []
@@ -120,7 +118,6 @@ class ShardSentences:
     """The sentences of a folder written by ``electra prepare``, as token lists, in input order."""
 
     def __init__(self, data_dir: str | Path, tokens: Sequence[str], max_sentences: int | None = None):
-
         self.data = PretrainingData(data_dir, verify_tokenizer=False)
         self.tokens, self.max_sentences = list(tokens), max_sentences
 

@@ -126,7 +126,6 @@ def load_ranking_data(task: str, data: str | Path, dev_file: str | Path | None =
 
 
 def _wer_costs(item: R.RankItem) -> list[float]:
-
     out = []
     for c in item.candidates:
         e, n = word_errors(item.references[0], c)
@@ -135,7 +134,6 @@ def _wer_costs(item: R.RankItem) -> list[float]:
 
 
 def _load_mt(folder: Path, dev_fraction: float) -> RankingData:
-
     if not folder.is_dir():
         raise ElectraError(f"{folder}: mt-rerank needs a folder with a source (*.src.*), a reference (*.ref.A.*) "
                            "and system-outputs/")

@@ -246,17 +246,22 @@ def check_run_folder(run_dir: Path, record: dict[str, Any], resume: bool, overwr
                            "--out or --overwrite")
 
 
-def plan_steps(cfg: PretrainConfig, minutes: float, model_overrides: dict[str, Any] | None = None,
-               seq_len: int = 128, minimum: int = 50, share: float = 0.9) -> tuple[int, float]:
-    """(steps of ``cfg``'s batch that fill ``share`` of ``minutes``, tokens/s measured) from a ``PROBE_STEPS``-step
-    probe run in ``cfg.out`` (overwritten; its output hidden). The rest is for start-up, logging and saving."""
-
-    probe_cfg = dataclasses.replace(cfg, max_steps=10_000, stop_step=PROBE_STEPS, log_every=PROBE_STEPS // 2,
-                                    max_minutes=0.0)
+def probe_tokens_per_s(cfg: PretrainConfig, model_overrides: dict[str, Any] | None = None,
+                       steps: int = PROBE_STEPS) -> float:
+    """Tokens/s of ``cfg``'s step, from its first ``steps`` steps trained in ``cfg.out`` (overwritten; the output
+    hidden; the run stays there, so it can be resumed). The rate is that of the second half of those steps."""
+    probe_cfg = dataclasses.replace(cfg, max_steps=10_000, stop_step=steps, log_every=steps // 2, max_minutes=0.0)
     with contextlib.redirect_stdout(io.StringIO()):  # the probe's own stop and detection lines would confuse
         probe = pretrain(probe_cfg, model_overrides=model_overrides, overwrite=True, progress=False)
     _, rows = read_metrics_csv(probe / METRICS_FILE)
-    tokens_per_s = float(rows[-1]["tokens_per_s"])  # the second half: past the first steps
+    return float(rows[-1]["tokens_per_s"])
+
+
+def plan_steps(cfg: PretrainConfig, minutes: float, model_overrides: dict[str, Any] | None = None,
+               seq_len: int = 128, minimum: int = 50, share: float = 0.9) -> tuple[int, float]:
+    """(steps of ``cfg``'s batch that fill ``share`` of ``minutes``, tokens/s measured) from a ``PROBE_STEPS``-step
+    probe (:func:`probe_tokens_per_s`). The rest is for start-up, logging and saving."""
+    tokens_per_s = probe_tokens_per_s(cfg, model_overrides)
     return max(minimum, int(minutes * 60 * share * tokens_per_s / (cfg.batch_size * seq_len))), tokens_per_s
 
 
@@ -265,7 +270,6 @@ def pretrain(cfg: PretrainConfig, config_file: str | None = None,
              progress: bool = True) -> Path:
     """Run (or resume) pre-training; returns the run folder."""
     from tqdm.auto import tqdm
-
 
     tune_malloc()  # keep step-sized buffers in the heap: no page faults on every step (see allocator.py)
     objectives.check_options(cfg)
