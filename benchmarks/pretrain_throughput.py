@@ -48,7 +48,7 @@ from electra.training.optim import AdamW, param_groups
 from electra.training.precision import EMULATED_BF16_MESSAGE, emulated_bf16
 from electra.training.pretrainer import StepInputs, train_step
 
-SPECIAL = SpecialIds()
+SPECIAL = SpecialIds(pad=0, cls=2, sep=3, mask=4)
 
 
 def matmul_ceiling(dtype: torch.dtype, device: str = "cpu", n: int = 2048, reps: int = 10) -> float:

@@ -10,7 +10,7 @@ from electra.pretraining import ReplacedTokenDetection, SpecialIds
 from electra.training.optim import AdamW, param_groups
 from electra.training.pretrainer import StepInputs, train_step
 
-SPECIAL = SpecialIds()
+SPECIAL = SpecialIds(pad=0, cls=2, sep=3, mask=4)
 STEPS, WINDOW, TOLERANCE = 200, 25, 0.05  # relative difference of 25-step moving averages of the total loss
 
 

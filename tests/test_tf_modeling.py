@@ -148,7 +148,7 @@ def _train_keras_steps(km: Electra, steps: int = 3) -> None:
     from electra.tf.pretraining import ReplacedTokenDetection
     from electra.tf.training import make_optimizer
 
-    obj = ReplacedTokenDetection(km, SpecialIds(), 16, seed=0)
+    obj = ReplacedTokenDetection(km, SpecialIds(pad=0, cls=2, sep=3, mask=4), 16, seed=0)
     obj.compile(optimizer=make_optimizer(1e-2, 10, 0))
     b = batch(km.config.discriminator.vocab_size, seed=5, rows=4)
     obj.fit(b, epochs=steps, batch_size=4, verbose=0)
@@ -172,7 +172,7 @@ def test_pytorch_trained_checkpoint_gives_the_same_logits_in_keras(tmp_path):
 
     torch.manual_seed(0)
     tm = TorchElectra(CONFIGS["tiny"])
-    obj = ReplacedTokenDetection(tm, SpecialIds(), 16)
+    obj = ReplacedTokenDetection(tm, SpecialIds(pad=0, cls=2, sep=3, mask=4), 16)
     opt = torch.optim.AdamW(tm.parameters(), lr=1e-2)
     b = {k: torch.from_numpy(v) for k, v in batch(120, seed=5, rows=4).items()}
     rng = torch.Generator().manual_seed(0)

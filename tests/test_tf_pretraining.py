@@ -29,7 +29,7 @@ keras = keras_module()
 to_np = keras.ops.convert_to_numpy
 needs_tf_backend = pytest.mark.skipif(keras.backend.backend() != "tensorflow",
                                       reason="uses TensorFlow itself (GradientTape)")
-SPECIAL = P.SpecialIds()
+SPECIAL = P.SpecialIds(pad=0, cls=2, sep=3, mask=4)
 
 
 @pytest.fixture(scope="module")

@@ -112,7 +112,7 @@ def evaluate_on_data(model: Electra, data, num_batches: int, start: int = 0, bat
                      unigram: torch.Tensor | None = None) -> DetectionReport:
     """:func:`evaluate_detection` on ``num_batches`` batches of a :class:`PretrainingData` from batch ``start`` on,
     with the special-token ids of the data's tokenizer."""
-    special = SpecialIds(pad=data.pad_id, cls=data.cls_id, sep=data.sep_id, mask=data.mask_id)
+    special = SpecialIds.of(data)
     batches = itertools.islice(data.batches(batch_size, start=start), num_batches)
     return evaluate_detection(model, batches, special, mask_prob, seed=seed, temperature=temperature,
                               unigram=unigram)

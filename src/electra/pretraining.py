@@ -11,6 +11,7 @@ function of its inputs and seed: resuming, gradient accumulation and data-parall
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -21,10 +22,29 @@ from electra.modeling import Electra
 
 @dataclass(frozen=True)
 class SpecialIds:
-    pad: int = 0
-    cls: int = 2
-    sep: int = 3
-    mask: int = 4
+    """The token ids masking needs, from the tokenizer's roles (``electra.tokenization.special_tokens``);
+    ``others``: any other special token (``unk``, added ones), never chosen either."""
+
+    pad: int
+    cls: int
+    sep: int
+    mask: int
+    others: tuple[int, ...] = ()
+
+    @classmethod
+    def of(cls, data: Any) -> SpecialIds:
+        """From prepared data (``PretrainingData``: ``pad_id``, ``cls_id``, ``sep_id``, ``mask_id``,
+        ``other_special_ids``)."""
+        return cls(pad=data.pad_id, cls=data.cls_id, sep=data.sep_id, mask=data.mask_id,
+                   others=tuple(data.other_special_ids))
+
+    def candidates(self, input_ids: Tensor, attention_mask: Tensor) -> Tensor:
+        """Where a token may be chosen: real and not special."""
+        ok = attention_mask.bool() & (input_ids != self.cls) & (input_ids != self.sep) & (input_ids != self.pad)
+        ok &= input_ids != self.mask
+        if self.others:
+            ok &= ~torch.isin(input_ids, torch.tensor(self.others, device=input_ids.device))
+        return ok
 
 
 @dataclass
@@ -48,16 +68,15 @@ def mask_tokens(input_ids: Tensor, attention_mask: Tensor, special: SpecialIds, 
     """Choose positions to predict and corrupt the input, as ``pretrain_helpers.mask``.
 
     Per sequence, ``max(1, min(max_predictions, round(n_real * mask_prob)))`` distinct positions are
-    drawn uniformly among tokens that are not ``[CLS]``, ``[SEP]`` or padding (n_real counts every real
-    token, as the official code). Of them ``mask_token_prob`` become ``[MASK]``, ``random_token_prob``
+    drawn uniformly among tokens that are not special (``cls``, ``sep``, padding, ``mask``, ``unk`` or another
+    special token of the tokenizer; n_real counts every real token, as the official code). Of them ``mask_token_prob`` become ``[MASK]``, ``random_token_prob``
     a uniformly random token (0 for ELECTRA; 0.1 for BERT-style 80/10/10), the rest stay unchanged.
     The official code draws positions with replacement, so it sometimes masks fewer than intended; we
     draw without replacement so the rate is exactly the configured one.
     """
     batch, seq_len = input_ids.shape
     device = input_ids.device
-    candidates = (attention_mask.bool() & (input_ids != special.cls) & (input_ids != special.sep)
-                  & (input_ids != special.pad))
+    candidates = special.candidates(input_ids, attention_mask)
     n_real = attention_mask.sum(-1).float()
     n_predict = torch.clamp(torch.round(n_real * mask_prob), max=max_predictions).clamp(min=1).long()
     n_predict = torch.minimum(n_predict, candidates.sum(-1))

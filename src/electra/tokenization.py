@@ -1,8 +1,16 @@
-"""WordPiece tokenizers (Hugging Face ``tokenizers``) with BERT's normaliser and pre-tokeniser.
+"""Tokenizers (Hugging Face ``tokenizers``): any ``tokenizer.json`` (WordPiece, Unigram/SentencePiece, BPE), and
+the special-token *roles* every consumer reads (:func:`special_tokens`).
 
-A tokenizer directory holds ``tokenizer.json`` (ours), ``vocab.txt`` (BERT format, one token per line, line
-number = id), ``tokenizer_config.json`` (``tokenizer_class: ElectraTokenizer``, ``do_lower_case``) and
-``special_tokens_map.json``, so ``transformers.AutoTokenizer.from_pretrained(DIR)`` loads it and encodes
+A role (``pad``, ``unk``, ``cls``, ``sep``, ``mask``) names a token of the tokenizer, as ``transformers``'
+``special_tokens_map.json`` does: BERT's are ``[PAD] [UNK] [CLS] [SEP] [MASK]`` (ids 0-4 here), XLM-R's and our
+Unigram tokenizers' ``<pad> <unk> <s> </s> <mask>`` (ids 1, 3, 0, 2 and the last). Roles come from the
+directory's ``special_tokens_map.json`` / ``tokenizer_config.json`` when it is loaded, else from the tokenizer
+itself (its post-processor's first and last special tokens, its model's unknown token), never from literal
+strings or ids.
+
+A tokenizer directory holds ``tokenizer.json``, ``tokenizer_config.json`` and ``special_tokens_map.json``; a
+WordPiece one also ``vocab.txt`` (BERT format, line number = id) and ``tokenizer_class: ElectraTokenizer``, any
+other ``PreTrainedTokenizerFast``; so ``transformers.AutoTokenizer.from_pretrained(DIR)`` loads it and encodes
 exactly like ``load_tokenizer(DIR)``.
 """
 
@@ -10,18 +18,164 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterable, Sequence
+import weakref
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from tokenizers import Encoding, Tokenizer, decoders, normalizers, pre_tokenizers, processors, trainers
-from tokenizers.models import WordPiece
+from tokenizers import AddedToken, Encoding, Regex, Tokenizer, decoders, normalizers, pre_tokenizers, processors, trainers
+from tokenizers.models import Unigram, WordPiece
 
 from electra.config import at_least, check_values, read_json
 from electra.errors import ElectraError
 
-SPECIAL_TOKENS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")
+SPECIAL_TOKENS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")  # BERT's, the WordPiece trainer's ids 0-4
+ROLES = ("pad", "unk", "cls", "sep", "mask")
+BERT_ROLES = dict(zip(ROLES, SPECIAL_TOKENS, strict=True))
+# our Unigram trainer's, in XLM-R's order: <s> <pad> </s> <unk> first (ids 0-3), <mask> the last id
+UNIGRAM_ROLES = {"pad": "<pad>", "unk": "<unk>", "cls": "<s>", "sep": "</s>", "mask": "<mask>"}
+MODELS = ("wordpiece", "unigram")
 TOKENIZER_FILES = ("tokenizer.json", "vocab.txt", "tokenizer_config.json", "special_tokens_map.json")
+
+
+@dataclass(frozen=True)
+class SpecialTokens:
+    """The tokenizer's special-token roles: role -> token and role -> id (``mask`` may be absent), plus the ids
+    of every other token the tokenizer marks special (never masked, replaced or proposed)."""
+
+    tokens: Mapping[str, str]
+    ids: Mapping[str, int]
+    other_ids: frozenset[int] = frozenset()
+
+    @property
+    def pad_id(self) -> int:
+        return self.ids["pad"]
+
+    @property
+    def unk_id(self) -> int | None:
+        return self.ids.get("unk")
+
+    @property
+    def cls_id(self) -> int:
+        return self.ids["cls"]
+
+    @property
+    def sep_id(self) -> int:
+        return self.ids["sep"]
+
+    @property
+    def mask_id(self) -> int | None:
+        return self.ids.get("mask")
+
+    @property
+    def mask(self) -> str | None:
+        return self.tokens.get("mask")
+
+    @property
+    def all_ids(self) -> frozenset[int]:
+        """Every special id: the roles' and the other special tokens'."""
+        return frozenset(self.ids.values()) | self.other_ids
+
+    def need_mask(self, why: str) -> int:
+        """The mask id, or a one-line error saying ``why`` it is needed."""
+        if self.mask_id is None:
+            raise ElectraError(f"the tokenizer has no mask token ({why}); name one as mask_token in its "
+                               "special_tokens_map.json")
+        return self.mask_id
+
+
+_ROLES: weakref.WeakKeyDictionary[Tokenizer, dict[str, str]] = weakref.WeakKeyDictionary()
+
+
+def set_special_tokens(tok: Tokenizer, roles: Mapping[str, str], source: str = "tokenizer") -> Tokenizer:
+    """Record ``tok``'s roles (role -> token; unknown roles ignored) and register those tokens as special, so a
+    ``[MASK]``/``<mask>`` typed in a text is the mask token. A token missing from the vocabulary is an error."""
+    kept = {r: t for r, t in roles.items() if r in ROLES and t}
+    for role, token in kept.items():
+        if tok.token_to_id(token) is None:
+            raise ElectraError(f"{source}: {role}_token {token!r} is not in the vocabulary")
+    added = set(tok.get_added_tokens_decoder().values())
+    missing = [t for t in dict.fromkeys(kept.values()) if not any(a.content == t and a.special for a in added)]
+    if missing:
+        tok.add_special_tokens([AddedToken(t, special=True, normalized=False) for t in missing])
+    _ROLES[tok] = kept
+    return tok
+
+
+def copy_tokenizer(tok: Tokenizer) -> Tokenizer:
+    """An independent copy of ``tok`` with the same roles (``Tokenizer.from_str`` alone loses them)."""
+    out = Tokenizer.from_str(tok.to_str())
+    _ROLES[out] = dict(_ROLES.get(tok) or inferred_roles(tok))
+    return out
+
+
+def inferred_roles(tok: Tokenizer) -> dict[str, str]:
+    """Roles read from the tokenizer itself: ``cls``/``sep`` from its post-processor (the first and last special
+    token of the single-sequence template), ``unk`` from its model, ``pad`` from its padding settings."""
+    spec = json.loads(tok.to_str())
+    roles: dict[str, str] = {}
+    post = spec.get("post_processor") or {}
+    if post.get("type") == "Sequence":
+        post = next((p for p in post.get("processors", []) if p.get("type") in
+                     ("TemplateProcessing", "BertProcessing", "RobertaProcessing")), {})
+    if post.get("type") == "TemplateProcessing":
+        specials = [p["SpecialToken"]["id"] for p in post.get("single", []) if "SpecialToken" in p]
+        if specials:
+            roles["cls"], roles["sep"] = specials[0], specials[-1]
+    elif post.get("type") in ("BertProcessing", "RobertaProcessing"):
+        roles["cls"], roles["sep"] = post["cls"][0], post["sep"][0]
+    model = spec.get("model") or {}
+    if model.get("unk_token"):
+        roles["unk"] = model["unk_token"]
+    elif model.get("type") == "Unigram" and model.get("unk_id") is not None:
+        roles["unk"] = model["vocab"][model["unk_id"]][0]
+    padding = spec.get("padding") or {}
+    if padding.get("pad_token"):
+        roles["pad"] = padding["pad_token"]
+    return roles
+
+
+def read_roles(directory: str | Path) -> dict[str, str]:
+    """Roles named in a directory's ``special_tokens_map.json``, else its ``tokenizer_config.json`` (values as
+    strings or ``{"content": ...}``); ``bos``/``eos`` stand in for a missing ``cls``/``sep`` (XLM-R's files)."""
+    directory = Path(directory)
+    roles: dict[str, str] = {}
+    for name in ("tokenizer_config.json", "special_tokens_map.json"):  # the map wins
+        path = directory / name
+        if not path.is_file():
+            continue
+        settings = read_json(path, "tokenizer settings")
+        if not isinstance(settings, dict):
+            raise ElectraError(f"{path}: expected a JSON object")
+        for role in (*ROLES, "bos", "eos"):
+            value = settings.get(f"{role}_token")
+            if isinstance(value, dict):
+                value = value.get("content")
+            if value is not None and not isinstance(value, str):
+                raise ElectraError(f"{path}: {role}_token: expected a string or {{\"content\": ...}}, got {value!r}")
+            if value:
+                roles[role] = value
+    roles.setdefault("cls", roles.get("bos", ""))
+    roles.setdefault("sep", roles.get("eos", ""))
+    return {r: t for r, t in roles.items() if r in ROLES and t}
+
+
+def special_tokens(tok: Tokenizer) -> SpecialTokens:
+    """The roles of ``tok`` with their ids (see the module docstring); ``pad``, ``cls`` and ``sep`` must exist."""
+    roles = {**inferred_roles(tok), **(_ROLES.get(tok) or {})}
+    missing = [r for r in ("cls", "sep", "pad") if r not in roles]
+    if missing:
+        raise ElectraError(f"the tokenizer names no {'/'.join(missing)} token; name them (cls_token, sep_token, "
+                           "pad_token) in its special_tokens_map.json")
+    ids = {}
+    for role, token in roles.items():
+        i = tok.token_to_id(token)
+        if i is None:
+            raise ElectraError(f"the tokenizer's {role}_token {token!r} is not in its vocabulary")
+        ids[role] = i
+    others = frozenset(i for i, a in tok.get_added_tokens_decoder().items() if a.special) - frozenset(ids.values())
+    return SpecialTokens(roles, ids, others)
 
 
 def new_tokenizer(vocab: dict[str, int] | None = None, lowercase: bool = True) -> Tokenizer:
@@ -36,32 +190,48 @@ def new_tokenizer(vocab: dict[str, int] | None = None, lowercase: bool = True) -
     tok.decoder = decoders.WordPiece(prefix="##")
     if vocab:
         # as BERT's tokenizers: "[MASK]" typed in a text is the mask token, not "[", "mask", "]"
-        tok.add_special_tokens([t for t in SPECIAL_TOKENS if t in vocab])
-        _add_post_processor(tok)
+        set_special_tokens(tok, {r: t for r, t in BERT_ROLES.items() if t in vocab})
+        _add_post_processor(tok, BERT_ROLES)
     return tok
 
 
-def _add_post_processor(tok: Tokenizer) -> None:
-    cls, sep = tok.token_to_id("[CLS]"), tok.token_to_id("[SEP]")
+def _add_post_processor(tok: Tokenizer, roles: Mapping[str, str]) -> None:
+    """``cls A sep`` and ``cls A sep B sep`` with token types 0 and 1, as BERT."""
+    cls, sep = roles["cls"], roles["sep"]
     tok.post_processor = processors.TemplateProcessing(
-        single="[CLS] $A [SEP]", pair="[CLS] $A [SEP] $B:1 [SEP]:1",
-        special_tokens=[("[CLS]", cls), ("[SEP]", sep)])
+        single=f"{cls} $A {sep}", pair=f"{cls} $A {sep} $B:1 {sep}:1",
+        special_tokens=[(cls, tok.token_to_id(cls)), (sep, tok.token_to_id(sep))])
 
 
-def train_tokenizer(texts: Iterable[str], out: str | Path, vocab_size: int, *, lowercase: bool = True,
-                    min_frequency: int = 2, limit_alphabet: int | None = None,
+def new_unigram_tokenizer(lowercase: bool = False) -> Tokenizer:
+    """A SentencePiece-style Unigram pipeline: NFKC (and lower-case), runs of spaces collapsed, Metaspace ``▁``."""
+    steps = [normalizers.NFKC(), normalizers.Replace(Regex(" {2,}"), " ")] + ([normalizers.Lowercase()] if lowercase else [])
+    tok = Tokenizer(Unigram())
+    tok.normalizer = normalizers.Sequence(steps)
+    tok.pre_tokenizer = pre_tokenizers.Metaspace(replacement="\u2581", prepend_scheme="always", split=True)
+    tok.decoder = decoders.Metaspace(replacement="\u2581", prepend_scheme="always", split=True)
+    return tok
+
+
+def train_tokenizer(texts: Iterable[str], out: str | Path, vocab_size: int, *, model: str = "wordpiece",
+                    lowercase: bool | None = None, min_frequency: int = 2, limit_alphabet: int | None = None,
                     show_progress: bool = True) -> Tokenizer:
-    """Train WordPiece on an iterable of lines and write the tokenizer directory ``out``.
+    """Train a tokenizer on an iterable of lines and write the tokenizer directory ``out``.
 
-    ``limit_alphabet=None`` keeps every character seen (Chinese needs thousands of single characters);
-    the special tokens get ids 0..4 in the order of ``SPECIAL_TOKENS`` ([PAD]=0).
+    ``wordpiece``: BERT's pipeline (lower-cased unless ``lowercase=False``), special tokens ``[PAD] [UNK] [CLS]
+    [SEP] [MASK]`` at ids 0..4; ``limit_alphabet=None`` keeps every character seen (Chinese needs thousands).
+    ``unigram``: SentencePiece's model, as XLM-R (cased unless ``lowercase=True``): ``<s> <pad> </s> <unk>`` at ids
+    0..3 and ``<mask>`` the last id; ``min_frequency`` and ``limit_alphabet`` do not apply to it.
     """
-
+    if model not in MODELS:
+        raise ElectraError(f"--model {model}: expected one of {', '.join(MODELS)}")
     if vocab_size < len(SPECIAL_TOKENS) + 1:
         raise ElectraError(f"--vocab-size {vocab_size}: must exceed the {len(SPECIAL_TOKENS)} special tokens")
     check_values("tokenizer option", {"min_frequency": min_frequency, "limit_alphabet": limit_alphabet},
                  {"min_frequency": at_least(0), "limit_alphabet": at_least(1).optional()})
-    tok = new_tokenizer(lowercase=lowercase)
+    if model == "unigram":
+        return _train_unigram(texts, out, vocab_size, bool(lowercase), show_progress)
+    tok = new_tokenizer(lowercase=True if lowercase is None else lowercase)
     options = {} if limit_alphabet is None else {"limit_alphabet": limit_alphabet}
     trainer = trainers.WordPieceTrainer(vocab_size=vocab_size, min_frequency=min_frequency,
                                         special_tokens=list(SPECIAL_TOKENS), continuing_subword_prefix="##",
@@ -69,7 +239,24 @@ def train_tokenizer(texts: Iterable[str], out: str | Path, vocab_size: int, *, l
     tok.train_from_iterator(texts, trainer=trainer)
     if tok.get_vocab_size() <= len(SPECIAL_TOKENS):
         raise ElectraError("no text to train the tokenizer on (all inputs empty or skipped)")
-    _add_post_processor(tok)
+    set_special_tokens(tok, BERT_ROLES)
+    _add_post_processor(tok, BERT_ROLES)
+    save_tokenizer(tok, out)
+    return tok
+
+
+def _train_unigram(texts: Iterable[str], out: str | Path, vocab_size: int, lowercase: bool,
+                   show_progress: bool) -> Tokenizer:
+    tok = new_unigram_tokenizer(lowercase)
+    first = [UNIGRAM_ROLES[r] for r in ("cls", "pad", "sep", "unk")]
+    trainer = trainers.UnigramTrainer(vocab_size=vocab_size - 1, special_tokens=first, unk_token=UNIGRAM_ROLES["unk"],
+                                      show_progress=show_progress)
+    tok.train_from_iterator(texts, trainer=trainer)
+    if tok.get_vocab_size() <= len(first):
+        raise ElectraError("no text to train the tokenizer on (all inputs empty or skipped)")
+    tok.add_special_tokens([AddedToken(UNIGRAM_ROLES["mask"], special=True, normalized=False)])
+    set_special_tokens(tok, UNIGRAM_ROLES)
+    _add_post_processor(tok, UNIGRAM_ROLES)
     save_tokenizer(tok, out)
     return tok
 
@@ -110,7 +297,13 @@ def tokenizer_from_vocab(vocab_file: str | Path, out: str | Path | None = None, 
 def is_lowercase(tok: Tokenizer) -> bool:
     """Whether the tokenizer's normaliser lower-cases (BERT 'uncased')."""
     norm = json.loads(tok.to_str()).get("normalizer") or {}
-    return bool(norm.get("lowercase", False))
+    steps = norm.get("normalizers", []) if norm.get("type") == "Sequence" else [norm]
+    return any(s.get("lowercase", False) or s.get("type") == "Lowercase" for s in steps)
+
+
+def model_type(tok: Tokenizer) -> str:
+    """The tokenizer's model: ``WordPiece``, ``Unigram``, ``BPE`` or ``WordLevel``."""
+    return json.loads(tok.to_str())["model"]["type"]
 
 
 def vocab_tokens(tok: Tokenizer) -> list[str]:
@@ -125,19 +318,24 @@ def vocab_tokens(tok: Tokenizer) -> list[str]:
 
 
 def save_tokenizer(tok: Tokenizer, out: str | Path) -> Path:
-    """Write tokenizer.json, vocab.txt, tokenizer_config.json and special_tokens_map.json into ``out``."""
+    """Write tokenizer.json, tokenizer_config.json and special_tokens_map.json (the roles) into ``out``; for
+    WordPiece also vocab.txt and ``ElectraTokenizer`` as the class, for any other model
+    ``PreTrainedTokenizerFast``."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    lowercase = is_lowercase(tok)
+    roles = special_tokens(tok).tokens
     try:
         tok.save(str(out / "tokenizer.json"))
     except Exception as e:  # tokenizers reports a failed write (a full disk) as a plain Exception
         raise OSError(f"{out / 'tokenizer.json'}: {e}") from None
-    (out / "vocab.txt").write_text("".join(t + "\n" for t in vocab_tokens(tok)), encoding="utf-8")
-    specials = {"unk_token": "[UNK]", "sep_token": "[SEP]", "pad_token": "[PAD]", "cls_token": "[CLS]",
-                "mask_token": "[MASK]"}
-    config = {"tokenizer_class": "ElectraTokenizer", "do_lower_case": lowercase, "strip_accents": None,
-              "tokenize_chinese_chars": True, "model_max_length": 512, **specials}
+    specials = {f"{r}_token": roles[r] for r in ("unk", "sep", "pad", "cls", "mask") if r in roles}
+    if model_type(tok) == "WordPiece":
+        (out / "vocab.txt").write_text("".join(t + "\n" for t in vocab_tokens(tok)), encoding="utf-8")
+        config = {"tokenizer_class": "ElectraTokenizer", "do_lower_case": is_lowercase(tok), "strip_accents": None,
+                  "tokenize_chinese_chars": True, "model_max_length": 512, **specials}
+    else:
+        (out / "vocab.txt").unlink(missing_ok=True)
+        config = {"tokenizer_class": "PreTrainedTokenizerFast", "model_max_length": 512, **specials}
     (out / "tokenizer_config.json").write_text(json.dumps(config, indent=2) + "\n")
     (out / "special_tokens_map.json").write_text(json.dumps(specials, indent=2) + "\n")
     return out
@@ -158,8 +356,8 @@ def load_tokenizer(path: str | Path, lowercase: bool | None = None) -> Tokenizer
     """Load ``tokenizer.json`` from a directory (or a file), else build one from a ``vocab.txt``.
 
     For a bare ``vocab.txt``, ``lowercase`` defaults to ``do_lower_case`` of a ``tokenizer_config.json``
-    next to it, else True. The result adds ``[CLS] A [SEP] (B [SEP])`` and token-type ids when encoding
-    with special tokens.
+    next to it, else True. Roles come from the directory's files (:func:`read_roles`); a WordPiece
+    ``tokenizer.json`` with no file naming them is BERT's (``[PAD] [UNK] [CLS] [SEP] [MASK]``).
     """
     path = Path(path)
     if path.is_dir():
@@ -167,21 +365,19 @@ def load_tokenizer(path: str | Path, lowercase: bool | None = None) -> Tokenizer
         path = path / "tokenizer.json" if (path / "tokenizer.json").is_file() else path / "vocab.txt"
     if not path.is_file():
         raise ElectraError(f"{path}: tokenizer not found")
-    try:
-        if path.suffix == ".json":
+    if path.suffix == ".json":
+        try:
             tok = Tokenizer.from_file(str(path))
-            if not tok.get_added_tokens_decoder():
-                # written from a vocab.txt before special tokens were registered (e.g. an older import-hf): as
-                # BERT's tokenizers and new_tokenizer, "[MASK]" typed in a text is the mask token
-                tok.add_special_tokens([t for t in SPECIAL_TOKENS if tok.token_to_id(t) is not None])
-            return tok
-    except Exception as e:  # tokenizers raises plain Exceptions
-        raise ElectraError(f"{path}: not a valid tokenizer file ({e})") from None
+        except Exception as e:  # tokenizers raises plain Exceptions
+            raise ElectraError(f"{path}: not a valid tokenizer file ({e})") from None
+        roles = read_roles(path.parent)
+        if not roles and model_type(tok) == "WordPiece":  # a bare BERT tokenizer.json (no files naming roles)
+            roles = {r: t for r, t in BERT_ROLES.items() if tok.token_to_id(t) is not None}
+        return set_special_tokens(tok, {**inferred_roles(tok), **roles}, str(path.parent))
     if lowercase is None:
         lowercase = True
         config = path.parent / "tokenizer_config.json"
         if config.is_file():
-
             settings = read_json(config, "tokenizer config")
             lowercase = bool(settings.get("do_lower_case", True)) if isinstance(settings, dict) else True
     return tokenizer_from_vocab(path, lowercase=lowercase)
@@ -198,21 +394,15 @@ def tokenizer_hash(tok: Tokenizer) -> str:
     keys = ("type", "clean_text", "handle_chinese_chars", "strip_accents", "lowercase")
     options = {k: norm.get(k) for k in keys}
     options["pre_tokenizer"] = pre.get("type")
+    if norm.get("type") != "BertNormalizer" and norm:  # a pipeline of steps: their names and options
+        options["steps"] = json.dumps(norm, sort_keys=True)
+    if spec["model"]["type"] != "WordPiece":
+        options["model"] = spec["model"]["type"]
     h = hashlib.sha256()
     h.update("\n".join(vocab_tokens(tok)).encode("utf-8"))
     h.update(json.dumps(options, sort_keys=True).encode())
     return h.hexdigest()[:16]
 
-
-def special_ids(tok: Tokenizer, names: Sequence[str] = SPECIAL_TOKENS) -> dict[str, int]:
-    """Ids of the special tokens, e.g. ``{"[PAD]": 0, ...}``; an error names any that is missing."""
-    ids = {}
-    for name in names:
-        i = tok.token_to_id(name)
-        if i is None:
-            raise ElectraError(f"tokenizer has no {name} token")
-        ids[name] = i
-    return ids
 
 def pad_to(batch: dict[str, np.ndarray], length: int) -> dict[str, np.ndarray]:
     """Right-pad every input to at least ``length`` positions (padding: id 0, mask 0, segment 0)."""

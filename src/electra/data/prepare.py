@@ -41,7 +41,7 @@ from electra.tokenization import (
     is_lowercase,
     load_tokenizer,
     save_tokenizer,
-    special_ids,
+    special_tokens,
     tokenizer_hash,
 )
 
@@ -286,7 +286,8 @@ def prepare(inputs: Sequence[str | Path], tokenizer: str | Path, out: str | Path
     tok_dir = find_tokenizer_dir(tokenizer)
     tok = load_tokenizer(tok_dir)
     tok_hash = tokenizer_hash(tok)
-    ids = special_ids(tok)
+    specials = special_tokens(tok)
+    specials.need_mask("pre-training replaces masked tokens")
     out = Path(out)
     _check_out(out, tok_hash, overwrite)
     corpus = Corpus(inputs, text_field=text_field, errors=errors, max_line_bytes=max_line_bytes)
@@ -317,7 +318,7 @@ def prepare(inputs: Sequence[str | Path], tokenizer: str | Path, out: str | Path
         meta = {
             "format": FORMAT, "tokenizer_hash": tok_hash, "vocab_size": vocab_size, "dtype": dtype.name,
             "lowercase": is_lowercase(tok),
-            "special_ids": {name.strip("[]").lower(): i for name, i in ids.items()},
+            "special_ids": dict(specials.ids), "other_special_ids": sorted(specials.other_ids),
             "max_seq_len": max_seq_len, "seed": seed, "shards": writer.shards,
             "counts": {"files": stats.files, "bytes": stats.bytes, "documents": writer.documents,
                        "sentences": writer.sentences, "tokens": writer.tokens},

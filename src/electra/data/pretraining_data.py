@@ -144,6 +144,9 @@ class PretrainingData:
         self.vocab_size = int(self.meta["vocab_size"])
         ids = self.meta["special_ids"]
         self.pad_id, self.cls_id, self.sep_id, self.mask_id = ids["pad"], ids["cls"], ids["sep"], ids["mask"]
+        # unk and any other special token: never masked (absent from data prepared before any-tokenizer support)
+        self.other_special_ids = tuple(sorted({*([ids["unk"]] if "unk" in ids else []),
+                                               *self.meta.get("other_special_ids", [])}))
         self.tokenizer_dir = self.data_dir / "tokenizer"
         if verify_tokenizer:
             self._verify_tokenizer()

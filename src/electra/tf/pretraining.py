@@ -36,7 +36,9 @@ def mask_tokens(input_ids: Any, attention_mask: Any, special: SpecialIds, mask_p
     ids = ops.cast(input_ids, "int32")
     seq_len = ops.shape(ids)[1]
     real = ops.cast(attention_mask, "bool")
-    candidates = real & (ids != special.cls) & (ids != special.sep) & (ids != special.pad)
+    candidates = real & (ids != special.cls) & (ids != special.sep) & (ids != special.pad) & (ids != special.mask)
+    for other in special.others:
+        candidates = candidates & (ids != other)
     n_real = ops.sum(ops.cast(real, "float32"), axis=-1)
     n_predict = ops.clip(ops.round(n_real * mask_prob), 1, max_predictions)
     n_predict = ops.minimum(n_predict, ops.sum(ops.cast(candidates, "float32"), axis=-1))

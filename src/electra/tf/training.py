@@ -179,7 +179,7 @@ def pretrain(cfg: PretrainConfig, model_overrides: dict[str, Any] | None = None,
         print(load_init_weights(torch_model, cfg.init_from, data.tokenizer_dir))
         assign(model, {k: v for k, v in torch_model.state_dict().items() if k in model.torch_weights()},
                cfg.init_from)
-    special = SpecialIds(pad=data.pad_id, cls=data.cls_id, sep=data.sep_id, mask=data.mask_id)
+    special = SpecialIds.of(data)
     objective = ReplacedTokenDetection(model, special, data.max_seq_len, cfg.mask_prob, cfg.generator_weight,
                                        cfg.discriminator_weight, cfg.temperature, seed=cfg.seed)
     objective.compile(optimizer=make_optimizer(cfg.lr, cfg.max_steps, cfg.warmup_steps, cfg.weight_decay,

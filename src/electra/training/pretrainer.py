@@ -306,7 +306,7 @@ def pretrain(cfg: PretrainConfig, config_file: str | None = None,
     np.random.seed(cfg.seed % 2**32)
     torch.manual_seed(cfg.seed)
     model = Electra(model_cfg).to(device)
-    special = SpecialIds(pad=data.pad_id, cls=data.cls_id, sep=data.sep_id, mask=data.mask_id)
+    special = SpecialIds.of(data)
     latest = find_latest_checkpoint(run_dir) if resume else None
     if cfg.init_from and latest is None:  # a resumed run starts from its own checkpoint instead
         summary = load_init_weights(model, cfg.init_from, data.tokenizer_dir)
