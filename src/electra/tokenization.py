@@ -8,8 +8,8 @@ directory's ``special_tokens_map.json`` / ``tokenizer_config.json`` when it is l
 itself (its post-processor's first and last special tokens, its model's unknown token), never from literal
 strings or ids.
 
-A tokenizer directory holds ``tokenizer.json``, ``tokenizer_config.json`` and ``special_tokens_map.json``; a
-WordPiece one also ``vocab.txt`` (BERT format, line number = id) and ``tokenizer_class: ElectraTokenizer``, any
+A tokenizer directory holds ``tokenizer.json``, ``tokenizer_config.json`` and ``special_tokens_map.json``;
+a WordPiece one also ``vocab.txt`` (BERT format, line number = id) and ``tokenizer_class: ElectraTokenizer``, any
 other ``PreTrainedTokenizerFast``; so ``transformers.AutoTokenizer.from_pretrained(DIR)`` loads it and encodes
 exactly like ``load_tokenizer(DIR)``.
 """
@@ -24,7 +24,17 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from tokenizers import AddedToken, Encoding, Regex, Tokenizer, decoders, normalizers, pre_tokenizers, processors, trainers
+from tokenizers import (
+    AddedToken,
+    Encoding,
+    Regex,
+    Tokenizer,
+    decoders,
+    normalizers,
+    pre_tokenizers,
+    processors,
+    trainers,
+)
 from tokenizers.models import Unigram, WordPiece
 
 from electra.config import at_least, check_values, read_json
@@ -205,7 +215,8 @@ def _add_post_processor(tok: Tokenizer, roles: Mapping[str, str]) -> None:
 
 def new_unigram_tokenizer(lowercase: bool = False) -> Tokenizer:
     """A SentencePiece-style Unigram pipeline: NFKC (and lower-case), runs of spaces collapsed, Metaspace ``▁``."""
-    steps = [normalizers.NFKC(), normalizers.Replace(Regex(" {2,}"), " ")] + ([normalizers.Lowercase()] if lowercase else [])
+    steps = [normalizers.NFKC(), normalizers.Replace(Regex(" {2,}"), " ")]
+    steps += [normalizers.Lowercase()] if lowercase else []
     tok = Tokenizer(Unigram())
     tok.normalizer = normalizers.Sequence(steps)
     tok.pre_tokenizer = pre_tokenizers.Metaspace(replacement="\u2581", prepend_scheme="always", split=True)
