@@ -70,7 +70,8 @@ def mask_tokens(input_ids: Tensor, attention_mask: Tensor, special: SpecialIds, 
     Per sequence, ``max(1, min(max_predictions, round(n_real * mask_prob)))`` distinct positions are
     drawn uniformly among tokens that are not special (``cls``, ``sep``, padding, ``mask``, ``unk`` or
     another special token of the tokenizer; n_real counts every real token, as the official code).
-    Of them ``mask_token_prob`` become the mask token, ``random_token_prob`` a uniformly random token (0 for ELECTRA; 0.1 for BERT-style 80/10/10), the rest stay unchanged.
+    Of them ``mask_token_prob`` become the mask token, ``random_token_prob`` a uniformly random token (0 for
+    ELECTRA; 0.1 for BERT-style 80/10/10), the rest stay unchanged.
     The official code draws positions with replacement, so it sometimes masks fewer than intended; we
     draw without replacement so the rate is exactly the configured one.
     """
