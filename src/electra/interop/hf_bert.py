@@ -15,9 +15,11 @@ made as google-research/electra would make it:
   (``generator_size=1``): blocks of another width have no counterpart.
 
 Dropped and reported: the pooler, the next-sentence head (``cls.seq_relationship``) and any task head. The
-checkpoint's ``vocab.txt`` (with ``do_lower_case`` from ``tokenizer_config.json``) becomes our tokenizer
-directory; a ``tokenizer.json`` alone is used when there is no ``vocab.txt`` (its truncation and padding
-settings removed: sentence-transformers ships one that truncates at 128 tokens).
+checkpoint's ``tokenizer.json`` (any model: WordPiece, or the SentencePiece Unigram of multilingual encoders, its
+special-token roles from ``special_tokens_map.json``) becomes our tokenizer directory, its truncation and padding
+settings removed (sentence-transformers ships one that truncates at 128 tokens); without one, its ``vocab.txt``
+(with ``do_lower_case`` from ``tokenizer_config.json``). The tokenizer may have fewer ids than the embedding
+table (multilingual-e5: 250,002 of 250,037 rows), never more.
 """
 
 from __future__ import annotations
@@ -35,7 +37,7 @@ from electra.config import EncoderConfig, ModelConfig, read_json
 from electra.errors import ElectraError
 from electra.interop.hf import encoder_from_hf, from_hf_config, load_network, read_hf_dir
 from electra.modeling import Electra
-from electra.tokenization import save_tokenizer, tokenizer_from_vocab
+from electra.tokenization import load_tokenizer, model_type, save_tokenizer, special_tokens, tokenizer_from_vocab
 
 GENERATOR_INITS = ("new", "truncate")
 # Default generator shape (width, depth as fractions of the BERT's) per init. truncate (the default): full width,
@@ -139,7 +141,7 @@ def import_bert(bert_dir: str | Path, out: str | Path, *, generator_size: float 
     weights = normalise_keys(raw)
     disc_cfg = bert_encoder_config(hf_config, weights, source)
     vocab_file = bert_dir / "vocab.txt"
-    if vocab_file.is_file():
+    if vocab_file.is_file() and not (bert_dir / "tokenizer.json").is_file():
         try:
             lines = vocab_file.read_text(encoding="utf-8").rstrip("\n").split("\n")
         except UnicodeDecodeError as e:
@@ -182,7 +184,7 @@ def import_bert(bert_dir: str | Path, out: str | Path, *, generator_size: float 
     report.dropped.pop("position_ids buffer", None)  # a buffer, not a weight
     staging = Path(tempfile.mkdtemp(prefix="electra-tok-"))
     try:
-        report.tokenizer = write_bert_tokenizer(bert_dir, staging)
+        report.tokenizer = write_bert_tokenizer(bert_dir, staging, disc_cfg.vocab_size)
         path = save_checkpoint(model, out, tokenizer_dir=staging, extra={"imported_from": {
             "bert": str(bert_dir), "generator_init": generator_init, "mlm_head": report.mlm_head,
             "dropped": report.dropped}})
@@ -191,29 +193,31 @@ def import_bert(bert_dir: str | Path, out: str | Path, *, generator_size: float 
     return path, report
 
 
-def write_bert_tokenizer(bert_dir: Path, out: Path) -> str:
-    """Our tokenizer directory from the checkpoint's ``vocab.txt`` (or ``tokenizer.json``); returns a summary."""
-    from tokenizers import Tokenizer
-
-
-    lowercase = True
-    config = bert_dir / "tokenizer_config.json"
-    if config.is_file():
-        settings = read_json(config, "tokenizer config")
-        lowercase = bool(settings.get("do_lower_case", True)) if isinstance(settings, dict) else True
-    if (bert_dir / "vocab.txt").is_file():
-        tok = tokenizer_from_vocab(bert_dir / "vocab.txt", out, lowercase=lowercase)
-        return f"vocab.txt ({tok.get_vocab_size():,} entries, {'uncased' if lowercase else 'cased'})"
+def write_bert_tokenizer(bert_dir: Path, out: Path, vocab_rows: int | None = None) -> str:
+    """Our tokenizer directory from the checkpoint's ``tokenizer.json`` (any model: WordPiece, Unigram, BPE; its
+    roles from ``special_tokens_map.json`` / ``tokenizer_config.json``) or else its ``vocab.txt``; returns a
+    summary. A tokenizer with more ids than ``vocab_rows`` (the embedding table) is refused."""
     if (bert_dir / "tokenizer.json").is_file():
-        try:
-            tok = Tokenizer.from_file(str(bert_dir / "tokenizer.json"))
-        except Exception as e:  # tokenizers raises plain Exceptions
-            raise ElectraError(f"{bert_dir / 'tokenizer.json'}: not a valid tokenizer file ({e})") from None
+        tok = load_tokenizer(bert_dir / "tokenizer.json")
         tok.no_truncation()
         tok.no_padding()
-        save_tokenizer(tok, out)
-        return f"tokenizer.json ({tok.get_vocab_size():,} entries)"
-    raise ElectraError(f"{bert_dir}: no vocab.txt or tokenizer.json (the tokenizer must come with the weights)")
+        summary = f"tokenizer.json ({model_type(tok)}, {tok.get_vocab_size():,} entries)"
+    elif (bert_dir / "vocab.txt").is_file():
+        lowercase = True
+        config = bert_dir / "tokenizer_config.json"
+        if config.is_file():
+            settings = read_json(config, "tokenizer config")
+            lowercase = bool(settings.get("do_lower_case", True)) if isinstance(settings, dict) else True
+        tok = tokenizer_from_vocab(bert_dir / "vocab.txt", lowercase=lowercase)
+        summary = f"vocab.txt ({tok.get_vocab_size():,} entries, {'uncased' if lowercase else 'cased'})"
+    else:
+        raise ElectraError(f"{bert_dir}: no vocab.txt or tokenizer.json (the tokenizer must come with the weights)")
+    if vocab_rows is not None and tok.get_vocab_size() > vocab_rows:
+        raise ElectraError(f"{bert_dir}: the tokenizer has {tok.get_vocab_size():,} ids but the checkpoint's "
+                           f"vocabulary (word embeddings) {vocab_rows:,}; expected at most as many")
+    special_tokens(tok)  # names the missing cls/sep/pad role now, not at the first use
+    save_tokenizer(tok, out)
+    return summary
 
 
 def minilm_dir() -> Path | None:
