@@ -465,3 +465,36 @@ def _truncate(tokenizer: Tokenizer, ctx: str | None, cand: str, max_len: int) ->
     if len(enc.ids) > max_len:  # decode/encode round trips are not always exact: cut hard
         enc.truncate(max_len)
     return enc
+
+
+def continuation_prefix(tok: Tokenizer) -> tuple[str, bool]:
+    """How the vocabulary marks word boundaries: ``("##", False)`` for WordPiece (a continuation piece starts with
+    ``##``), ``("▁", True)`` for Metaspace (SentencePiece: a piece starting with ``▁`` starts a word), ``("Ġ",
+    True)`` for byte-level BPE."""
+    spec = json.loads(tok.to_str())
+    if spec["model"]["type"] == "WordPiece":
+        return spec["model"].get("continuing_subword_prefix") or "##", False
+
+    def kinds(p: dict | None) -> list[dict]:
+        p = p or {}
+        return [q for x in p.get("pretokenizers", []) for q in kinds(x)] if p.get("type") == "Sequence" else [p]
+
+    for pre in kinds(spec.get("pre_tokenizer")):
+        if pre.get("type") == "Metaspace":
+            return pre.get("replacement", "\u2581"), True
+        if pre.get("type") == "ByteLevel":
+            return "\u0120", True
+    return "\u2581", True
+
+
+def word_start_table(tok: Tokenizer) -> np.ndarray:
+    """A bool per id: whether that token begins a word (special tokens do; see :func:`continuation_prefix`)."""
+    prefix, marks_start = continuation_prefix(tok)
+    table = np.zeros(tok.get_vocab_size(), dtype=bool)
+    for token, i in tok.get_vocab(with_added_tokens=True).items():
+        if i < len(table):
+            table[i] = token.startswith(prefix) == marks_start
+    for i in special_tokens(tok).all_ids:
+        if i < len(table):
+            table[i] = True
+    return table
