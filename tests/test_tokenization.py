@@ -207,3 +207,14 @@ def test_a_tokenizer_json_without_registered_special_tokens_still_reads_mask(tmp
     assert RawTokenizer.from_file(str(tmp_path / "tokenizer.json")).encode("the [MASK]").tokens != [
         "[CLS]", "the", "[MASK]", "[SEP]"]
     assert load_tokenizer(tmp_path).encode("the [MASK]").tokens == ["[CLS]", "the", "[MASK]", "[SEP]"]
+
+
+def test_cli_tokenizer_train_defaults_to_uncased_wordpiece_with_bert_ids(tmp_path, capsys):
+    with pytest.raises(SystemExit) as e:
+        main(["tokenizer", "train", "--input", str(FIXTURES), "--out", str(tmp_path / "t"), "--vocab-size", "700"])
+    assert e.value.code == 0
+    assert "wordpiece uncased, 700 tokens" in capsys.readouterr().out
+    assert tuple((tmp_path / "t" / "vocab.txt").read_text().splitlines()[:5]) == SPECIAL_TOKENS
+    config = json.loads((tmp_path / "t" / "tokenizer_config.json").read_text())
+    assert config["tokenizer_class"] == "ElectraTokenizer" and config["do_lower_case"] is True
+    assert load_tokenizer(tmp_path / "t").encode("Héllo").ids == load_tokenizer(tmp_path / "t").encode("hello").ids

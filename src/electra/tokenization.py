@@ -346,7 +346,9 @@ def save_tokenizer(tok: Tokenizer, out: str | Path) -> Path:
                   "tokenize_chinese_chars": True, "model_max_length": 512, **specials}
     else:
         (out / "vocab.txt").unlink(missing_ok=True)
-        config = {"tokenizer_class": "PreTrainedTokenizerFast", "model_max_length": 512, **specials}
+        # token_type_ids too, as ElectraTokenizerFast returns them (PreTrainedTokenizerFast omits them by default)
+        config = {"tokenizer_class": "PreTrainedTokenizerFast", "model_max_length": 512,
+                  "model_input_names": ["input_ids", "token_type_ids", "attention_mask"], **specials}
     (out / "tokenizer_config.json").write_text(json.dumps(config, indent=2) + "\n")
     (out / "special_tokens_map.json").write_text(json.dumps(specials, indent=2) + "\n")
     return out
