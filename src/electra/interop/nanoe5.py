@@ -43,7 +43,7 @@ Q4_BLOCK = np.dtype([("scale", "<f2"), ("nibbles", "u1", (QK // 2,))])  # 18 byt
 DTYPES = {0: "fp32", 1: "Q4_0"}
 DATA_FILE = "e5-small-q4.bin"
 CACHE_NAME = "multilingual-e5-small-q4"
-FORMAT = 1  # of the converted folder; a cached folder of another format is converted again
+FORMAT = 2  # of the converted folder; a cached folder of another format is converted again
 HEADER = ("hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size", "vocab_size",
           "max_position_embeddings", "type_vocab_size")
 SPECIAL_IDS = ("bos_token_id", "eos_token_id", "pad_token_id", "unk_token_id")
@@ -281,7 +281,9 @@ def build_tokenizer(config: dict, vocab: Vocab) -> Tokenizer:
         special_tokens=[(bos, config["bos_token_id"]), (eos, config["eos_token_id"])])
     ids = {piece: i for i, (piece, _) in enumerate(vocab)}
     specials = sorted(special_tokens(config, vocab).values(), key=ids.__getitem__)
-    tok.add_special_tokens([AddedToken(piece, special=True, normalized=False) for piece in specials])
+    # <mask> swallows the space before it, as XLM-R's tokenizer.json has it ("a <mask>" -> "▁a", "<mask>")
+    tok.add_special_tokens([AddedToken(piece, special=True, normalized=False, lstrip=piece == "<mask>")
+                            for piece in specials])
     return tok
 
 
