@@ -12,7 +12,7 @@ from collections.abc import Callable, Sequence
 import torch
 
 from electra import __version__, extras
-from electra.cli import data, deploy, generation, pretrain, tasks
+from electra.cli import data, deploy, generation, pretrain, tasks, vocab
 from electra.cli.common import needed_extras
 from electra.errors import ElectraError, os_reason
 from electra.training.allocator import tune_malloc
@@ -22,6 +22,7 @@ COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [
     tasks.add_evaluate, tasks.add_predict, tasks.add_score, tasks.add_answer, generation.add_detect,
     generation.add_fill, generation.add_generate, generation.add_correct, generation.add_augment, pretrain.add_demo,
     pretrain.add_plot, deploy.add_export, deploy.add_import_hf, deploy.add_serve, generation.add_rescore,
+    vocab.add_trim_vocab,
 ]
 
 
