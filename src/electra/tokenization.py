@@ -96,6 +96,13 @@ class SpecialTokens:
 
 
 _ROLES: weakref.WeakKeyDictionary[Tokenizer, dict[str, str]] = weakref.WeakKeyDictionary()
+_SPECIALS: weakref.WeakKeyDictionary[Tokenizer, SpecialTokens] = weakref.WeakKeyDictionary()  # special_tokens()'s
+
+
+def _component(part: object) -> dict:
+    """One part of a tokenizer (normalizer, pre-tokenizer, post-processor) as its JSON: cheap, where
+    ``tok.to_str()`` serialises the whole vocabulary (250k pieces for XLM-R)."""
+    return json.loads(part.__getstate__()) if part is not None else {}
 
 
 def set_special_tokens(tok: Tokenizer, roles: Mapping[str, str], source: str = "tokenizer") -> Tokenizer:
@@ -110,6 +117,7 @@ def set_special_tokens(tok: Tokenizer, roles: Mapping[str, str], source: str = "
     if missing:
         tok.add_special_tokens([AddedToken(t, special=True, normalized=False) for t in missing])
     _ROLES[tok] = kept
+    _SPECIALS.pop(tok, None)
     return tok
 
 
@@ -123,9 +131,8 @@ def copy_tokenizer(tok: Tokenizer) -> Tokenizer:
 def inferred_roles(tok: Tokenizer) -> dict[str, str]:
     """Roles read from the tokenizer itself: ``cls``/``sep`` from its post-processor (the first and last special
     token of the single-sequence template), ``unk`` from its model, ``pad`` from its padding settings."""
-    spec = json.loads(tok.to_str())
     roles: dict[str, str] = {}
-    post = spec.get("post_processor") or {}
+    post = _component(tok.post_processor)
     if post.get("type") == "Sequence":
         post = next((p for p in post.get("processors", []) if p.get("type") in
                      ("TemplateProcessing", "BertProcessing", "RobertaProcessing")), {})
@@ -135,14 +142,14 @@ def inferred_roles(tok: Tokenizer) -> dict[str, str]:
             roles["cls"], roles["sep"] = specials[0], specials[-1]
     elif post.get("type") in ("BertProcessing", "RobertaProcessing"):
         roles["cls"], roles["sep"] = post["cls"][0], post["sep"][0]
-    model = spec.get("model") or {}
-    if model.get("unk_token"):
-        roles["unk"] = model["unk_token"]
-    elif model.get("type") == "Unigram" and model.get("unk_id") is not None:
-        roles["unk"] = model["vocab"][model["unk_id"]][0]
-    padding = spec.get("padding") or {}
-    if padding.get("pad_token"):
-        roles["pad"] = padding["pad_token"]
+    if getattr(tok.model, "unk_token", None):
+        roles["unk"] = tok.model.unk_token
+    elif model_type(tok) == "Unigram":  # its unk is an id into the vocabulary: read the model (slow for 250k pieces)
+        model = json.loads(tok.model.__getstate__())
+        if model.get("unk_id") is not None:
+            roles["unk"] = model["vocab"][model["unk_id"]][0]
+    if tok.padding and tok.padding.get("pad_token"):
+        roles["pad"] = tok.padding["pad_token"]
     return roles
 
 
@@ -172,8 +179,13 @@ def read_roles(directory: str | Path) -> dict[str, str]:
 
 
 def special_tokens(tok: Tokenizer) -> SpecialTokens:
-    """The roles of ``tok`` with their ids (see the module docstring); ``pad``, ``cls`` and ``sep`` must exist."""
-    roles = {**inferred_roles(tok), **(_ROLES.get(tok) or {})}
+    """The roles of ``tok`` with their ids (see the module docstring); ``pad``, ``cls`` and ``sep`` must exist.
+    Computed once per tokenizer (again after :func:`set_special_tokens`)."""
+    cached = _SPECIALS.get(tok)
+    if cached is not None:
+        return cached
+    recorded = _ROLES.get(tok) or {}
+    roles = {**(inferred_roles(tok) if not {"cls", "sep", "pad", "unk"} <= set(recorded) else {}), **recorded}
     missing = [r for r in ("cls", "sep", "pad") if r not in roles]
     if missing:
         raise ElectraError(f"the tokenizer names no {'/'.join(missing)} token; name them (cls_token, sep_token, "
@@ -185,7 +197,8 @@ def special_tokens(tok: Tokenizer) -> SpecialTokens:
             raise ElectraError(f"the tokenizer's {role}_token {token!r} is not in its vocabulary")
         ids[role] = i
     others = frozenset(i for i, a in tok.get_added_tokens_decoder().items() if a.special) - frozenset(ids.values())
-    return SpecialTokens(roles, ids, others)
+    _SPECIALS[tok] = SpecialTokens(roles, ids, others)
+    return _SPECIALS[tok]
 
 
 def new_tokenizer(vocab: dict[str, int] | None = None, lowercase: bool = True) -> Tokenizer:
@@ -307,14 +320,14 @@ def tokenizer_from_vocab(vocab_file: str | Path, out: str | Path | None = None, 
 
 def is_lowercase(tok: Tokenizer) -> bool:
     """Whether the tokenizer's normaliser lower-cases (BERT 'uncased')."""
-    norm = json.loads(tok.to_str()).get("normalizer") or {}
+    norm = _component(tok.normalizer)
     steps = norm.get("normalizers", []) if norm.get("type") == "Sequence" else [norm]
     return any(s.get("lowercase", False) or s.get("type") == "Lowercase" for s in steps)
 
 
 def model_type(tok: Tokenizer) -> str:
     """The tokenizer's model: ``WordPiece``, ``Unigram``, ``BPE`` or ``WordLevel``."""
-    return json.loads(tok.to_str())["model"]["type"]
+    return type(tok.model).__name__
 
 
 def vocab_tokens(tok: Tokenizer) -> list[str]:
@@ -386,7 +399,9 @@ def load_tokenizer(path: str | Path, lowercase: bool | None = None) -> Tokenizer
         roles = read_roles(path.parent)
         if not roles and model_type(tok) == "WordPiece":  # a bare BERT tokenizer.json (no files naming roles)
             roles = {r: t for r, t in BERT_ROLES.items() if tok.token_to_id(t) is not None}
-        return set_special_tokens(tok, {**inferred_roles(tok), **roles}, str(path.parent))
+        if not {"cls", "sep", "pad", "unk"} <= set(roles):
+            roles = {**inferred_roles(tok), **roles}
+        return set_special_tokens(tok, roles, str(path.parent))
     if lowercase is None:
         lowercase = True
         config = path.parent / "tokenizer_config.json"
@@ -473,15 +488,14 @@ def continuation_prefix(tok: Tokenizer) -> tuple[str, bool]:
     """How the vocabulary marks word boundaries: ``("##", False)`` for WordPiece (a continuation piece starts with
     ``##``), ``("▁", True)`` for Metaspace (SentencePiece: a piece starting with ``▁`` starts a word), ``("Ġ",
     True)`` for byte-level BPE."""
-    spec = json.loads(tok.to_str())
-    if spec["model"]["type"] == "WordPiece":
-        return spec["model"].get("continuing_subword_prefix") or "##", False
+    if model_type(tok) == "WordPiece":
+        return tok.model.continuing_subword_prefix or "##", False
 
     def kinds(p: dict | None) -> list[dict]:
         p = p or {}
         return [q for x in p.get("pretokenizers", []) for q in kinds(x)] if p.get("type") == "Sequence" else [p]
 
-    for pre in kinds(spec.get("pre_tokenizer")):
+    for pre in kinds(_component(tok.pre_tokenizer)):
         if pre.get("type") == "Metaspace":
             return pre.get("replacement", "\u2581"), True
         if pre.get("type") == "ByteLevel":
