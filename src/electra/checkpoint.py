@@ -120,6 +120,15 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     return model.to(map_location)
 
 
+def check_tokenizer_fits(tok: Any, vocab_rows: int, tokenizer: str | Path, model: str | Path) -> None:
+    """A tokenizer may have fewer ids than the model's word-embedding rows (multilingual-e5: 250,002 of 250,037),
+    never more: an id past the table would index out of it. One line naming both sizes otherwise."""
+    n = tok.get_vocab_size()
+    if n > vocab_rows:
+        raise ElectraError(f"{tokenizer}: the tokenizer has {n} tokens but the model {model} has a vocabulary of "
+                           f"{vocab_rows} (word-embedding rows): they do not belong together")
+
+
 def tokenizer_dir(path: str | Path) -> Path | None:
     """The tokenizer folder stored in a checkpoint, if any."""
     d = Path(path) / TOKENIZER_DIR

@@ -43,7 +43,13 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from electra.checkpoint import load_checkpoint, read_checkpoint_meta, resolve_checkpoint, tokenizer_dir
+from electra.checkpoint import (
+    check_tokenizer_fits,
+    load_checkpoint,
+    read_checkpoint_meta,
+    resolve_checkpoint,
+    tokenizer_dir,
+)
 from electra.config import EncoderConfig
 from electra.errors import ElectraError
 from electra.export.onnx import MODEL_FILE, export_onnx, read_meta
@@ -51,7 +57,7 @@ from electra.export.session import ort_session
 from electra.tasks.classification import label_names
 from electra.tasks.registry import family_of_head
 from electra.tasks.runner import BEST_DIR, TASK_FILE, load_task_model, read_task_meta, run_tokenizer_dir
-from electra.tokenization import load_tokenizer, pad_to
+from electra.tokenization import load_tokenizer, special_tokens
 from electra.training.precision import EMULATED_BF16_MESSAGE, cpu_has_fast_bf16
 
 BACKENDS = ("torch", "onnx")
@@ -61,10 +67,12 @@ Arrays = dict[str, np.ndarray]
 
 # ---- runners -------------------------------------------------------------------------------------------
 class Runner:
-    """A network: padded int64 inputs -> named numpy outputs. ``min_sequence``: pad shorter inputs to it."""
+    """A network: padded int64 inputs -> named numpy outputs. ``min_sequence``: pad shorter inputs to it (with
+    ``pad_id``, the tokenizer's pad token, set when the model is loaded)."""
 
     outputs: tuple[str, ...] = ()
     min_sequence: int = 1
+    pad_id: int = 0
     backend: str = ""
     precision: str = ""
 
@@ -100,10 +108,20 @@ class OnnxRunner(Runner):
         self.precision = "int8" if self.meta.get("quantization") else "fp32"
 
     def __call__(self, batch: Arrays) -> Arrays:
-        batch = pad_to(batch, self.min_sequence)
+        batch = pad_to(batch, self.min_sequence, self.pad_id)
         feeds = {k: np.ascontiguousarray(batch[k], dtype=np.int64) for k in
                  ("input_ids", "attention_mask", "token_type_ids")}
         return dict(zip(self.outputs, self.session.run(list(self.outputs), feeds)))
+
+
+def pad_to(batch: Arrays, length: int, pad_id: int = 0) -> Arrays:
+    """Right-pad every input to at least ``length`` positions: ``input_ids`` with ``pad_id``, the others with 0
+    (the attention mask marks the padding as not real)."""
+    seq = batch["input_ids"].shape[1]
+    if seq >= length:
+        return batch
+    return {k: np.pad(v, ((0, 0), (0, length - seq)), constant_values=pad_id if k == "input_ids" else 0)
+            for k, v in batch.items()}
 
 
 # ---- torch precisions ----------------------------------------------------------------------------------
@@ -277,8 +295,8 @@ def _load_torch(path: Path, precision: str) -> LoadedModel:
         if tok is None:
             raise ElectraError(f"{path}: run has no tokenizer/ folder")
         kind = _kind_of_head(type(model.head).__name__, path)
-        return LoadedModel(kind, {"task": torch_task_runner(model, precision)}, load_tokenizer(tok), model.spec,
-                           meta["head"], model.encoder.config, str(path), "torch", precision)
+        return _with_tokenizer(LoadedModel(kind, {"task": torch_task_runner(model, precision)}, None, model.spec,
+                                           meta["head"], model.encoder.config, str(path), "torch", precision), tok)
 
     ckpt = resolve_checkpoint(path)
     tok = tokenizer_dir(ckpt)
@@ -288,8 +306,8 @@ def _load_torch(path: Path, precision: str) -> LoadedModel:
     runners = torch_pretrained_runners(model, precision)
     if not read_checkpoint_meta(ckpt).get("has_generator", True):  # its generator would be random weights
         del runners["generator"]  # as an ONNX export of such a checkpoint, which has no generator either
-    return LoadedModel("pretrained", runners, load_tokenizer(tok), {}, {}, model.config.discriminator, str(path),
-                       "torch", precision)
+    return _with_tokenizer(LoadedModel("pretrained", runners, None, {}, {}, model.config.discriminator, str(path),
+                                       "torch", precision), tok)
 
 
 def _load_onnx_folder(path: Path, precision: str, threads: int | None) -> LoadedModel:
@@ -302,8 +320,21 @@ def _load_onnx_folder(path: Path, precision: str, threads: int | None) -> Loaded
                            f"(export again{' with --quantize int8' if precision == 'int8' else ''})")
     first = next(iter(runners.values())).meta
     kind = first["kind"] if "task" in runners else "pretrained"
-    return LoadedModel(kind, runners, load_tokenizer(next(iter(folders.values()))), first.get("spec", {}),
-                       first.get("head", {}), EncoderConfig(**first["model"]), str(path), "onnx", precision)
+    loaded = LoadedModel(kind, runners, None, first.get("spec", {}), first.get("head", {}),
+                         EncoderConfig(**first["model"]), str(path), "onnx", precision)
+    return _with_tokenizer(loaded, next(iter(folders.values())))
+
+
+def _with_tokenizer(loaded: LoadedModel, tokenizer: Path) -> LoadedModel:
+    """``loaded`` with the tokenizer of folder ``tokenizer``, checked against the model's vocabulary, its pad id
+    given to the runners."""
+    tok = load_tokenizer(tokenizer)
+    check_tokenizer_fits(tok, loaded.config.vocab_size, tokenizer, loaded.source)
+    pad = special_tokens(tok).pad_id
+    for runner in loaded.runners.values():
+        runner.pad_id = pad
+    loaded.tokenizer = tok
+    return loaded
 
 
 # ---- a runner as a task model ----------------------------------------------------------------------------

@@ -35,8 +35,8 @@ from electra.scoring import SCORERS, SentenceScore
 from electra.scoring import Scorer as PairScorer
 from electra.tasks.ranking import RANKING_TASKS, list_scores
 from electra.tasks.registry import RANKING, family_of_run
-from electra.tasks.runner import BEST_DIR, TASK_FILE, load_task_model, run_tokenizer_dir
-from electra.tokenization import encode_candidates, load_tokenizer
+from electra.tasks.runner import BEST_DIR, TASK_FILE, check_tokenizer_fits, load_task_model, run_tokenizer_dir
+from electra.tokenization import encode_candidates, load_tokenizer, special_tokens
 
 LAMBDAS = (0.0, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 5.0, 10.0)
 MIN_GAIN = 0.01  # relative improvement over the 1-best, on the tuning lists, needed to leave it
@@ -466,13 +466,15 @@ class RerankerScorer:
         if tok_dir is None:
             raise ElectraError(f"{run}: run has no tokenizer/ folder")
         self.tokenizer = load_tokenizer(tok_dir)
+        check_tokenizer_fits(self.tokenizer, self.model.encoder.config.vocab_size, tok_dir, run)
+        self.pad_id = special_tokens(self.tokenizer).pad_id
         self.max_len = int(self.model.spec.get("max_seq_len", 256))
 
     def score(self, method: str, texts: Sequence[str], contexts: Sequence[str | None] | None = None) -> list:
         encs = encode_candidates(self.tokenizer, texts, contexts, self.max_len)
         feats = [{"ids": [e.ids], "types": [e.type_ids]} for e in encs]
         order = sorted(range(len(feats)), key=lambda i: len(encs[i].ids))
-        scores = list_scores(self.model, [feats[i] for i in order], 64, self.tokenizer.token_to_id("[PAD]") or 0)
+        scores = list_scores(self.model, [feats[i] for i in order], 64, self.pad_id)
         out: list[Any] = [None] * len(feats)
         for i, s in zip(order, scores):
             out[i] = SentenceScore([], [], float(s[0]))

@@ -4,6 +4,11 @@
 Labels are read from a column (the last by default) and checked against BIO/IOB1/BIOES (``O`` or
 ``B-``/``I-``/``E-``/``S-`` + type). ``to_iob2`` rewrites IOB1 (CoNLL-2003's original scheme) to BIO, which
 keeps every entity. A word's label goes on its first sub-token; the other sub-tokens are ignored (-100).
+
+Each word is encoded on its own (``is_pretokenized``), so its pieces are its own whatever the tokenizer: WordPiece
+``word ##piece``, or SentencePiece ``▁word piece`` (Metaspace marks every word's start). A bare ``▁`` mark before a
+piece without one (``▁`` ``北京``) holds no character of the word: the label goes on the first piece that does.
+Sequences are ``cls pieces sep`` with the tokenizer's role ids (:func:`electra.tokenization.special_tokens`).
 """
 
 from __future__ import annotations
@@ -14,7 +19,9 @@ from pathlib import Path
 
 from tokenizers import Tokenizer
 
+from electra.data.squad import marker_ids
 from electra.errors import ElectraError
+from electra.tokenization import special_tokens
 
 _LABEL = re.compile(r"^(O|[BIES]-.+)$")
 IGNORE = -100
@@ -93,17 +100,17 @@ class TagFeature:
     input_ids: list[int]
     labels: list[int]  # label id on each word's first sub-token, IGNORE elsewhere
     first_tokens: list[int]  # position of each word's first sub-token
+    pad_id: int = 0  # the tokenizer's pad id, which batches of this piece are padded with
 
 
 def make_tag_features(sentences: list[Sentence], tokenizer: Tokenizer, label_ids: dict[str, int],
                       max_seq_length: int = 128) -> list[TagFeature]:
-    """[CLS] sub-tokens [SEP] per sentence, split at word boundaries where it would exceed ``max_seq_length``."""
+    """cls sub-tokens sep per sentence, split at word boundaries where it would exceed ``max_seq_length``."""
     tokenizer.no_truncation()
     tokenizer.no_padding()
-    cls, sep = tokenizer.token_to_id("[CLS]"), tokenizer.token_to_id("[SEP]")
-    unk = tokenizer.token_to_id("[UNK]")
-    if cls is None or sep is None:
-        raise ElectraError("tokenizer: no [CLS]/[SEP] tokens in the vocabulary")
+    roles = special_tokens(tokenizer)
+    cls, sep, unk, pad = roles.cls_id, roles.sep_id, roles.unk_id, roles.pad_id
+    markers = marker_ids(tokenizer)
     room = max_seq_length - 2
     features = []
     encodings = tokenizer.encode_batch([s.words for s in sentences], is_pretokenized=True,
@@ -113,15 +120,18 @@ def make_tag_features(sentences: list[Sentence], tokenizer: Tokenizer, label_ids
         for tok_id, w in zip(enc.ids, enc.word_ids):
             if w is not None:
                 pieces[w].append(tok_id)
-        pieces = [p[:room] if p else [unk] for p in pieces]  # a word the normaliser erased keeps a slot
+        # a word the normaliser erased keeps a slot: the unknown token (the sep token if the tokenizer has none)
+        pieces = [p[:room] if p else [sep if unk is None else unk] for p in pieces]
         start = 0
         while start < len(s.words):
             ids, labels, firsts, w = [cls], [IGNORE], [], start
             while w < len(s.words) and len(ids) - 1 + len(pieces[w]) <= room:
-                firsts.append(len(ids))
-                labels += [label_ids.get(s.labels[w], IGNORE)] + [IGNORE] * (len(pieces[w]) - 1)
-                ids += pieces[w]
+                p = pieces[w]
+                lead = next((k for k, t in enumerate(p) if t not in markers), 0)  # past a bare ▁ mark
+                firsts.append(len(ids) + lead)
+                labels += [IGNORE] * lead + [label_ids.get(s.labels[w], IGNORE)] + [IGNORE] * (len(p) - lead - 1)
+                ids += p
                 w += 1
-            features.append(TagFeature(si, start, [*ids, sep], [*labels, IGNORE], firsts))
+            features.append(TagFeature(si, start, [*ids, sep], [*labels, IGNORE], firsts, pad))
             start = w
     return features

@@ -6,10 +6,17 @@ and reported in one warning. Windows follow google-research/electra's ``featuriz
 ``max_query_length`` tokens, the context is split into windows of ``max_seq_length - len(question) - 3``
 tokens whose starts advance by ``doc_stride`` tokens, and each token remembers whether this window gives it
 its maximum context. Token character offsets (from ``tokenizers``) map spans back to the original text.
+
+Windows are ``cls question sep context sep`` with the tokenizer's role ids (:func:`electra.tokenization.special_tokens`:
+``[CLS]``/``[SEP]`` for BERT's WordPiece, ``<s>``/``</s>`` for SentencePiece). A context token's character span is
+trimmed of white space (a Metaspace piece ``▁word`` starts at the space before the word), and a piece holding only
+the word-start mark ``▁`` (which SentencePiece emits before a piece that has none, e.g. ``▁`` ``北京``) has no span:
+it is never an answer's start or end, so a predicted span's offsets give the answer text exactly.
 """
 
 from __future__ import annotations
 
+import json
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,6 +26,7 @@ from tokenizers import Tokenizer
 
 from electra.config import read_json
 from electra.errors import ElectraError
+from electra.tokenization import special_tokens
 
 
 @dataclass
@@ -141,9 +149,10 @@ class QAFeature:
     token_type_ids: list[int]
     offsets: list[tuple[int, int] | None]  # character span in the context for context tokens, else None
     max_context: list[bool]  # whether this window is the token's max-context window
-    start: int = 0  # target token positions (0 = [CLS]: no answer in this window)
+    start: int = 0  # target token positions (0, the cls position: no answer in this window)
     end: int = 0
     is_impossible: bool = False
+    pad_id: int = 0  # the tokenizer's pad id, which batches of this window are padded with
 
 
 @dataclass(frozen=True)
@@ -153,11 +162,30 @@ class WindowConfig:
     max_query_length: int = 64
 
 
-def _special(tok: Tokenizer, name: str) -> int:
-    i = tok.token_to_id(name)
-    if i is None:
-        raise ElectraError(f"tokenizer: no {name} token in the vocabulary")
-    return i
+def marker_ids(tok: Tokenizer) -> frozenset[int]:
+    """Ids of the pieces that are only a Metaspace word-start mark (SentencePiece's bare ``▁``): they hold no
+    character of a word. None for tokenizers without a Metaspace pre-tokenizer (WordPiece)."""
+    pre = tok.pre_tokenizer
+    if pre is None:
+        return frozenset()
+    spec = json.loads(pre.__getstate__())
+    steps = spec.get("pretokenizers", []) if spec.get("type") == "Sequence" else [spec]
+    marks = {s["replacement"] for s in steps if s.get("type") == "Metaspace" and s.get("replacement")}
+    return frozenset(i for m in marks if (i := tok.token_to_id(m)) is not None)
+
+
+def context_offsets(text: str, ids: list[int], offsets: list[tuple[int, int]], markers: frozenset[int]
+                    ) -> list[tuple[int, int] | None]:
+    """Each token's character span in ``text`` without surrounding white space; ``None`` for a piece that holds
+    no character of its own (a bare ``▁`` mark, or white space only)."""
+    out: list[tuple[int, int] | None] = []
+    for i, (s, e) in zip(ids, offsets):
+        while s < e and text[s].isspace():
+            s += 1
+        while e > s and text[e - 1].isspace():
+            e -= 1
+        out.append((s, e) if s < e and i not in markers else None)
+    return out
 
 
 def _is_max_context(spans: list[tuple[int, int]], index: int, position: int) -> bool:
@@ -185,13 +213,10 @@ def _best_windows(spans: list[tuple[int, int]], n: int) -> list[int]:
     return best
 
 
-def _token_span(offsets: list[tuple[int, int]], char_start: int, char_end: int) -> tuple[int, int] | None:
-    """First and last context token overlapping [char_start, char_end)."""
-    first = next((i for i, (s, e) in enumerate(offsets) if e > char_start and s < char_end), None)
-    if first is None:
-        return None
-    last = max(i for i, (s, e) in enumerate(offsets) if s < char_end and e > char_start)
-    return first, last
+def _token_span(offsets: list[tuple[int, int] | None], char_start: int, char_end: int) -> tuple[int, int] | None:
+    """First and last context token overlapping [char_start, char_end) (tokens without a span skipped)."""
+    hits = [i for i, o in enumerate(offsets) if o is not None and o[1] > char_start and o[0] < char_end]
+    return (hits[0], hits[-1]) if hits else None
 
 
 def make_features(examples: list[QAExample], tokenizer: Tokenizer, cfg: WindowConfig = WindowConfig(),
@@ -199,16 +224,18 @@ def make_features(examples: list[QAExample], tokenizer: Tokenizer, cfg: WindowCo
     """Windows for every example; with ``training``, targets from the first answer (as the official code)."""
     tokenizer.no_truncation()
     tokenizer.no_padding()
-    cls, sep = _special(tokenizer, "[CLS]"), _special(tokenizer, "[SEP]")
+    roles = special_tokens(tokenizer)
+    cls, sep, pad = roles.cls_id, roles.sep_id, roles.pad_id
+    markers = marker_ids(tokenizer)
     contexts = sorted({ex.context for ex in examples})
     ctx_enc = dict(zip(contexts, tokenizer.encode_batch(contexts, add_special_tokens=False)))
+    ctx_off = {c: context_offsets(c, e.ids, e.offsets, markers) for c, e in ctx_enc.items()}
     q_enc = tokenizer.encode_batch([ex.question for ex in examples], add_special_tokens=False)
     features = []
     best_cache: dict[tuple[int, int], tuple[list[tuple[int, int]], list[int]]] = {}
     for ei, (ex, qe) in enumerate(zip(examples, q_enc)):
         q_ids = qe.ids[:cfg.max_query_length]
-        ce = ctx_enc[ex.context]
-        c_ids, c_off = ce.ids, ce.offsets
+        c_ids, c_off = ctx_enc[ex.context].ids, ctx_off[ex.context]
         max_doc = cfg.max_seq_length - len(q_ids) - 3
         if max_doc < 1:
             raise ElectraError(f"max_seq_length {cfg.max_seq_length} leaves no room for the context after a "
@@ -240,7 +267,7 @@ def make_features(examples: list[QAExample], tokenizer: Tokenizer, cfg: WindowCo
             types = [0] * doc_offset + [1] * (length + 1)
             offsets = [None] * doc_offset + list(c_off[start:start + length]) + [None]
             maxc = [False] * doc_offset + [best[start + i] == si for i in range(length)] + [False]
-            f = QAFeature(ei, ids, types, offsets, maxc, is_impossible=ex.is_impossible)
+            f = QAFeature(ei, ids, types, offsets, maxc, is_impossible=ex.is_impossible, pad_id=pad)
             if target is not None and start <= target[0] and target[1] <= start + length - 1:
                 f.start, f.end = target[0] - start + doc_offset, target[1] - start + doc_offset
             features.append(f)

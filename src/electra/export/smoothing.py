@@ -23,7 +23,7 @@ import numpy as np
 
 from electra.errors import ElectraError
 from electra.export.session import ort_session
-from electra.tokenization import load_tokenizer, pad_batch
+from electra.tokenization import load_tokenizer, pad_batch, special_tokens
 
 ALPHA = 0.5  # SmoothQuant's default migration strength
 CALIBRATION_LINES = 1000  # at most this many lines of --calibration are read
@@ -48,7 +48,8 @@ def calibration_batches(tokenizer_dir: str | Path, path: str | Path, max_len: in
     tok = load_tokenizer(tokenizer_dir)
     tok.enable_truncation(max_len)
     encs = [tok.encode(*ln.split("\t")[:2]) for ln in lines]
-    return [pad_batch([e.ids for e in encs[i:i + BATCH]], [e.type_ids for e in encs[i:i + BATCH]])
+    pad = special_tokens(tok).pad_id
+    return [pad_batch([e.ids for e in encs[i:i + BATCH]], [e.type_ids for e in encs[i:i + BATCH]], pad)
             for i in range(0, len(encs), BATCH)]
 
 

@@ -16,11 +16,19 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import Tensor
 
-from electra.checkpoint import load_checkpoint, read_checkpoint_meta, resolve_checkpoint, save_checkpoint, tokenizer_dir
+from electra.checkpoint import (
+    check_tokenizer_fits,
+    load_checkpoint,
+    read_checkpoint_meta,
+    resolve_checkpoint,
+    save_checkpoint,
+    tokenizer_dir,
+)
 from electra.config import EncoderConfig, ModelConfig, check_field_types, read_json
 from electra.errors import ElectraError
 from electra.files import atomic_directory
 from electra.modeling import Electra
+from electra.tokenization import load_tokenizer, save_tokenizer, special_tokens
 
 EXPORT_KINDS = ("discriminator", "generator")
 TOKENIZER_FILES = ("vocab.txt", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json")
@@ -282,7 +290,9 @@ def import_hf(disc_dir: str | Path, out: str | Path, gen_dir: str | Path | None 
 
 
 def export_hf(checkpoint: str | Path, out: str | Path) -> Path:
-    """Write ``out/discriminator`` and ``out/generator`` loadable by ``ElectraForPreTraining``/``ForMaskedLM``.
+    """Write ``out/discriminator`` and ``out/generator`` loadable by ``ElectraForPreTraining``/``ForMaskedLM``,
+    each with the checkpoint's tokenizer files (:func:`electra.tokenization.save_tokenizer`: its special-token roles
+    in ``special_tokens_map.json``, so ``AutoTokenizer`` encodes as we do) and ``pad_token_id`` from its roles.
 
     ``out`` is written as a whole, atomically (a temporary sibling, then a rename): an existing export there is
     replaced, anything else is refused, and a failed write leaves it as it was."""
@@ -295,7 +305,10 @@ def export_hf(checkpoint: str | Path, out: str | Path) -> Path:
     checkpoint = resolve_checkpoint(checkpoint)
     meta = read_checkpoint_meta(checkpoint)
     model = load_checkpoint(checkpoint)
-    tok = tokenizer_dir(checkpoint)
+    tok_dir = tokenizer_dir(checkpoint)
+    tok = None if tok_dir is None else load_tokenizer(tok_dir)
+    if tok is not None:
+        check_tokenizer_fits(tok, model.config.discriminator.vocab_size, tok_dir, checkpoint)
     kinds = ["discriminator"] + (["generator"] if meta.get("has_generator", True) else [])
     with atomic_directory(out, "export") as tmp:
         for kind in kinds:
@@ -303,11 +316,12 @@ def export_hf(checkpoint: str | Path, out: str | Path) -> Path:
             target = tmp / kind
             target.mkdir()
             cfg = model.config.discriminator if kind == "discriminator" else model.config.generator
-            (target / "config.json").write_text(json.dumps(to_hf_config(cfg, kind), indent=2) + "\n")
+            hf_config = to_hf_config(cfg, kind)
+            if tok is not None:  # the tokenizer's pad id, whatever the config was made with
+                hf_config["pad_token_id"] = special_tokens(tok).pad_id
+            (target / "config.json").write_text(json.dumps(hf_config, indent=2) + "\n")
             save_file(to_hf_state_dict(network, kind), str(target / "model.safetensors"),
                       metadata={"format": "pt"})
             if tok is not None:
-                for f in tok.iterdir():
-                    if f.is_file():
-                        shutil.copy2(f, target / f.name)
+                save_tokenizer(tok, target)
     return out

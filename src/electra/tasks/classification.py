@@ -18,6 +18,7 @@ from typing import Any, ClassVar
 import numpy as np
 import torch
 from tokenizers import Tokenizer
+from tokenizers.models import WordPiece
 
 from electra import metrics as M
 from electra.config import Rule, at_least, check_values, interval, one_of, validate
@@ -31,6 +32,7 @@ from electra.tasks.runner import (
     FinetuneConfig,
     RunLoader,
     TaskModel,
+    check_tokenizer_fits,
     collate,
     finetune,
     load_encoder,
@@ -43,7 +45,7 @@ from electra.tasks.runner import (
     set_seed,
     train_subset_indices,
 )
-from electra.tokenization import load_tokenizer
+from electra.tokenization import load_tokenizer, special_tokens
 
 Augmenter = Callable[[Sequence[Example], int, int], list[Example]]  # (examples, copies, seed) -> new examples
 
@@ -110,9 +112,7 @@ def prepare_tokenizer(tokenizer_path: str | Path | None, model_path: str | Path,
     if path is None:
         raise ElectraError(f"{model_path}: no tokenizer/ folder in the model; pass --tokenizer DIR")
     tok = load_tokenizer(path)
-    if tok.get_vocab_size() > vocab_size:
-        raise ElectraError(f"{path}: tokenizer has {tok.get_vocab_size()} tokens but the model {model_path} "
-                           f"has a vocabulary of {vocab_size}: they do not belong together")
+    check_tokenizer_fits(tok, vocab_size, path, model_path)
     if max_seq_len > max_positions:
         raise ElectraError(f"--max-seq-len {max_seq_len} exceeds the model's {max_positions} positions")
     tok.no_padding()
@@ -126,7 +126,8 @@ def label_index(task: TaskDef) -> dict[str, int] | None:
 
 def encode(tok: Tokenizer, examples: Sequence[Example], labels: dict[str, int] | None,
            regression: bool = False) -> list[dict[str, Any]]:
-    """Token ids, segment ids and label of each example (``[CLS] a [SEP] (b [SEP])``), unpadded."""
+    """Token ids, segment ids and label of each example (the tokenizer's template: ``[CLS] a [SEP] (b [SEP])`` for
+    BERT's), unpadded."""
     inputs = [e.texts[0] if len(e.texts) == 1 else tuple(e.texts) for e in examples]
     out = []
     for e, enc in zip(examples, tok.encode_batch(inputs)):
@@ -142,7 +143,7 @@ def encode(tok: Tokenizer, examples: Sequence[Example], labels: dict[str, int] |
 def augment(ids: list[int], types: list[int], continuation: np.ndarray, special: set[int],
             rng: np.random.Generator, drop: float, swap: float) -> tuple[list[int], list[int]]:
     """Drop whole words and swap neighbouring words inside each segment; special tokens stay in place."""
-    units: list[list[int]] = []  # positions of each unit: a special token, or a word with its ##pieces
+    units: list[list[int]] = []  # positions of each unit: a special token, or a word with its continuation pieces
     for i, t in enumerate(ids):
         if units and t not in special and continuation[t] and units[-1] and ids[units[-1][0]] not in special:
             units[-1].append(i)
@@ -165,6 +166,26 @@ def augment(ids: list[int], types: list[int], continuation: np.ndarray, special:
     return [ids[p] for p in order], [types[p] for p in order]  # swaps stay inside a segment
 
 
+def continuation_mask(tok: Tokenizer) -> np.ndarray:
+    """Per id, whether the piece continues a word: WordPiece's ``##piece``, or (SentencePiece, any Metaspace
+    pre-tokenizer) a piece not starting with the word-start mark ``▁``. Without either, every piece is a word."""
+    vocab = tok.get_vocab(with_added_tokens=True)
+    mask = np.zeros(max(vocab.values()) + 1, dtype=bool)
+    if isinstance(tok.model, WordPiece):
+        prefix = tok.model.continuing_subword_prefix
+        for piece, i in vocab.items():
+            mask[i] = piece.startswith(prefix)
+        return mask
+    pre = json.loads(tok.pre_tokenizer.__getstate__()) if tok.pre_tokenizer is not None else {}
+    steps = pre.get("pretokenizers", []) if pre.get("type") == "Sequence" else [pre]
+    marks = tuple(st["replacement"] for st in steps if st.get("type") == "Metaspace" and st.get("replacement"))
+    if marks:
+        for piece, i in vocab.items():
+            mask[i] = not piece.startswith(marks)
+        mask[list(special_tokens(tok).all_ids)] = False
+    return mask
+
+
 class TrainBatches:
     """Shuffled (seed + epoch) batches of the training features, with optional augmentation."""
 
@@ -173,11 +194,8 @@ class TrainBatches:
         self.features, self.batch_size, self.seed, self.pad_id = features, batch_size, seed, pad_id
         self.drop, self.swap = token_dropout, word_swap
         if (token_dropout or word_swap) and tok is not None:
-            vocab = tok.get_vocab()
-            self.continuation = np.zeros(max(vocab.values()) + 1, dtype=bool)
-            for piece, i in vocab.items():
-                self.continuation[i] = piece.startswith("##")
-            self.special = {i for p, i in vocab.items() if p in ("[CLS]", "[SEP]", "[PAD]")}
+            self.continuation = continuation_mask(tok)
+            self.special = set(special_tokens(tok).all_ids)
 
     def __len__(self) -> int:
         return (len(self.features) + self.batch_size - 1) // self.batch_size
@@ -255,7 +273,7 @@ def finetune_task(task: TaskDef, model_path: str | Path, data_dir: str | Path, o
         train = train + [dataclasses.replace(e, texts=e.texts[::-1]) for e in train if len(e.texts) == 2]
     labels = label_index(task)
     num_labels = 1 if task.regression else len(task.labels or ())
-    pad_id = tok.token_to_id("[PAD]") or 0
+    pad_id = special_tokens(tok).pad_id
     train_f = encode(tok, train, labels, task.regression)
     dev_f = encode(tok, dev, labels, task.regression)
     gold = _gold(dev_f, task.regression)
@@ -360,7 +378,7 @@ def ensemble_scores(runs: Sequence[str | Path], examples: Sequence[Example], dev
         tok = prepare_tokenizer(None, run, model.encoder.config.vocab_size, spec["max_seq_len"],
                                 model.encoder.config.max_position_embeddings)
         feats = encode(tok, [dataclasses.replace(e, label=None) for e in examples], None)
-        s = scores(model, feats, pad_id=tok.token_to_id("[PAD]") or 0, device=dev)
+        s = scores(model, feats, pad_id=special_tokens(tok).pad_id, device=dev)
         total = s if total is None else total + s
     assert total is not None and first_spec is not None
     return total / len(runs), first_spec, task_from_spec(first_spec)

@@ -3,7 +3,7 @@
 The head is google-research/electra's ``finetune/qa/qa_tasks.py`` (``joint_prediction``): start logits from
 one linear layer; end logits from ``dense(512, GELU)`` over [start token's hidden state; each token's hidden
 state], conditioned on the gold start when training and on each of the ``beam_size`` best starts when
-predicting; plus, for SQuAD 2.0, the answerability classifier over [CLS] and the start-probability-weighted
+predicting; plus, for SQuAD 2.0, the answerability classifier over the cls token and the start-probability-weighted
 hidden state (its logit is positive for *unanswerable*, trained with sigmoid cross-entropy, weight 0.5).
 ``joint=False`` gives the simple independent start/end head. Decoding follows ``qa_metrics.py``: the n best
 start/end pairs inside the context, start in its max-context window, at most ``max_answer_length`` tokens,
@@ -37,6 +37,7 @@ from electra.tasks.runner import (
     FinetuneConfig,
     RunLoader,
     TaskModel,
+    check_tokenizer_fits,
     collate,
     finetune,
     load_encoder,
@@ -86,7 +87,8 @@ def batches(features: list[QAFeature], batch_size: int, training: bool = False,
     if seed is not None:
         random.Random(seed).shuffle(order)
     for i in range(0, len(order), batch_size):
-        yield collate([feature_dict(features[j], j, training) for j in order[i:i + batch_size]])
+        chunk = order[i:i + batch_size]
+        yield collate([feature_dict(features[j], j, training) for j in chunk], features[chunk[0]].pad_id)
 
 
 # ---- decoding -------------------------------------------------------------------------------------------
@@ -319,9 +321,7 @@ def finetune_qa(params: QAParams, config: FinetuneConfig | None = None, resume: 
     if tok_dir is None:
         raise ElectraError(f"{params.model}: checkpoint has no tokenizer/ folder (give --tokenizer)")
     tokenizer = load_tokenizer(tok_dir)
-    if tokenizer.get_vocab_size() > encoder.config.vocab_size:
-        raise ElectraError(f"tokenizer {tok_dir}: {tokenizer.get_vocab_size()} tokens but the model has "
-                           f"{encoder.config.vocab_size}")
+    check_tokenizer_fits(tokenizer, encoder.config.vocab_size, tok_dir, params.model)
     train_data = _read(params.train)
     if params.dev is not None:
         dev_data = _read(params.dev)
@@ -439,7 +439,7 @@ def answer(run: str | Path, context: str, question: str, candidates: list[str] |
         return predict_examples(model, tokenizer, [ex])["q"]
     window = WindowConfig(**model.spec["window"])
     features = make_features([ex], tokenizer, window)
-    batch = collate([feature_dict(f, i, False) for i, f in enumerate(features)])
+    batch = collate([feature_dict(f, i, False) for i, f in enumerate(features)], features[0].pad_id)
     model.eval()
     with torch.no_grad():
         hidden = model.encoder(batch["input_ids"], batch["attention_mask"], batch["token_type_ids"])

@@ -46,7 +46,7 @@ from electra.tasks.runner import (
     set_seed,
     train_subset_indices,
 )
-from electra.tokenization import encode_candidates
+from electra.tokenization import encode_candidates, special_tokens
 
 RANKING_TASKS = ("asr-nbest", "mt-rerank", "mutual", "ranking")
 
@@ -166,7 +166,8 @@ def encode_lists(tok: Any, items: Sequence[R.RankItem], max_len: int, loss: str,
 
 
 def collate_lists(lists: Sequence[dict[str, Any]], pad_id: int = 0) -> Batch:
-    """(lists x max candidates) sequences, padded; absent candidates are ``[CLS] [SEP]``-length dummies."""
+    """(lists x max candidates) sequences, padded with ``pad_id``; absent candidates are dummies of two tokens (the
+    first candidate's first and last: ``[CLS] [SEP]``), masked out of the list."""
     k = max(len(f["ids"]) for f in lists)
     rows, types, mask = [], [], []
     for f in lists:
@@ -283,7 +284,7 @@ def finetune_ranking(task: str, model_path: str | Path, data: str | Path, out_di
     tok = prepare_tokenizer(options.tokenizer, model_path, cfg.vocab_size, options.max_seq_len,
                             cfg.max_position_embeddings)
     tok.no_truncation()  # lists are cut by encode_candidates (context from the left)
-    pad_id = tok.token_to_id("[PAD]") or 0
+    pad_id = special_tokens(tok).pad_id
     train_f = encode_lists(tok, train, options.max_seq_len, rd.loss, options.temperature)
     dev_f = encode_lists(tok, dev, options.max_seq_len, rd.loss, options.temperature)
     width = max(len(f["ids"]) for f in train_f)

@@ -34,6 +34,7 @@ from torch import Tensor, nn
 
 from electra.checkpoint import (
     CHECKPOINTS_DIR,
+    check_tokenizer_fits,
     find_latest_checkpoint,
     load_encoder_for_finetuning,
     resolve_checkpoint,
@@ -148,7 +149,9 @@ def load_run_with_tokenizer(run: str | Path, tasks: Iterable[str], kind: str) ->
     tok_dir = run_tokenizer_dir(run)
     if tok_dir is None:
         raise ElectraError(f"{run}: run has no tokenizer/ folder")
-    return model, load_tokenizer(tok_dir)
+    tok = load_tokenizer(tok_dir)
+    check_tokenizer_fits(tok, model.encoder.config.vocab_size, tok_dir, run)
+    return model, tok
 
 
 def load_task_model(path: str | Path, map_location: str | torch.device = "cpu") -> TaskModel:

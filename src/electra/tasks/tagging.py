@@ -29,6 +29,7 @@ from electra.tasks.runner import (
     FinetuneConfig,
     RunLoader,
     TaskModel,
+    check_tokenizer_fits,
     collate,
     finetune,
     load_encoder,
@@ -79,7 +80,7 @@ def batches(features: list[TagFeature], batch_size: int, training: bool, seed: i
         if training:
             for d, f in zip(dicts, chunk):
                 d["labels"] = f.labels
-        yield collate(dicts)
+        yield collate(dicts, chunk[0].pad_id)
 
 
 def predict_labels(model: TaskModel, sentences: list[Sentence], tokenizer: Any, batch_size: int = 64
@@ -155,6 +156,7 @@ def finetune_tagging(params: TagParams, config: FinetuneConfig | None = None, re
     if tok_dir is None:
         raise ElectraError(f"{params.model}: checkpoint has no tokenizer/ folder (give --tokenizer)")
     tokenizer = load_tokenizer(tok_dir)
+    check_tokenizer_fits(tokenizer, encoder.config.vocab_size, tok_dir, params.model)
     train = _read(params.train, task)[:params.max_train_sentences]
     dev = _read(params.dev, task)[:params.max_dev_sentences]
     labels = label_list(train)

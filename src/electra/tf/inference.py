@@ -48,17 +48,21 @@ def pretrained_runners(model: Electra) -> dict[str, Runner]:
 
 def load_pretrained(path: str | Path) -> LoadedModel:
     """A checkpoint or run folder as Keras runners plus its tokenizer."""
-    from electra.checkpoint import resolve_checkpoint, tokenizer_dir
+    from electra.checkpoint import check_tokenizer_fits, resolve_checkpoint, tokenizer_dir
     from electra.tf.weights import load_checkpoint
-    from electra.tokenization import load_tokenizer
+    from electra.tokenization import load_tokenizer, special_tokens
 
     ckpt = resolve_checkpoint(path)
     tok = tokenizer_dir(ckpt)
     if tok is None:
         raise ElectraError(f"{ckpt}: checkpoint has no tokenizer/ folder")
     model = load_checkpoint(ckpt)
-    return LoadedModel("pretrained", pretrained_runners(model), load_tokenizer(tok), {}, {},
-                       model.config.discriminator, str(path), "tf", "fp32")
+    tokenizer = load_tokenizer(tok)
+    check_tokenizer_fits(tokenizer, model.config.discriminator.vocab_size, tok, path)
+    runners, pad = pretrained_runners(model), special_tokens(tokenizer).pad_id
+    for runner in runners.values():
+        runner.pad_id = pad
+    return LoadedModel("pretrained", runners, tokenizer, {}, {}, model.config.discriminator, str(path), "tf", "fp32")
 
 
 def detect(loaded: LoadedModel, text: str) -> Detection:
@@ -71,7 +75,7 @@ def detect(loaded: LoadedModel, text: str) -> Detection:
 
 
 def fill_mask(loaded: LoadedModel, text: str, top_k: int = 5) -> list[list[tuple[str, float]]]:
-    """The generator's top-k candidates for every ``[MASK]`` (as :func:`electra.generation.fill_mask`)."""
+    """The generator's top-k candidates for every mask token (as :func:`electra.generation.fill_mask`)."""
     from electra.config import at_least, check_values
     from electra.generation import fill_encoded
 

@@ -224,6 +224,7 @@ def finetune_classification(task: Any, model_path: str | Path, data_dir: str | P
     from electra.tasks.heads import ClassificationHead
     from electra.tasks.runner import BEST_DIR, TaskModel, save_task_model
     from electra.tf.weights import classifier_from_checkpoint, state_dict
+    from electra.tokenization import special_tokens
 
     o = options or KerasFinetuneOptions()
     ckpt = resolve_checkpoint(model_path)
@@ -243,7 +244,7 @@ def finetune_classification(task: Any, model_path: str | Path, data_dir: str | P
     model = classifier_from_checkpoint(ckpt, num_labels, o.head)
     cfg = model.encoder_config
     tok = prepare_tokenizer(None, ckpt, cfg.vocab_size, o.max_seq_len, cfg.max_position_embeddings)
-    pad_id = tok.token_to_id("[PAD]") or 0
+    pad_id = special_tokens(tok).pad_id
     labels = label_index(task)
     train_f, dev_f = encode(tok, train, labels, task.regression), encode(tok, dev, labels, task.regression)
     batches = FeatureBatches(train_f, o.batch_size, pad_id, shuffle_seed=o.seed)
