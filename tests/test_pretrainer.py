@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import json
 import os
 import signal
 import subprocess
@@ -71,6 +72,18 @@ def test_refuses_existing_run_without_resume_or_overwrite(data_dir, tmp_path):
     with pytest.raises(ElectraError, match="different config"):
         pretrain(config(data_dir, tmp_path / "run", max_steps=4, lr=1e-2), resume=True, progress=False)
     pretrain(config(data_dir, tmp_path / "run", max_steps=2, save_every=2), overwrite=True, progress=False)
+
+
+def test_a_run_made_before_a_new_config_field_resumes_with_its_default(data_dir, tmp_path):
+    run = pretrain(config(data_dir, tmp_path / "run", max_steps=2, save_every=2), progress=False)
+    record = json.loads((run / "run.json").read_text())
+    del record["pretrain"]["whole_word_masking"]  # as written before the field existed
+    (run / "run.json").write_text(json.dumps(record))
+    pretrain(config(data_dir, tmp_path / "run", max_steps=4, save_every=2), resume=True, progress=False)
+    assert list(losses(run)) == list(range(1, 5))
+    with pytest.raises(ElectraError, match="whole_word_masking False -> True"):
+        pretrain(config(data_dir, tmp_path / "run", max_steps=6, whole_word_masking=True), resume=True,
+                 progress=False)
 
 
 def test_vocabulary_mismatch_is_reported(data_dir, tmp_path):

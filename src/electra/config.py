@@ -404,6 +404,9 @@ class PretrainConfig:
     bias_correction: bool = False  # the official optimizer has none
     grad_clip: float = 1.0
     mask_prob: float = 0.15
+    # Mask whole words (Google BERT's whole-word masking): the data's word starts (electra prepare --segmenter) or
+    # the vocabulary's ("##" continues a WordPiece word, "▁" starts a SentencePiece one); electra.data.words.
+    whole_word_masking: bool = False
     generator_weight: float = 1.0
     discriminator_weight: float = 50.0
     temperature: float = 1.0

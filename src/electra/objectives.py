@@ -1,7 +1,8 @@
 """The paper's alternatives to joint ELECTRA training: the BERT masked-LM baseline, generator-training modes
 (§3.2, Appendix F) and the efficiency ablations of §3.2 / Table 5. Each is a module with the same call as
 :class:`electra.pretraining.ReplacedTokenDetection` — ``(input_ids, attention_mask, token_type_ids, rng) ->
-(loss, metrics)`` — so the pre-training loop runs them unchanged.
+(loss, metrics)`` — so the pre-training loop runs them unchanged; each takes ``word_start`` too, used by whole-word
+masking (``--whole-word-masking``: its ``masking`` is :class:`~electra.pretraining.WholeWordMasking`).
 
 Generator training (``--generator-training``, with ``--objective electra``):
 
@@ -55,7 +56,8 @@ from electra.pretraining import (
     Masked,
     ReplacedTokenDetection,
     SpecialIds,
-    mask_tokens,
+    TokenMasking,
+    WholeWordMasking,
     masked_lm_loss,
     max_predictions_per_seq,
     sample_from_softmax,
@@ -95,8 +97,18 @@ def adjust_model_config(cfg: PretrainConfig, model_cfg: ModelConfig) -> ModelCon
                              generator_intermediate_size=d.intermediate_size)
 
 
-def build_objective(model: Electra, special: SpecialIds, max_seq_len: int, cfg: PretrainConfig) -> nn.Module:
-    """The objective module for ``cfg.objective`` x ``cfg.generator_training``."""
+def build_objective(model: Electra, special: SpecialIds, max_seq_len: int, cfg: PretrainConfig,
+                    word_starts: Any = None) -> nn.Module:
+    """The objective module for ``cfg.objective`` x ``cfg.generator_training``; with ``cfg.whole_word_masking`` its
+    masking is whole-word (:class:`~electra.pretraining.WholeWordMasking`), with the batches' ``word_start`` or
+    else ``word_starts``, the vocabulary's table (:func:`electra.tokenization.word_start_table`)."""
+    objective = _build_objective(model, special, max_seq_len, cfg)
+    if cfg.whole_word_masking:
+        objective.masking = WholeWordMasking(word_starts)
+    return objective
+
+
+def _build_objective(model: Electra, special: SpecialIds, max_seq_len: int, cfg: PretrainConfig) -> nn.Module:
     check_options(cfg)
     if cfg.objective == "mlm":
         return MaskedLM(model, special, max_seq_len, mask_prob=cfg.mask_prob)
@@ -189,12 +201,13 @@ class MaskedLM(nn.Module):
         self.special = special
         self.mask_prob = mask_prob
         self.max_predictions = max_predictions_per_seq(max_seq_len, mask_prob)
+        self.masking: nn.Module = TokenMasking()  # or WholeWordMasking (build_objective)
 
     def forward(self, input_ids: Tensor, attention_mask: Tensor, token_type_ids: Tensor,
-                rng: torch.Generator) -> tuple[Tensor, dict[str, Tensor]]:
-        m = mask_tokens(input_ids, attention_mask, self.special, self.mask_prob, self.max_predictions, rng,
-                        mask_token_prob=0.8, random_token_prob=0.1,
-                        vocab_size=self.model.config.discriminator.vocab_size)
+                rng: torch.Generator, word_start: Tensor | None = None) -> tuple[Tensor, dict[str, Tensor]]:
+        m = self.masking(input_ids, attention_mask, self.special, self.mask_prob, self.max_predictions, rng,
+                         word_start, mask_token_prob=0.8, random_token_prob=0.1,
+                         vocab_size=self.model.config.discriminator.vocab_size)
         logits = self.model.generator(m.input_ids, attention_mask, token_type_ids, positions=m.positions)
         loss, acc = masked_lm_loss(logits, m.ids, m.weights)
         return loss, {"loss": loss.detach(), "mlm_loss": loss.detach(), "mlm_accuracy": acc}
@@ -214,13 +227,16 @@ class Variant(nn.Module):
         self.discriminator_weight = discriminator_weight
         self.temperature = temperature
         self.step = 0
+        self.masking: nn.Module = TokenMasking()  # or WholeWordMasking (build_objective)
 
     def begin_step(self, step: int, max_steps: int, warmup_steps: int) -> float:
         self.step = step
         return lr_multiplier(step, max_steps, warmup_steps)
 
-    def mask(self, input_ids: Tensor, attention_mask: Tensor, rng: torch.Generator) -> Masked:
-        return mask_tokens(input_ids, attention_mask, self.special, self.mask_prob, self.max_predictions, rng)
+    def mask(self, input_ids: Tensor, attention_mask: Tensor, rng: torch.Generator,
+             word_start: Tensor | None = None) -> Masked:
+        return self.masking(input_ids, attention_mask, self.special, self.mask_prob, self.max_predictions, rng,
+                            word_start)
 
     def corrupt(self, input_ids: Tensor, m: Masked, gen_logits: Tensor, rng: torch.Generator
                 ) -> tuple[Tensor, Tensor, Tensor]:
@@ -234,8 +250,8 @@ class MaskedOnlyDetection(Variant):
     """ELECTRA 15%: replaced-token detection with the discriminator's loss on the masked positions only."""
 
     def forward(self, input_ids: Tensor, attention_mask: Tensor, token_type_ids: Tensor,
-                rng: torch.Generator) -> tuple[Tensor, dict[str, Tensor]]:
-        m = self.mask(input_ids, attention_mask, rng)
+                rng: torch.Generator, word_start: Tensor | None = None) -> tuple[Tensor, dict[str, Tensor]]:
+        m = self.mask(input_ids, attention_mask, rng, word_start)
         gen_logits = self.model.generator(m.input_ids, attention_mask, token_type_ids, positions=m.positions)
         mlm_loss, mlm_acc = masked_lm_loss(gen_logits, m.ids, m.weights)
         _, fake_ids, labels = self.corrupt(input_ids, m, gen_logits, rng)
@@ -264,8 +280,8 @@ class ReplaceMLM(Variant):
         return self.mlm_head(hidden, self.model.discriminator.encoder.embeddings.word_embeddings.weight)
 
     def forward(self, input_ids: Tensor, attention_mask: Tensor, token_type_ids: Tensor,
-                rng: torch.Generator) -> tuple[Tensor, dict[str, Tensor]]:
-        m = self.mask(input_ids, attention_mask, rng)
+                rng: torch.Generator, word_start: Tensor | None = None) -> tuple[Tensor, dict[str, Tensor]]:
+        m = self.mask(input_ids, attention_mask, rng, word_start)
         gen_logits = self.model.generator(m.input_ids, attention_mask, token_type_ids, positions=m.positions)
         gen_loss, gen_acc = masked_lm_loss(gen_logits, m.ids, m.weights)
         _, fake_ids, labels = self.corrupt(input_ids, m, gen_logits, rng)
@@ -333,9 +349,9 @@ class TwoStage(Variant):
         self.model.discriminator.encoder.load_state_dict(self.model.generator.encoder.state_dict())
 
     def forward(self, input_ids: Tensor, attention_mask: Tensor, token_type_ids: Tensor,
-                rng: torch.Generator) -> tuple[Tensor, dict[str, Tensor]]:
+                rng: torch.Generator, word_start: Tensor | None = None) -> tuple[Tensor, dict[str, Tensor]]:
         gen, disc = self.model.generator, self.model.discriminator
-        m = self.mask(input_ids, attention_mask, rng)
+        m = self.mask(input_ids, attention_mask, rng, word_start)
         stage_one = self.step < self.generator_steps
         with torch.set_grad_enabled(stage_one and torch.is_grad_enabled()):
             gen_logits = gen(m.input_ids, attention_mask, token_type_ids, positions=m.positions)
@@ -372,9 +388,9 @@ class Adversarial(Variant):
         self.register_buffer("mean_reward_steps", torch.zeros(()))
 
     def forward(self, input_ids: Tensor, attention_mask: Tensor, token_type_ids: Tensor,
-                rng: torch.Generator) -> tuple[Tensor, dict[str, Tensor]]:
+                rng: torch.Generator, word_start: Tensor | None = None) -> tuple[Tensor, dict[str, Tensor]]:
         gen, disc = self.model.generator, self.model.discriminator
-        m = self.mask(input_ids, attention_mask, rng)
+        m = self.mask(input_ids, attention_mask, rng, word_start)
         hidden = gen.encoder(m.input_ids, attention_mask, token_type_ids)
         h = hidden.gather(1, m.positions[..., None].expand(-1, -1, hidden.shape[-1]))
         gen_logits = gen.head(h, gen.encoder.embeddings.word_embeddings.weight)

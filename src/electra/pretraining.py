@@ -17,6 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from electra.errors import ElectraError
 from electra.modeling import Electra
 
 
@@ -87,8 +88,16 @@ def mask_tokens(input_ids: Tensor, attention_mask: Tensor, special: SpecialIds, 
     positions = keys.topk(k, dim=-1).indices
     weights = (torch.arange(k, device=device)[None, :] < n_predict[:, None]).float()
     positions = positions * weights.long()
-    ids = input_ids.gather(1, positions)
+    return _replace(input_ids, positions, weights, special, rng, mask_token_prob, random_token_prob, vocab_size)
 
+
+def _replace(input_ids: Tensor, positions: Tensor, weights: Tensor, special: SpecialIds, rng: torch.Generator,
+             mask_token_prob: float, random_token_prob: float, vocab_size: int | None) -> Masked:
+    """The chosen positions' replacement, per position: the mask token with ``mask_token_prob``, a uniformly random
+    token with ``random_token_prob``, else unchanged."""
+    batch, k = positions.shape
+    device = input_ids.device
+    ids = input_ids.gather(1, positions)
     u = torch.rand(batch, k, generator=rng, device=device)
     replacement = torch.where(u < mask_token_prob, special.mask, ids)
     if random_token_prob > 0:
@@ -98,6 +107,103 @@ def mask_tokens(input_ids: Tensor, attention_mask: Tensor, special: SpecialIds, 
                                   random_ids, replacement)
     corrupted = scatter_replace(input_ids, positions, ids, replacement, weights)
     return Masked(corrupted, positions, ids, weights)
+
+
+def word_spans(word_start: Tensor, candidates: Tensor) -> tuple[Tensor, Tensor]:
+    """The candidate words of each sequence: (word index of each token, -1 where not a candidate; each word's
+    length in tokens, 0 past the last word), both (batch, seq_len). A word is a run of candidate tokens from a word
+    start up to the next word start; a token that is not a candidate (special, padding) ends the word before it."""
+    before = torch.nn.functional.pad(candidates[:, :-1], (1, 0), value=False)
+    starts = candidates & (word_start.bool() | ~before)
+    index = torch.where(candidates, starts.long().cumsum(-1) - 1, -1)
+    lengths = torch.zeros_like(index).scatter_add_(1, index.clamp(min=0), candidates.long())
+    return index, lengths
+
+
+def take_whole_words(sizes: Tensor, budget: Tensor) -> Tensor:
+    """BERT's selection over shuffled words: in order, take a word while the total stays at most ``budget``, skip a
+    word that would exceed it. ``sizes`` (batch, words): tokens per word (0: no word); ``budget`` (batch,). Returns
+    which words are taken (bool, like ``sizes``).
+
+    Batched, in rounds rather than one word at a time: drop the words longer than the room left (they can never
+    fit: the room only shrinks), then take the longest prefix of the rest that fits. The word that ended the prefix
+    is dropped in the next round, so every round takes a word while any are left, and the words taken are the
+    one-at-a-time loop's."""
+    taken = torch.zeros_like(sizes, dtype=torch.bool)
+    pending = sizes > 0
+    count = torch.zeros_like(budget)
+    while True:
+        room = (budget - count)[:, None]
+        pending &= sizes <= room
+        if not bool(pending.any()):
+            return taken
+        fits = pending & ((sizes * pending).cumsum(-1) <= room)
+        taken |= fits
+        pending &= ~fits
+        count += (sizes * fits).sum(-1)
+
+
+def whole_word_mask(input_ids: Tensor, attention_mask: Tensor, word_start: Tensor, special: SpecialIds,
+                    mask_prob: float, max_predictions: int, rng: torch.Generator, mask_token_prob: float = 0.85,
+                    random_token_prob: float = 0.0, vocab_size: int | None = None) -> Masked:
+    """Whole-word masking, as Google BERT's ``create_masked_lm_predictions`` with ``do_whole_word_mask``.
+
+    ``word_start`` (bool, like ``input_ids``) marks the tokens that start a word (:mod:`electra.data.words`);
+    the candidate words are the runs of :func:`word_spans` (special tokens never belong to one). Per sequence the
+    count rule of :func:`mask_tokens`, ``n = max(1, min(max_predictions, round(n_real * mask_prob)))``; the words
+    are shuffled, then taken whole, in that order, while the total stays at most ``n`` (a word that would exceed
+    it is skipped): a word is never split, so a sequence may get fewer than ``n`` predictions. The chosen tokens
+    are replaced as by :func:`mask_tokens`; ``positions`` are in increasing order, padded to ``max_predictions``.
+    """
+    batch, seq_len = input_ids.shape
+    device = input_ids.device
+    candidates = special.candidates(input_ids, attention_mask)
+    index, lengths = word_spans(word_start, candidates)
+    n_real = attention_mask.sum(-1).float()
+    n_predict = torch.clamp(torch.round(n_real * mask_prob), max=max_predictions).clamp(min=1).long()
+    # Shuffle the words: sort random keys (words past the last one sort to the end, with length 0).
+    keys = torch.rand(batch, seq_len, generator=rng, device=device).masked_fill_(lengths == 0, 2.0)
+    order = keys.argsort(-1)
+    sizes = lengths.gather(1, order)
+    taken = take_whole_words(sizes, n_predict)
+    chosen_words = torch.zeros_like(taken).scatter_(1, order, taken)  # back to word order
+    chosen = candidates & chosen_words.gather(1, index.clamp(min=0))
+    k = min(max_predictions, seq_len)
+    rank = torch.where(chosen, seq_len - torch.arange(seq_len, device=device), 0)  # earlier positions first
+    positions = rank.topk(k, dim=-1).indices
+    weights = (torch.arange(k, device=device)[None, :] < chosen.sum(-1, keepdim=True)).float()
+    positions = positions * weights.long()
+    return _replace(input_ids, positions, weights, special, rng, mask_token_prob, random_token_prob, vocab_size)
+
+
+class TokenMasking(nn.Module):
+    """The objectives' default masking: :func:`mask_tokens` (independent tokens)."""
+
+    def forward(self, input_ids: Tensor, attention_mask: Tensor, special: SpecialIds, mask_prob: float,
+                max_predictions: int, rng: torch.Generator, word_start: Tensor | None = None,
+                **replacement: Any) -> Masked:
+        return mask_tokens(input_ids, attention_mask, special, mask_prob, max_predictions, rng, **replacement)
+
+
+class WholeWordMasking(nn.Module):
+    """:func:`whole_word_mask` with the batch's ``word_start`` (data prepared with ``--segmenter``), else the
+    vocabulary rule: ``table`` (a bool per id, :func:`electra.tokenization.word_start_table`) looked up per token."""
+
+    def __init__(self, table: Any = None):
+        super().__init__()
+        self.register_buffer("table", None if table is None else torch.as_tensor(table, dtype=torch.bool),
+                             persistent=False)
+
+    def forward(self, input_ids: Tensor, attention_mask: Tensor, special: SpecialIds, mask_prob: float,
+                max_predictions: int, rng: torch.Generator, word_start: Tensor | None = None,
+                **replacement: Any) -> Masked:
+        if word_start is None:
+            if self.table is None:
+                raise ElectraError("whole-word masking: the batch has no word_start and there is no vocabulary "
+                                   "table to derive it from")
+            word_start = self.table[input_ids]
+        return whole_word_mask(input_ids, attention_mask, word_start, special, mask_prob, max_predictions, rng,
+                               **replacement)
 
 
 def scatter_replace(input_ids: Tensor, positions: Tensor, ids: Tensor, new_ids: Tensor,
@@ -181,13 +287,16 @@ class ReplacedTokenDetection(nn.Module):
         self.generator_weight = generator_weight
         self.discriminator_weight = discriminator_weight
         self.temperature = temperature
+        self.masking: nn.Module = TokenMasking()  # WholeWordMasking: objectives.build_objective
 
     def forward(self, input_ids: Tensor, attention_mask: Tensor, token_type_ids: Tensor,
-                rng: torch.Generator) -> tuple[Tensor, dict[str, Tensor]]:
-        """Total loss and detached metric tensors (no host synchronisation)."""
+                rng: torch.Generator, word_start: Tensor | None = None) -> tuple[Tensor, dict[str, Tensor]]:
+        """Total loss and detached metric tensors (no host synchronisation); ``word_start``: whole-word masking's
+        word starts when the data has them."""
         gen, disc = self.model.generator, self.model.discriminator
         # 1. Mask.
-        m = mask_tokens(input_ids, attention_mask, self.special, self.mask_prob, self.max_predictions, rng)
+        m = self.masking(input_ids, attention_mask, self.special, self.mask_prob, self.max_predictions, rng,
+                         word_start)
         # 2. Generator: MLM on the masked positions only (the vocabulary projection runs only there).
         gen_logits = gen(m.input_ids, attention_mask, token_type_ids, positions=m.positions)
         mlm_loss, mlm_acc = masked_lm_loss(gen_logits, m.ids, m.weights)

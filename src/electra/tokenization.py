@@ -484,33 +484,35 @@ def _truncate(tokenizer: Tokenizer, ctx: str | None, cand: str, max_len: int) ->
     return enc
 
 
-def continuation_prefix(tok: Tokenizer) -> tuple[str, bool]:
+def continuation_prefix(tok: Tokenizer) -> tuple[str, bool] | None:
     """How the vocabulary marks word boundaries: ``("##", False)`` for WordPiece (a continuation piece starts with
     ``##``), ``("▁", True)`` for Metaspace (SentencePiece: a piece starting with ``▁`` starts a word), ``("Ġ",
-    True)`` for byte-level BPE."""
+    True)`` for byte-level BPE; None when it marks none."""
     if model_type(tok) == "WordPiece":
         return tok.model.continuing_subword_prefix or "##", False
 
-    def kinds(p: dict | None) -> list[dict]:
-        p = p or {}
+    def kinds(p: dict) -> list[dict]:
         return [q for x in p.get("pretokenizers", []) for q in kinds(x)] if p.get("type") == "Sequence" else [p]
 
     for pre in kinds(_component(tok.pre_tokenizer)):
         if pre.get("type") == "Metaspace":
-            return pre.get("replacement", "\u2581"), True
+            return pre.get("replacement") or "\u2581", True
         if pre.get("type") == "ByteLevel":
             return "\u0120", True
-    return "\u2581", True
+    return None
 
 
 def word_start_table(tok: Tokenizer) -> np.ndarray:
-    """A bool per id: whether that token begins a word (special tokens do; see :func:`continuation_prefix`)."""
-    prefix, marks_start = continuation_prefix(tok)
-    table = np.zeros(tok.get_vocab_size(), dtype=bool)
-    for token, i in tok.get_vocab(with_added_tokens=True).items():
-        if i < len(table):
-            table[i] = token.startswith(prefix) == marks_start
-    for i in special_tokens(tok).all_ids:
-        if i < len(table):
-            table[i] = True
+    """A bool per id: whether that token begins a word (special tokens do; see :func:`continuation_prefix`). A
+    tokenizer whose vocabulary marks no word boundaries: a one-line error."""
+    marking = continuation_prefix(tok)
+    if marking is None:
+        raise ElectraError(f"the {model_type(tok)} tokenizer marks no word starts in its vocabulary (no WordPiece "
+                           "prefix, Metaspace or byte-level pre-tokenizer)")
+    prefix, marks_start = marking
+    vocab = tok.get_vocab(with_added_tokens=True)
+    table = np.zeros(max(vocab.values(), default=-1) + 1, dtype=bool)
+    ids = np.fromiter(vocab.values(), np.int64, count=len(vocab))
+    table[ids] = [token.startswith(prefix) == marks_start for token in vocab]
+    table[list(special_tokens(tok).all_ids)] = True
     return table

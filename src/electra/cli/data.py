@@ -7,25 +7,35 @@ import argparse
 
 from electra.data.corpus import Corpus
 from electra.data.prepare import prepare
+from electra.errors import ElectraError
 from electra.init.wordvectors import train_word_vectors
-from electra.tokenization import tokenizer_from_vocab, train_tokenizer
+from electra.tokenization import MODELS, is_lowercase, tokenizer_from_vocab, train_tokenizer
 
 
 def add_tokenizer(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("tokenizer", help="train a WordPiece tokenizer, or build one from a vocab.txt")
+    p = sub.add_parser("tokenizer", help="train a WordPiece or Unigram tokenizer, or build one from a vocab.txt")
     tsub = p.add_subparsers(dest="tokenizer_command", required=True, metavar="ACTION")
-    t = tsub.add_parser("train", help="train WordPiece (BERT normaliser/pre-tokeniser) on raw text")
+    t = tsub.add_parser("train", help="train a tokenizer on raw text: WordPiece (BERT's normaliser and "
+                                      "pre-tokeniser; English) or Unigram (SentencePiece's; Chinese, multilingual)")
     t.add_argument("--input", nargs="+", required=True, metavar="PATH",
                    help=".txt/.txt.gz/.jsonl files or folders")
     t.add_argument("--out", required=True, help="tokenizer directory to write")
+    t.add_argument("--model", choices=MODELS, default="wordpiece",
+                   help="wordpiece (default): BERT's, special tokens [PAD] [UNK] [CLS] [SEP] [MASK] = ids 0-4; "
+                        "unigram: SentencePiece's as XLM-R, <s> <pad> </s> <unk> = ids 0-3, <mask> the last id")
     t.add_argument("--vocab-size", type=int, default=30522)
-    t.add_argument("--min-frequency", type=int, default=2)
+    t.add_argument("--min-frequency", type=int, default=None,
+                   help="wordpiece only: drop pairs seen fewer times (default 2)")
     t.add_argument("--limit-alphabet", type=int, default=None,
-                   help="keep only the N most frequent characters (default: all, as Chinese needs)")
-    _add_case(t)
+                   help="wordpiece only: keep only the N most frequent characters (default: all, as Chinese needs)")
+    g = t.add_mutually_exclusive_group()
+    g.add_argument("--lowercase", dest="lowercase", action="store_true", default=None,
+                   help="lower-case (wordpiece also strips accents); the default for wordpiece (BERT uncased)")
+    g.add_argument("--cased", dest="lowercase", action="store_false",
+                   help="keep case (and accents); the default for unigram")
     _add_corpus_options(t)
     t.set_defaults(handler=run_tokenizer_train)
-    v = tsub.add_parser("from-vocab", help="make a tokenizer directory from a vocab.txt (e.g. BERT's)")
+    v = tsub.add_parser("from-vocab", help="make a WordPiece tokenizer directory from a vocab.txt (e.g. BERT's)")
     v.add_argument("--vocab", required=True, help="vocab.txt: one token per line, id = line number")
     v.add_argument("--out", required=True, help="tokenizer directory to write")
     _add_case(v)
@@ -46,11 +56,17 @@ def _add_corpus_options(p: argparse.ArgumentParser) -> None:
 
 
 def run_tokenizer_train(args: argparse.Namespace) -> None:
+    wordpiece_only = [f for f, v in (("--min-frequency", args.min_frequency),
+                                     ("--limit-alphabet", args.limit_alphabet)) if v is not None]
+    if args.model != "wordpiece" and wordpiece_only:
+        raise ElectraError(f"{' and '.join(wordpiece_only)}: WordPiece options, not for --model {args.model}")
+    options = {} if args.min_frequency is None else {"min_frequency": args.min_frequency}
     corpus = Corpus(args.input, text_field=args.text_field, errors=args.errors)
-    tok = train_tokenizer(corpus.texts(), args.out, args.vocab_size, lowercase=args.lowercase,
-                          min_frequency=args.min_frequency, limit_alphabet=args.limit_alphabet)
+    tok = train_tokenizer(corpus.texts(), args.out, args.vocab_size, model=args.model, lowercase=args.lowercase,
+                          limit_alphabet=args.limit_alphabet, **options)
     st = corpus.stats
-    print(f"wrote {args.out}: {tok.get_vocab_size():,} tokens from {st.files} files, "
+    case = "uncased" if is_lowercase(tok) else "cased"
+    print(f"wrote {args.out}: {args.model} {case}, {tok.get_vocab_size():,} tokens from {st.files} files, "
           f"{st.documents:,} documents, {st.lines:,} lines")
     for reason, n in sorted({**st.skipped, **st.altered}.items()):
         print(f"  {n:,} {reason} (e.g. {'; '.join(st.notes.get(reason, []))})")
@@ -107,6 +123,9 @@ def add_prepare(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--overwrite", action="store_true",
                    help="replace --out even if made with another tokenizer")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--segmenter", choices=["jieba"],
+                   help="also record which tokens start a word of this segmenter, for --whole-word-masking of text "
+                        "without spaces (Chinese); needs the zh extra")
     _add_corpus_options(p)
     p.set_defaults(handler=run_prepare)
 
@@ -114,5 +133,5 @@ def add_prepare(sub: argparse._SubParsersAction) -> None:
 def run_prepare(args: argparse.Namespace) -> None:
     summary = prepare(args.input, args.tokenizer, args.out, args.max_seq_len, workers=args.workers,
                       seed=args.seed, text_field=args.text_field, errors=args.errors,
-                      overwrite=args.overwrite, progress=not args.quiet)
+                      overwrite=args.overwrite, progress=not args.quiet, segmenter=args.segmenter)
     print(summary.format())

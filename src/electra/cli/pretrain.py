@@ -49,6 +49,9 @@ def add_pretrain(sub: argparse._SubParsersAction) -> None:
                         "tokens' rows from collapsing onto one direction in short runs")
     p.add_argument("--train-word-embeddings", action=argparse.BooleanOptionalAction, default=None,
                    help="off: the word embeddings keep their initialisation (random or --init-embeddings)")
+    p.add_argument("--whole-word-masking", action="store_true", default=None,
+                   help="mask whole words: the data's word starts (electra prepare --segmenter jieba, for Chinese) "
+                        "or the vocabulary's (WordPiece ##, SentencePiece ▁); docs/whole-word-masking.md")
     g = p.add_mutually_exclusive_group()
     g.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
     g.add_argument("--overwrite", action="store_true", help="delete an existing run in --out first")
@@ -75,7 +78,7 @@ def pretrain_config_from_args(args: argparse.Namespace):  # noqa: ANN201
              "temperature_start", "save_every",
              "keep_last",
              "log_every", "seed", "grad_clip", "precision", "device", "compile", "bias_correction", "init_from",
-             "generator_output_grad", "train_word_embeddings",
+             "generator_output_grad", "train_word_embeddings", "whole_word_masking",
              "held_out", "freeze_body_steps", "new_parts_lr", "word_embeddings_lr_scale", *VARIANT_OPTIONS]
     overrides = {**file_values, **{n: getattr(args, n) for n in names if getattr(args, n) is not None}}
     cfg = PretrainConfig.for_preset(preset, data=args.data, out=args.out, **overrides)
@@ -108,6 +111,9 @@ def _add_variant_options(p: argparse.ArgumentParser) -> None:
 
 def run_pretrain(args: argparse.Namespace) -> None:
     cfg, model_values = pretrain_config_from_args(args)
+    if args.framework == "tf" and cfg.whole_word_masking:
+        raise ElectraError("--whole-word-masking: PyTorch only, not with --framework tf (its objective masks tokens "
+                           "independently)")
     if args.framework == "tf":
         from electra.tf.cli import pretrain_tf
 

@@ -5,6 +5,8 @@ Layout of a prepared data directory (all integers little-endian, read with ``num
     meta.json                  format, tokenizer hash, vocab size, dtype, shards, counts, seed, max_seq_len
     tokenizer/                 a copy of the tokenizer files (stored with checkpoints by pre-training)
     tokens-00000.bin ...       token ids of all sentences back to back (uint16 if the vocab fits, else uint32)
+    words-00000.bin ...        with --segmenter only: one uint8 per token of the same shard, 1 where the token
+                               starts a word (electra.data.words), named in meta.json's shards as "word_starts"
     sentence_offsets.bin       int64, n_sentences + 1: global token offset where each sentence starts
     document_offsets.bin       int64, n_documents + 1: index of each document's first sentence
 
@@ -35,6 +37,7 @@ from tokenizers import Tokenizer
 from electra.config import at_least, check_values
 from electra.data.corpus import DOC_END, MAX_LINE_BYTES, Corpus
 from electra.data.pretraining_data import PretrainingData  # no torch import until batches()
+from electra.data.words import SEGMENTERS, Segmenter, token_word_starts
 from electra.errors import ElectraError, os_reason
 from electra.tokenization import (
     find_tokenizer_dir,
@@ -71,6 +74,7 @@ class PrepareSummary:
     skipped: dict[str, int] = field(default_factory=dict)
     altered: dict[str, int] = field(default_factory=dict)
     notes: dict[str, list[str]] = field(default_factory=dict)
+    segmenter: str = ""  # with --segmenter: what recorded the word starts
 
     @property
     def mb_per_s(self) -> float:
@@ -81,6 +85,7 @@ class PrepareSummary:
                 ("input", f"{self.bytes / 1e6:,.1f} MB"), ("documents", f"{self.documents:,}"),
                 ("sentences (lines)", f"{self.sentences:,}"), ("tokens", f"{self.tokens:,}"),
                 ("examples / epoch", f"{self.examples:,}"), ("shards", f"{self.shards} ({self.dtype})"),
+                *([("word starts", self.segmenter)] if self.segmenter else []),
                 ("time", f"{self.seconds:.1f} s ({self.mb_per_s:.2f} MB/s, "
                          f"{self.tokens / max(self.seconds, 1e-9) / 1e3:,.0f}k tokens/s)")]
         for title, counts in (("skipped", self.skipped), ("altered", self.altered)):
@@ -93,27 +98,42 @@ class PrepareSummary:
         return "\n".join(f"{k:<{width}}  {v}" for k, v in rows)
 
 
-def _encode(tok: Tokenizer, lines: list[str], dtype: np.dtype) -> tuple[np.ndarray, np.ndarray]:
-    """(tokens per line, all token ids flat) for a batch of lines, without special tokens."""
-    encode = getattr(tok, "encode_batch_fast", tok.encode_batch)  # no offsets: faster (tokenizers >= 0.20)
-    ids = [e.ids for e in encode(lines, add_special_tokens=False)]
+Encoded = tuple[np.ndarray, np.ndarray, np.ndarray | None]
+
+
+def _encode(tok: Tokenizer, lines: list[str], dtype: np.dtype, segmenter: Segmenter | None = None) -> Encoded:
+    """(tokens per line, all token ids flat, word starts flat: uint8 per token or None without a segmenter) for a
+    batch of lines, without special tokens."""
+    if segmenter is None:
+        encode = getattr(tok, "encode_batch_fast", tok.encode_batch)  # no offsets: faster (tokenizers >= 0.20)
+        encodings = encode(lines, add_special_tokens=False)
+    else:
+        encodings = tok.encode_batch(lines, add_special_tokens=False)  # with character offsets
+    ids = [e.ids for e in encodings]
     lengths = np.fromiter(map(len, ids), dtype=np.int64, count=len(ids))
     flat = np.fromiter(chain.from_iterable(ids), dtype=dtype, count=int(lengths.sum()))
-    return lengths, flat
+    starts = None
+    if segmenter is not None:
+        parts = [token_word_starts(e.offsets, segmenter.word_starts(line))
+                 for e, line in zip(encodings, lines) if len(e.ids)]
+        starts = np.concatenate(parts).astype(np.uint8) if parts else np.zeros(0, np.uint8)
+    return lengths, flat, starts
 
 
 _worker_tok: Tokenizer | None = None
+_worker_segmenter: Segmenter | None = None
 
 
-def _worker_init(tokenizer_file: str) -> None:
-    global _worker_tok
+def _worker_init(tokenizer_file: str, segmenter: str | None = None) -> None:
+    global _worker_tok, _worker_segmenter
     os.environ["RAYON_NUM_THREADS"] = "1"  # one process per core; no nested thread pools
     _worker_tok = Tokenizer.from_file(tokenizer_file)
+    _worker_segmenter = Segmenter(segmenter) if segmenter else None
 
 
-def _worker_encode(job: tuple[list[str], str]) -> tuple[np.ndarray, np.ndarray]:
+def _worker_encode(job: tuple[list[str], str]) -> Encoded:
     assert _worker_tok is not None
-    return _encode(_worker_tok, job[0], np.dtype(job[1]))
+    return _encode(_worker_tok, job[0], np.dtype(job[1]), _worker_segmenter)
 
 
 def _batches(corpus: Corpus, max_chars: int) -> Iterator[tuple[list[str], list[bool]]]:
@@ -136,10 +156,11 @@ def _batches(corpus: Corpus, max_chars: int) -> Iterator[tuple[list[str], list[b
 
 
 class _ShardWriter:
-    """Appends sentences to token shards and the two offset files; rolls shards over at document ends."""
+    """Appends sentences to token shards (and, with ``words``, word-start shards of the same split) and the two
+    offset files; rolls shards over at document ends."""
 
-    def __init__(self, out: Path, dtype: np.dtype, shard_tokens: int):
-        self.out, self.dtype, self.shard_tokens = out, dtype, shard_tokens
+    def __init__(self, out: Path, dtype: np.dtype, shard_tokens: int, words: bool = False):
+        self.out, self.dtype, self.shard_tokens, self.words = out, dtype, shard_tokens, words
         self.shards: list[dict[str, Any]] = []
         self.tokens = 0  # global token count
         self.sentences = 0
@@ -149,18 +170,24 @@ class _ShardWriter:
         self._docs = open(out / DOCUMENT_OFFSETS, "wb")  # noqa: SIM115
         self._sent.write(np.zeros(1, np.int64).tobytes())
         self._docs.write(np.zeros(1, np.int64).tobytes())
-        self._shard = None
+        self._shard = self._words = None
         self._new_shard()
 
     def _new_shard(self) -> None:
-        if self._shard is not None:
-            self._shard.close()
-        name = f"tokens-{len(self.shards):05d}.bin"
-        self.shards.append({"file": name, "start": self.tokens, "tokens": 0})
-        self._shard = open(self.out / name, "wb")  # noqa: SIM115
+        for f in (self._shard, self._words):
+            if f is not None:
+                f.close()
+        k = len(self.shards)
+        self.shards.append({"file": f"tokens-{k:05d}.bin", "start": self.tokens, "tokens": 0})
+        self._shard = open(self.out / self.shards[-1]["file"], "wb")  # noqa: SIM115 - closed in close()
+        if self.words:
+            self.shards[-1]["word_starts"] = f"words-{k:05d}.bin"
+            self._words = open(self.out / self.shards[-1]["word_starts"], "wb")  # noqa: SIM115
 
-    def add(self, lengths: np.ndarray, flat: np.ndarray, ends: list[bool]) -> tuple[int, int]:
-        """Write one encoded batch; returns (lines without tokens, documents without tokens) dropped."""
+    def add(self, lengths: np.ndarray, flat: np.ndarray, starts: np.ndarray | None, ends: list[bool]
+            ) -> tuple[int, int]:
+        """Write one encoded batch (``starts``: its word starts, with ``words``); returns (lines without tokens,
+        documents without tokens) dropped."""
         keep = lengths > 0
         ends_arr = np.asarray(ends, dtype=bool)
         sent_ends = self.tokens + np.cumsum(lengths[keep])
@@ -182,19 +209,22 @@ class _ShardWriter:
                 self.doc_sentences = 0
                 shard = self.shards[-1]
                 if shard["tokens"] + pos - written >= self.shard_tokens:
-                    self._write(flat[written:pos])
+                    self._write(flat[written:pos], None if starts is None else starts[written:pos])
                     written = pos
                     self._new_shard()
-        self._write(flat[written:])
+        self._write(flat[written:], None if starts is None else starts[written:])
         self._sent.write(sent_ends.astype(np.int64).tobytes())
         self._docs.write(np.asarray(doc_ends, np.int64).tobytes())
         self.sentences = n_sent
         self.documents += len(doc_ends)
         return int((~keep).sum()), empty_docs
 
-    def _write(self, tokens: np.ndarray) -> None:
+    def _write(self, tokens: np.ndarray, starts: np.ndarray | None) -> None:
         if len(tokens):
             self._shard.write(tokens.tobytes())
+            if self._words is not None:
+                assert starts is not None and len(starts) == len(tokens)
+                self._words.write(starts.tobytes())
             self.shards[-1]["tokens"] += len(tokens)
             self.tokens += len(tokens)
 
@@ -202,20 +232,25 @@ class _ShardWriter:
         """Close the files (again is fine); drop a last shard left empty by a roll-over."""
         if self._shard.closed:
             return
-        for f in (self._shard, self._sent, self._docs):
-            f.close()
+        for f in (self._shard, self._words, self._sent, self._docs):
+            if f is not None:
+                f.close()
         if self.shards[-1]["tokens"] == 0 and len(self.shards) > 1:
-            os.remove(self.out / self.shards.pop()["file"])
+            last = self.shards.pop()
+            for name in (last["file"], last.get("word_starts")):
+                if name:
+                    os.remove(self.out / name)
 
 
 def _tokenize_into(writer: _ShardWriter, corpus: Corpus, tok: Tokenizer, tok_dir: Path, dtype: np.dtype,
-                   workers: int, batch_chars: int, bar: Any) -> tuple[int, int]:
-    """Read, tokenize and write the corpus in order; (lines, documents) without tokens, dropped."""
+                   workers: int, batch_chars: int, bar: Any, segmenter: Segmenter | None = None) -> tuple[int, int]:
+    """Read, tokenize (and segment) and write the corpus in order; (lines, documents) without tokens, dropped."""
     pool = executor = None
     if workers > 1:
         import multiprocessing as mp
 
-        pool = mp.get_context("spawn").Pool(workers, _worker_init, (str(tok_dir / "tokenizer.json"),))
+        pool = mp.get_context("spawn").Pool(workers, _worker_init, (str(tok_dir / "tokenizer.json"),
+                                                                    segmenter.name if segmenter else None))
 
         def submit(lines: list[str]):
             return pool.apply_async(_worker_encode, ((lines, dtype.str),)).get
@@ -223,7 +258,7 @@ def _tokenize_into(writer: _ShardWriter, corpus: Corpus, tok: Tokenizer, tok_dir
         executor = ThreadPoolExecutor(1)
 
         def submit(lines: list[str]):
-            return executor.submit(_encode, tok, lines, dtype).result
+            return executor.submit(_encode, tok, lines, dtype, segmenter).result
     window = max(2 * workers, 1)  # batches in flight: bounded, so memory stays flat
     inflight: deque = deque()
     empty_lines = empty_docs = 0
@@ -268,12 +303,14 @@ def _check_out(out: Path, tok_hash: str, overwrite: bool) -> None:
 def prepare(inputs: Sequence[str | Path], tokenizer: str | Path, out: str | Path, max_seq_len: int = 128, *,
             workers: int = 0, seed: int = 0, text_field: str = "text", errors: str = "strict",
             overwrite: bool = False, shard_tokens: int = SHARD_TOKENS, max_line_bytes: int = MAX_LINE_BYTES,
-            batch_chars: int = BATCH_CHARS, progress: bool = True) -> PrepareSummary:
+            batch_chars: int = BATCH_CHARS, progress: bool = True, segmenter: str | None = None) -> PrepareSummary:
     """Tokenize ``inputs`` (files/folders of .txt, .txt.gz, .jsonl) with ``tokenizer`` into ``out``.
 
     Streams the text (memory stays flat whatever the corpus size); ``workers > 1`` tokenizes in that many
     processes (same output as ``workers=0``, which uses the tokenizer's own threads). ``seed`` and
     ``max_seq_len`` are stored as the defaults for ``PretrainingData`` and used for the example count.
+    ``segmenter`` (``jieba``): also record which tokens start a word of that segmenter (whole-word masking of
+    text without spaces, :mod:`electra.data.words`), in word-start shards beside the token shards.
     """
     t0 = time.perf_counter()
     if max_seq_len < 5:
@@ -283,6 +320,9 @@ def prepare(inputs: Sequence[str | Path], tokenizer: str | Path, out: str | Path
 
     check_values("prepare option", {"workers": workers, "shard_tokens": shard_tokens, "batch_chars": batch_chars},
                  {"workers": at_least(0), "shard_tokens": at_least(1), "batch_chars": at_least(1)})
+    if segmenter is not None and segmenter not in SEGMENTERS:
+        raise ElectraError(f"--segmenter {segmenter}: expected one of {', '.join(SEGMENTERS)}")
+    seg = Segmenter(segmenter) if segmenter else None  # the zh extra is checked before any work
     tok_dir = find_tokenizer_dir(tokenizer)
     tok = load_tokenizer(tok_dir)
     tok_hash = tokenizer_hash(tok)
@@ -300,11 +340,11 @@ def prepare(inputs: Sequence[str | Path], tokenizer: str | Path, out: str | Path
         out.parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
         save_tokenizer(tok, tmp / TOKENIZER_SUBDIR)
-        writer = _ShardWriter(tmp, dtype, shard_tokens)
+        writer = _ShardWriter(tmp, dtype, shard_tokens, words=seg is not None)
         try:
             with _progress(corpus.total_bytes, progress) as bar:
                 empty_lines, empty_docs = _tokenize_into(writer, corpus, tok, tmp / TOKENIZER_SUBDIR, dtype,
-                                                         workers, batch_chars, bar)
+                                                         workers, batch_chars, bar, seg)
         finally:
             writer.close()
         stats = corpus.stats
@@ -326,6 +366,8 @@ def prepare(inputs: Sequence[str | Path], tokenizer: str | Path, out: str | Path
             "inputs": [str(p) for p in inputs], "text_field": text_field, "errors": errors,
             "tokenizer_source": str(tok_dir),
         }
+        if seg is not None:
+            meta["segmenter"] = seg.describe()
 
         (tmp / META_FILE).write_text(json.dumps(meta, indent=2) + "\n")
         examples = PretrainingData(tmp, verify_tokenizer=False).num_examples(0)
@@ -346,7 +388,8 @@ def prepare(inputs: Sequence[str | Path], tokenizer: str | Path, out: str | Path
     return PrepareSummary(out=out, files=stats.files, bytes=stats.bytes, documents=writer.documents,
                           sentences=writer.sentences, tokens=writer.tokens, examples=examples,
                           shards=len(writer.shards), dtype=dtype.name, seconds=time.perf_counter() - t0,
-                          skipped=dict(stats.skipped), altered=dict(stats.altered), notes=dict(stats.notes))
+                          skipped=dict(stats.skipped), altered=dict(stats.altered), notes=dict(stats.notes),
+                          segmenter=f"{seg.name} ({seg.package} {seg.version})" if seg else "")
 
 
 def _progress(total: int, enabled: bool):

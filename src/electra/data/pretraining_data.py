@@ -115,8 +115,10 @@ class PretrainingData:
     ``sep_id``, ``mask_id``, ``max_seq_len``, ``seed``, ``rank``, ``world_size``.
 
     ``batches(batch_size, start=0)``: an endless iterator of dicts of int64 tensors ``input_ids``,
-    ``attention_mask`` (1 real, 0 padding) and ``token_type_ids``, each ``(batch_size, max_seq_len)``;
-    ``start`` = batches already consumed by this rank. Rank r of N takes examples r, r+N, r+2N, ... of the
+    ``attention_mask`` (1 real, 0 padding) and ``token_type_ids``, each ``(batch_size, max_seq_len)``, and, when
+    the data has word starts (``has_word_starts``: prepared with ``--segmenter``), a bool ``word_start`` (True
+    where a token starts a word; special tokens and padding too); ``start`` = batches already consumed by this
+    rank. Rank r of N takes examples r, r+N, r+2N, ... of the
     single-process stream (global batch i = examples [i*b*N, (i+1)*b*N) split round-robin over ranks).
     """
 
@@ -153,6 +155,9 @@ class PretrainingData:
 
         dtype = np.dtype(self.meta["dtype"])
         self._shards = [self._memmap(s["file"], dtype, s["tokens"]) for s in self.meta["shards"]]
+        self.has_word_starts = bool(self.meta["shards"]) and "word_starts" in self.meta["shards"][0]
+        self._word_shards = [self._memmap(s["word_starts"], np.uint8, s["tokens"]) for s in self.meta["shards"]] \
+            if self.has_word_starts else []
         self._shard_starts = np.array([s["start"] for s in self.meta["shards"]], np.int64)
         sent = self._memmap("sentence_offsets.bin", np.int64, self.meta["counts"]["sentences"] + 1)
         docs = self._memmap("document_offsets.bin", np.int64, self.meta["counts"]["documents"] + 1)
@@ -242,28 +247,31 @@ class PretrainingData:
         epoch = int(np.searchsorted(starts, position, side="right")) - 1
         return epoch, position - starts[epoch]
 
-    def _tokens(self, begin: int, end: int) -> np.ndarray:
+    def _tokens(self, begin: int, end: int, shards: list[np.ndarray] | None = None) -> np.ndarray:
+        """Tokens ``begin .. end`` (global offsets; never across shards); of ``shards`` (the word starts) if given."""
         k = 0 if len(self._shards) == 1 else int(np.searchsorted(self._shard_starts, begin, side="right")) - 1
         base = self._shard_starts[k]
-        return self._shards[k][begin - base:end - base]
+        return (self._shards if shards is None else shards)[k][begin - base:end - base]
 
-    def example(self, position: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """(input_ids, attention_mask, token_type_ids) of stream position ``position``, int64, padded."""
+    def example(self, position: int) -> tuple[np.ndarray, ...]:
+        """(input_ids, attention_mask, token_type_ids) of stream position ``position``, int64, padded; with word
+        starts in the data also ``word_start`` (bool)."""
         epoch, j = self._locate(position)
         plan = self.plan(epoch)
         return self.build_example(plan, int(plan.order[j]))
 
-    def build_example(self, plan: EpochPlan, k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Example ``k`` of an epoch's packing (before the epoch's shuffle): ``[CLS] A [SEP] (B [SEP])``."""
+    def build_example(self, plan: EpochPlan, k: int) -> tuple[np.ndarray, ...]:
+        """Example ``k`` of an epoch's packing (before the epoch's shuffle): ``[CLS] A [SEP] (B [SEP])``, as
+        (input_ids, attention_mask, token_type_ids), and ``word_start`` aligned with input_ids (True where a token
+        starts a word; special tokens and padding too) when the data has word starts."""
         s0, s1 = int(plan.s0[k]), int(plan.s1[k])
         seg = plan.seg[plan.ptr[k]:plan.ptr[k + 1]]
         offsets = self._sent_offsets[s0:s1 + 1]
         tokens = self._tokens(int(offsets[0]), int(offsets[-1]))
-        if seg.any():
-            in_b = np.repeat(seg, np.diff(offsets)).astype(bool)
-            first, second = tokens[~in_b], tokens[in_b]
-        else:
-            first, second = tokens, tokens[:0]
+        starts = self._tokens(int(offsets[0]), int(offsets[-1]), self._word_shards) if self.has_word_starts \
+            else None
+        in_b = np.repeat(seg, np.diff(offsets)).astype(bool) if seg.any() else None
+        first, second = _split(tokens, in_b)
         T = self.max_seq_len
         first = first[:T - 2]
         second = second[:max(0, T - len(first) - 3)]
@@ -278,9 +286,15 @@ class PretrainingData:
             types[n_a:n] = 1
         mask = np.zeros(T, np.int64)
         mask[:n] = 1
-        return ids, mask, types
+        if not self.has_word_starts:
+            return ids, mask, types
+        first_starts, second_starts = _split(starts, in_b)
+        word_start = np.ones(T, bool)  # [CLS], [SEP] and padding: special tokens start a word
+        word_start[1:n_a - 1] = first_starts[:len(first)]
+        word_start[n_a:n_a + len(second)] = second_starts[:len(second)]
+        return ids, mask, types, word_start
 
-    def examples(self, start: int = 0) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    def examples(self, start: int = 0) -> Iterator[tuple[np.ndarray, ...]]:
         """This rank's examples from its ``start``-th on (rank r: stream positions r, r+N, ...)."""
         position = start * self.world_size + self.rank
         while True:
@@ -297,12 +311,18 @@ class PretrainingData:
         while True:
             rows = [next(stream) for _ in range(batch_size)]
             batch = {name: torch.from_numpy(np.stack([r[i] for r in rows]))
-                     for i, name in enumerate(("input_ids", "attention_mask", "token_type_ids"))}
+                     for i, name in enumerate(("input_ids", "attention_mask", "token_type_ids", "word_start")[
+                         :len(rows[0])])}
             if int(batch["input_ids"].max()) >= self.vocab_size:  # a damaged shard: never an index error later
                 raise ElectraError(f"{self.data_dir}: token id {int(batch['input_ids'].max())} in the shards is "
                                    f"outside the {self.vocab_size}-entry vocabulary (damaged; re-run `electra "
                                    "prepare`)")
             yield batch
+
+
+def _split(values: np.ndarray, in_b: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+    """(segment A's values, segment B's): all in A when ``in_b`` is None."""
+    return (values, values[:0]) if in_b is None else (values[~in_b], values[in_b])
 
 
 def _check_meta(meta: dict[str, Any], where: Path) -> None:
@@ -324,6 +344,9 @@ def _check_meta(meta: dict[str, Any], where: Path) -> None:
                                           and is_int(x.get("tokens")) and x["tokens"] >= 0 for x in shards), "shards")
     need(all(a["start"] + a["tokens"] == b["start"] for a, b in zip(shards, shards[1:]))
          and (not shards or shards[0]["start"] == 0), "shards")
+    words = [x.get("word_starts") for x in shards]  # with --segmenter: every shard names its word-start file
+    need(all(w is None for w in words) or all(isinstance(w, str) and w and "/" not in w for w in words),
+         "shards")
     counts = meta.get("counts")
     need(isinstance(counts, dict) and all(is_int(counts.get(k)) and counts[k] >= 0
                                           for k in ("sentences", "documents")), "counts")

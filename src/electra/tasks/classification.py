@@ -18,7 +18,6 @@ from typing import Any, ClassVar
 import numpy as np
 import torch
 from tokenizers import Tokenizer
-from tokenizers.models import WordPiece
 
 from electra import metrics as M
 from electra.config import Rule, at_least, check_values, interval, one_of, validate
@@ -45,7 +44,7 @@ from electra.tasks.runner import (
     set_seed,
     train_subset_indices,
 )
-from electra.tokenization import load_tokenizer, special_tokens
+from electra.tokenization import continuation_prefix, load_tokenizer, special_tokens, word_start_table
 
 Augmenter = Callable[[Sequence[Example], int, int], list[Example]]  # (examples, copies, seed) -> new examples
 
@@ -167,23 +166,11 @@ def augment(ids: list[int], types: list[int], continuation: np.ndarray, special:
 
 
 def continuation_mask(tok: Tokenizer) -> np.ndarray:
-    """Per id, whether the piece continues a word: WordPiece's ``##piece``, or (SentencePiece, any Metaspace
-    pre-tokenizer) a piece not starting with the word-start mark ``▁``. Without either, every piece is a word."""
-    vocab = tok.get_vocab(with_added_tokens=True)
-    mask = np.zeros(max(vocab.values()) + 1, dtype=bool)
-    if isinstance(tok.model, WordPiece):
-        prefix = tok.model.continuing_subword_prefix
-        for piece, i in vocab.items():
-            mask[i] = piece.startswith(prefix)
-        return mask
-    pre = json.loads(tok.pre_tokenizer.__getstate__()) if tok.pre_tokenizer is not None else {}
-    steps = pre.get("pretokenizers", []) if pre.get("type") == "Sequence" else [pre]
-    marks = tuple(st["replacement"] for st in steps if st.get("type") == "Metaspace" and st.get("replacement"))
-    if marks:
-        for piece, i in vocab.items():
-            mask[i] = not piece.startswith(marks)
-        mask[list(special_tokens(tok).all_ids)] = False
-    return mask
+    """Per id, whether the piece continues a word (WordPiece's ``##piece``; with SentencePiece's Metaspace, a piece
+    not starting with ``▁``); special tokens never do. A vocabulary marking no boundaries: every piece is a word."""
+    if continuation_prefix(tok) is None:
+        return np.zeros(tok.get_vocab_size(), dtype=bool)
+    return ~word_start_table(tok)
 
 
 class TrainBatches:

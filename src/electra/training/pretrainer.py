@@ -45,7 +45,7 @@ from electra.init.embeddings import init_word_embeddings
 from electra.init.positions import init_position_embeddings
 from electra.modeling import Electra
 from electra.pretraining import SpecialIds, annealed_temperature
-from electra.tokenization import load_tokenizer, tokenizer_hash
+from electra.tokenization import load_tokenizer, tokenizer_hash, word_start_table
 from electra.training.allocator import tune_malloc
 from electra.training.checkpointing import collect_rng_states, load_training_checkpoint, save_training_checkpoint
 from electra.training.distributed import barrier, cleanup, init_distributed
@@ -89,8 +89,10 @@ def train_step(objective: torch.nn.Module, optimizer: torch.optim.Optimizer, inp
         torch.manual_seed(s)  # dropout
         rng = torch.Generator(device=batch["input_ids"].device).manual_seed(s)  # masking and sampling
         sync = ddp is None or i == n - 1
+        words = {"word_start": batch["word_start"]} if "word_start" in batch else {}  # whole-word masking's
         with (contextlib.nullcontext() if sync else ddp.no_sync()), (autocast or contextlib.nullcontext()):
-            loss, metrics = forward(batch["input_ids"], batch["attention_mask"], batch["token_type_ids"], rng)
+            loss, metrics = forward(batch["input_ids"], batch["attention_mask"], batch["token_type_ids"], rng,
+                                    **words)
         (loss / n).backward()
         for k, v in metrics.items():
             totals[k] = totals[k] + v / n if k in totals else v / n
@@ -234,13 +236,17 @@ def check_run_folder(run_dir: Path, record: dict[str, Any], resume: bool, overwr
         raise ElectraError(f"{run_dir}: already holds a run; pass --resume to continue it or --overwrite to "
                            "start again")
     old = json.loads(existing.read_text())
+    # a field added since the run was made holds its default there (the run trained with that behaviour)
+    added = {f.name: f.default for f in dataclasses.fields(PretrainConfig) if f.default is not dataclasses.MISSING}
     diffs = []
     for section in ("model", "pretrain"):
-        for k in sorted(set(old.get(section, {})) | set(record[section])):
+        was = old.get(section, {})
+        for k in sorted(set(was) | set(record[section])):
             if section == "pretrain" and k in PretrainConfig.RESUMABLE_CHANGES:
                 continue
-            if old.get(section, {}).get(k) != record[section].get(k):
-                diffs.append(f"{k} {old.get(section, {}).get(k)!r} -> {record[section].get(k)!r}")
+            before = was[k] if k in was or section != "pretrain" else added.get(k)
+            if before != record[section].get(k):
+                diffs.append(f"{k} {before!r} -> {record[section].get(k)!r}")
     if diffs:
         raise ElectraError(f"{run_dir}: --resume with a different config ({'; '.join(diffs[:4])}); use a new "
                            "--out or --overwrite")
@@ -324,7 +330,13 @@ def pretrain(cfg: PretrainConfig, config_file: str | None = None,
     if not cfg.train_word_embeddings:
         for net in (model.discriminator, model.generator):
             net.encoder.embeddings.word_embeddings.weight.requires_grad_(False)
-    objective = objectives.build_objective(model, special, data.max_seq_len, cfg).to(device)
+    word_starts = None  # whole-word masking without word starts in the data: the vocabulary's
+    if cfg.whole_word_masking and not data.has_word_starts:
+        try:
+            word_starts = word_start_table(load_tokenizer(data.tokenizer_dir))
+        except ElectraError as e:
+            raise ElectraError(f"--whole-word-masking: {e}; prepare the data with --segmenter") from None
+    objective = objectives.build_objective(model, special, data.max_seq_len, cfg, word_starts).to(device)
     trained = objectives.trained_parameters_root(objective)
     groups, freeze = warm_start_groups(param_groups(trained, cfg.lr, cfg.weight_decay), model, cfg, dist.is_main)
     groups = scale_word_embeddings_lr(groups, model, cfg.word_embeddings_lr_scale)
