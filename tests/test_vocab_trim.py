@@ -293,3 +293,15 @@ def test_multilingual_e5_trimmed_to_chinese_and_english_keeps_its_hidden_states(
         del old_model
         new = load_checkpoint(tmp_path / "trimmed").eval().discriminator.encoder(new_ids, new_mask)[real]
     torch.testing.assert_close(new, old, atol=1e-4, rtol=0)
+
+
+def test_continued_pretraining_of_a_table_larger_than_the_tokenizer_points_to_trim_vocab(tmp_path, corpus_file):
+    from electra.data.prepare import prepare
+    from electra.training.pretrainer import PretrainConfig, pretrain
+
+    tok = train_tokenizer(fixture_lines(), tmp_path / "tok", 1500, model="unigram", show_progress=False)
+    ckpt = tiny_checkpoint(tmp_path / "ckpt", tmp_path / "tok", tok.get_vocab_size() + 7)  # as e5: 35 rows more
+    prepare([corpus_file], tmp_path / "tok", tmp_path / "data", max_seq_len=32, progress=False)
+    cfg = PretrainConfig(data=str(tmp_path / "data"), out=str(tmp_path / "run"), init_from=str(ckpt), max_steps=1)
+    with pytest.raises(ElectraError, match="7 rows more than the tokenizer has ids.*trim-vocab"):
+        pretrain(cfg, progress=False)

@@ -183,8 +183,16 @@ def resolve_model_config(cfg: PretrainConfig, vocab_size: int, config_file: str 
 
         ckpt = resolve_checkpoint(cfg.init_from)
         model_cfg = ModelConfig.from_dict(read_checkpoint_meta(ckpt)["model"], source=str(ckpt / "config.json"))
-        if model_cfg.discriminator.vocab_size != vocab_size:
-            raise ElectraError(f"--init-from {ckpt}: the model has a {model_cfg.discriminator.vocab_size:,}-entry "
+        rows = model_cfg.discriminator.vocab_size
+        if rows > vocab_size and tokenizer_dir(ckpt) is not None \
+                and load_tokenizer(tokenizer_dir(ckpt)).get_vocab_size() == vocab_size:
+            # e.g. multilingual-e5: 250,037 embedding rows for 250,002 ids; the generator would sample ids no
+            # tokenizer can write
+            raise ElectraError(f"--init-from {ckpt}: the embedding table has {rows - vocab_size:,} rows more than "
+                               f"the tokenizer has ids ({rows:,} vs {vocab_size:,}); the generator would sample "
+                               "them: drop them first with `electra trim-vocab --model CKPT --corpus TEXT --out NEW`")
+        if rows != vocab_size:
+            raise ElectraError(f"--init-from {ckpt}: the model has a {rows:,}-entry "
                                f"vocabulary, the prepared data {vocab_size:,}; prepare the data with the "
                                "checkpoint's tokenizer (electra prepare --tokenizer CKPT/tokenizer)")
         if cfg.objective == "mlm":
