@@ -1,7 +1,8 @@
 """The ``electra`` command. It only parses arguments and calls library functions; one module per command group:
 :mod:`~electra.cli.data` (tokenizer, prepare, wordvectors), :mod:`~electra.cli.pretrain` (pretrain, plot, demo),
 :mod:`~electra.cli.tasks` (finetune, evaluate, predict, score, answer), :mod:`~electra.cli.generation` (detect,
-fill, generate, correct, augment, rescore) and :mod:`~electra.cli.deploy` (export, import-hf, serve)."""
+fill, generate, correct, augment, rescore), :mod:`~electra.cli.deploy` (export, import-hf, serve) and
+:mod:`~electra.cli.vocab` (trim-vocab)."""
 
 from __future__ import annotations
 
