@@ -52,6 +52,7 @@ from electra.data.corpus import Corpus
 from electra.data.prepare import prepare
 from electra.errors import ElectraError
 from electra.generation import detect, fill_mask
+from electra.generation.pair import inner_tokens, token_spans
 from electra.init.wordvectors import train_word_vectors
 from electra.interop.hf_bert import import_bert, minilm_dir
 from electra.tokenization import load_tokenizer, train_tokenizer
@@ -150,7 +151,7 @@ def judge_showcase(model, tokenizer) -> tuple[Showcase, list[tuple[str, str, obj
     altered = detect(model, tokenizer, sentence)
     start = sentence.index(word)
     enc = tokenizer.encode(sentence)
-    inner = [(a, b) for tok, (a, b) in zip(enc.tokens, enc.offsets) if tok not in ("[CLS]", "[SEP]")]
+    inner = token_spans(enc, sentence)[inner_tokens(enc)]  # the text's tokens, without the tokenizer's cls/sep
     planted = {i for i, (a, b) in enumerate(inner) if a < start + len(word) and b > start}
     top = max(range(len(altered.tokens)), key=lambda i: altered.replaced_prob[i])
     show = Showcase(planted_is_top=top in planted, original_max=max(original.replaced_prob),

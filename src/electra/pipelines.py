@@ -25,17 +25,18 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from tokenizers import Tokenizer
 
 from electra.data.squad import QAExample, WindowConfig, make_features
 from electra.errors import ElectraError
 from electra.generation import Corrector, Pair, detect_encoded, fill_encoded
+from electra.generation.fill import mask_markers, no_mask_error
+from electra.generation.pair import roles
 from electra.inference import LoadedModel, as_task_model
 from electra.metrics.ranking import rank
 from electra.scoring import SCORERS, Scorer
 from electra.tasks.qa import get_task, predict_features
 from electra.tasks.registry import FAMILIES
-from electra.tokenization import encode_candidates, pad_batch
+from electra.tokenization import copy_tokenizer, encode_candidates, pad_batch, special_tokens
 
 
 @dataclass
@@ -52,7 +53,7 @@ class Pipeline:
     def __init__(self, model: LoadedModel, max_input_tokens: int | None = None):
         self.model = model
         self.tokenizer = model.tokenizer
-        self.run_tokenizer = Tokenizer.from_str(model.tokenizer.to_str())
+        self.run_tokenizer = copy_tokenizer(model.tokenizer)  # with the same special-token roles
         self.tokenizer.no_padding()
         self.tokenizer.no_truncation()
         limit = model.max_sequence
@@ -96,9 +97,10 @@ class FillPipeline(Pipeline):
     def prepare(self, value: Any, top_k: int = 5) -> Item:
         if not isinstance(top_k, int) or not 1 <= top_k <= self.max_top_k:
             raise ElectraError(f"top_k {top_k!r}: expected an integer from 1 to {self.max_top_k}")
-        enc = self._encode(value)
-        if self.tokenizer.token_to_id("[MASK]") not in enc.ids:
-            raise ElectraError("no [MASK] token in the text; write [MASK] where a word should be filled")
+        mask_id = roles(self.tokenizer).need_mask("fill needs one")
+        enc = self._encode(mask_markers(self.tokenizer, value) if isinstance(value, str) else value)
+        if mask_id not in enc.ids:  # [MASK] markers and the model's own mask token (<mask>) both count
+            raise no_mask_error(self.tokenizer)
         return Item((enc, top_k), len(enc.ids))
 
     def run(self, items: list[Item]) -> list[Any]:
@@ -190,8 +192,8 @@ class RescorePipeline(Pipeline):
             raise ElectraError(f"method {method!r}: expected one of {', '.join(SCORERS)}")
         if method != "rtd" and "generator" not in self.model.runners:
             raise ElectraError(f"method {method!r} needs a generator; this model has none (use \"rtd\")")
-        if method != "rtd" and self.tokenizer.token_to_id("[MASK]") is None:
-            raise ElectraError(f"method {method!r} needs a [MASK] token; this model's tokenizer has none")
+        if method != "rtd" and self.scorer.special.mask_id is None:
+            raise ElectraError(f"method {method!r} needs a mask token; this model's tokenizer has none (use \"rtd\")")
         if not isinstance(value, list) or not value:
             raise ElectraError("each input must be a non-empty list of candidate strings")
         encs = []
@@ -342,12 +344,12 @@ def group_entities(text: str, words: list[tuple[str, float, int, int]]) -> list[
 
 class RankPipeline(Pipeline):
     """A fine-tuned reranker (``electra finetune --task mutual|asr-nbest|mt-rerank|ranking``): ``{"context",
-    "candidates"}`` -> each candidate's cross-encoder score (in input order) and the ranking (indices, best
-    first; equal scores keep the lower index first), as the run's own evaluation scores a list
-    (:func:`electra.tasks.ranking.encode_lists` and ``list_scores``): ``[CLS] context [SEP] candidate [SEP]``, or
-    ``[CLS] candidate [SEP]`` when the context is absent or empty (asr-nbest runs are trained without one;
-    mt-rerank runs take the source sentence as the context). Each pair is scored on its own (a list of one), so
-    a score does not depend on the other candidates. A pair longer than the run's ``max_seq_len`` (or the
+    "candidates"}`` -> each candidate's cross-encoder score (in input order) and the ranking (indices, best first;
+    equal scores keep the lower index first), as the run's own evaluation scores a list
+    (:func:`electra.tasks.ranking.encode_lists` and ``list_scores``): ``cls context sep candidate sep`` (the
+    tokenizer's own), or ``cls candidate sep`` when the context is absent or empty (asr-nbest runs are trained
+    without one; mt-rerank runs take the source sentence as the context). Each pair is scored on its own (a list of
+    one), so a score does not depend on the other candidates. A pair longer than the run's ``max_seq_len`` (or the
     per-input token limit) is refused: evaluation would cut its context from the left, the server never cuts."""
 
     task = "rank"
@@ -358,7 +360,7 @@ class RankPipeline(Pipeline):
         trained = model.spec.get("max_seq_len")
         if isinstance(trained, int) and trained > 0:
             self.max_tokens = min(self.max_tokens, trained)
-        self.pad_id = self.tokenizer.token_to_id("[PAD]") or 0
+        self.pad_id = special_tokens(self.tokenizer).pad_id
 
     def prepare(self, value: Any) -> Item:
         if not isinstance(value, dict) or not isinstance(value.get("candidates"), list):
@@ -410,11 +412,12 @@ PIPELINES: dict[str, type[Pipeline]] = {p.task: p for p in (DetectPipeline, Fill
 
 def pipelines_for(model: LoadedModel, max_input_tokens: int | None = None) -> dict[str, Pipeline]:
     """The pipelines a model serves: detect, fill, correct and rescore (pre-trained: fill needs the generator,
-    correct both networks), classify, answer, tag or rank (fine-tuned)."""
+    correct both networks, both a tokenizer with a mask token), classify, answer, tag or rank (fine-tuned)."""
     if model.kind == "pretrained":
         needs = (("detect", {"discriminator"}), ("fill", {"generator"}), ("correct", {"generator", "discriminator"}),
                  ("rescore", {"discriminator"}))
-        tasks = [t for t, r in needs if r <= set(model.runners)]
+        masks = roles(model.tokenizer).mask_id is not None  # fill and correct put the tokenizer's mask token in
+        tasks = [t for t, r in needs if r <= set(model.runners) and (masks or t not in ("fill", "correct"))]
     elif model.kind in FAMILIES:
         tasks = [FAMILIES[model.kind].pipeline]  # the task registry says which pipeline a family's runs serve
     else:

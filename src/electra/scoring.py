@@ -15,8 +15,9 @@ Two scorers, each returning per-token and per-sentence scores (a :class:`Sentenc
     word-piece is scored, the later pieces of the same word are masked too (so ``##ing`` cannot give away
     ``walk``).
 
-A candidate may come with a context (``[CLS] context [SEP] candidate [SEP]``, e.g. a dialogue history or
-an MT source); only the candidate's tokens are scored and summed. ``[CLS]``/``[SEP]`` are never scored.
+A candidate may come with a context (``cls context sep candidate sep``, e.g. a dialogue history or an MT
+source); only the candidate's tokens are scored and summed. The tokenizer's cls/sep are never scored; ``pll``
+masks with the tokenizer's own mask token (``[MASK]``, XLM-R's ``<mask>``).
 Everything runs on :class:`electra.inference.Runner` objects, so any backend/precision of
 :func:`electra.inference.load_model` works (the torch runner computes the generator's vocabulary projection at
 the masked positions only).
@@ -33,7 +34,7 @@ from tokenizers import Encoding
 
 from electra.errors import ElectraError
 from electra.inference import LoadedModel, load_model
-from electra.tokenization import encode_candidates, pad_batch
+from electra.tokenization import encode_candidates, pad_batch, special_tokens
 
 SCORERS = ("rtd", "pll", "pll-word")
 
@@ -93,7 +94,9 @@ def rtd_scores(runner: Any, encodings: Sequence[Encoding], max_tokens: int = 819
     order = sorted(range(len(encodings)), key=lambda i: lengths[i])
     out: list[SentenceScore | None] = [None] * len(encodings)
     for group in _batches(order, lengths, max_tokens):
-        logits = runner(pad_batch([encodings[i].ids for i in group], [encodings[i].type_ids for i in group]))["logits"]
+        batch = pad_batch([encodings[i].ids for i in group], [encodings[i].type_ids for i in group],
+                          getattr(runner, "pad_id", 0))
+        logits = runner(batch)["logits"]
         for row, i in zip(logits.astype(np.float64), group):
             pos = scored_positions(encodings[i])
             lp = _log_sigmoid(-row[pos])  # log p(original) = log sigmoid(-logit)
@@ -138,7 +141,7 @@ def pll_scores(runner: Any, encodings: Sequence[Encoding], mask_id: int, within_
             types.append(encodings[i].type_ids)
             at.append(p)
             gold.append(encodings[i].ids[p])
-        batch = pad_batch(rows, types)
+        batch = pad_batch(rows, types, getattr(runner, "pad_id", 0))
         if getattr(runner, "backend", "torch") == "torch":
             logits = runner({**batch, "positions": np.array(at, dtype=np.int64)[:, None]})["logits"][:, 0]
         else:
@@ -166,6 +169,7 @@ class Scorer:
             raise ElectraError(f"{self.loaded.source}: a fine-tuned {self.loaded.kind} run; zero-shot scoring "
                                "needs a pre-trained checkpoint (generator + discriminator)")
         self.tokenizer = self.loaded.tokenizer
+        self.special = special_tokens(self.tokenizer)
         self.max_length = min(max_length or self.loaded.max_sequence, self.loaded.max_sequence)
 
     def encode(self, candidates: Sequence[str], contexts: Sequence[str | None] | None = None) -> list[Encoding]:
@@ -183,9 +187,10 @@ class Scorer:
         if method in ("pll", "pll-word"):
             if "generator" not in self.loaded.runners:
                 raise ElectraError(f"{self.loaded.source}: no generator in this checkpoint; pll needs one")
-            mask_id = self.tokenizer.token_to_id("[MASK]")
-            if mask_id is None:
-                raise ElectraError(f"{self.loaded.source}: the tokenizer has no [MASK] token; pll needs one")
+            try:
+                mask_id = self.special.need_mask(f"{method} masks one token at a time")
+            except ElectraError as e:
+                raise ElectraError(f"{self.loaded.source}: {e}") from None
             return pll_scores(self.loaded.runners["generator"], encodings, mask_id, method == "pll-word")
         raise ElectraError(f"scorer {method!r}: expected one of {', '.join(SCORERS)} (or a combination a+b)")
 

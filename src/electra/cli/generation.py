@@ -82,8 +82,9 @@ def _detect_on_data(args: argparse.Namespace) -> None:
 
 
 def add_fill(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("fill", help="fill [MASK] tokens with the generator: top-k per [MASK], or (adjacent "
-                                    "[MASK]s, [MASK*], or --iterations) whole spans by mask-predict")
+    p = sub.add_parser("fill", help="fill [MASK] tokens (or the model's own mask token, e.g. <mask>) with the "
+                                    "generator: top-k per mask, or (adjacent [MASK]s, [MASK*], or --iterations) "
+                                    "whole spans by mask-predict")
     p.add_argument("--model", required=True, help="checkpoint or run folder")
     p.add_argument("--top-k", type=int, default=5, help="candidates per [MASK] (top-k mode); with --samples: "
                                                         "sample from the top k")
@@ -92,8 +93,9 @@ def add_fill(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--json", action="store_true")
     add_backend_args(p)
     add_framework_arg(p)
-    p.add_argument("text", help="text with [MASK] (one token; adjacent ones form a span) or [MASK*] (a span of "
-                                "unknown length, 1..--max-span tokens tried)")
+    p.add_argument("text", help="text with [MASK] (one token; adjacent ones form a span; the model's own mask "
+                                "token, e.g. <mask>, works too) or [MASK*] (a span of unknown length, "
+                                "1..--max-span tokens tried)")
     p.set_defaults(handler=run_fill)
 
 
@@ -146,7 +148,7 @@ def run_fill(args: argparse.Namespace) -> None:
         print(json.dumps(result, ensure_ascii=False))
         return
     for i, cands in enumerate(result):
-        print(f"[MASK] #{i + 1}: " + ", ".join(f"{t} ({p:.2f})" for t, p in cands))
+        print(f"mask #{i + 1}: " + ", ".join(f"{t} ({p:.2f})" for t, p in cands))
 
 
 def add_generate(sub: argparse._SubParsersAction) -> None:

@@ -20,12 +20,12 @@ from electra.config import at_least, check_values, interval
 from electra.data.glue import Example, _rows
 from electra.errors import ElectraError
 from electra.files import write_text_atomic
-from electra.generation.correction import Edit, apply_edits, match_case, words_of
+from electra.generation.correction import Edit, apply_edits, match_case, whole_tokens, words_of
 from electra.generation.pair import (
     Pair,
-    banned_ids,
     choose,
     decode_span,
+    fit,
     generator_probs,
     replaced_probs,
     sentence_score,
@@ -43,9 +43,7 @@ def augment_text(pair: Pair, text: str, copies: int, rng: np.random.Generator, m
     words = [w for w in words_of(pair.tokenizer, text)]
     if not words or sum(len(w.ids) for w in words) + 2 > pair.max_len:
         return []
-    whole = np.array([not t.startswith("##") for t, _ in sorted(pair.tokenizer.get_vocab().items(),
-                                                                 key=lambda x: x[1])])
-    ban = banned_ids(pair.tokenizer)
+    whole = whole_tokens(pair.tokenizer)  # per word kind; special tokens excluded
     n = max(1, round(mask_prob * len(words)))
     rows, positions, chosen = [], [], []
     for _ in range(copies * tries):
@@ -64,10 +62,10 @@ def augment_text(pair: Pair, text: str, copies: int, rng: np.random.Generator, m
     texts = []
     for row, pos, pick, pr in zip(rows, positions, chosen, probs):
         pr = pr.copy()
-        pr[:, ban[:pr.shape[1]] | ~whole[:pr.shape[1]]] = 0
-        pr /= pr.sum(-1, keepdims=True)
         edits = []
         for at, i, dist in zip(pos, pick, pr):
+            dist[~fit(whole[words[i].kind], len(dist), False)] = 0  # a token of the word's kind (cjk, word)
+            dist /= dist.sum()
             t, _ = choose(dist, 0, rng)
             row[at] = t
             w = words[i]

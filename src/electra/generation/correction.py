@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import difflib
 import json
+import unicodedata
+import weakref
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,23 +29,33 @@ from electra.errors import ElectraError
 from electra.generation.fill import mask_predict
 from electra.generation.pair import (
     Pair,
+    PieceStyle,
     banned_ids,
     decode_span,
+    fit,
     generator_probs,
+    piece_style,
     pieces_of,
     replaced_probs,
+    roles,
     sentence_score,
+    token_spans,
 )
+
+KINDS = ("word", "cjk", "punct")  # what an edit puts in place of a word: a token of the same kind
 
 
 @dataclass
 class Word:
-    """A pre-tokenizer word of the original text: its characters [start, end) and its pieces."""
+    """A word of the original text (the unit an edit replaces): its characters [start, end) and its pieces;
+    ``kind``: ``"cjk"`` for Chinese/Japanese characters (no spaces: each piece is a unit), ``"punct"`` for
+    punctuation, else ``"word"`` (:data:`KINDS`; an edit puts a token of the same kind in its place)."""
 
     start: int
     end: int
     ids: list[int]
-    unknown: bool = False  # [UNK]: never flagged or replaced (what it stands for is not known)
+    unknown: bool = False  # the unk token: never flagged or replaced (what it stands for is not known)
+    kind: str = "word"
 
 
 @dataclass
@@ -69,22 +81,76 @@ class Correction:
         return {"text": self.text, "edits": [e.to_dict() for e in self.edits]}
 
 
-def words_of(tokenizer: Tokenizer, text: str) -> list[Word]:
-    """The text's words (the tokenizer's pre-tokenization) with character offsets into ``text`` itself."""
-    enc = tokenizer.encode(text, add_special_tokens=False)
-    unk = tokenizer.token_to_id("[UNK]")
-    words: list[Word] = []
-    last = None
-    for tid, wid, (s, e) in zip(enc.ids, enc.word_ids, enc.offsets):
-        if wid is None:
-            continue
-        if wid != last:
-            words.append(Word(s, e, [tid], tid == unk))
-            last = wid
+def is_cjk(text: str) -> bool:
+    """Whether ``text`` holds a CJK ideograph (the characters BERT's tokenizer splits one by one)."""
+    return any("\u3400" <= c <= "\u4dbf" or "\u4e00" <= c <= "\u9fff" or "\uf900" <= c <= "\ufaff"
+               or "\U00020000" <= c <= "\U0002fa1f" for c in text)
+
+
+def _is_punctuation(text: str) -> bool:
+    return bool(text) and all(unicodedata.category(c)[0] in "PS" for c in text)
+
+
+def _units(tokens: list[str], ids: list[int], spans: list[tuple[int, int]], text: str, style: PieceStyle,
+           special: frozenset[int]) -> list[list[int]]:
+    """Token indices grouped into words for pieces with a word-start mark (SentencePiece's ``▁``, byte-level
+    BPE's ``Ġ``): a word starts at a piece with the mark, and continues with the pieces without it; a special
+    token, a piece of CJK characters (Chinese has no spaces: each piece is a unit) or of punctuation is a unit of
+    its own. A lone mark (``▁``) joins the unit after it (the space before a word), else, at the end, the word
+    before it; a piece that shares characters with the one before (byte-level pieces of one character) joins
+    its unit."""
+
+    def lone_mark(unit: list[int]) -> bool:
+        return len(unit) == 1 and tokens[unit[0]] == style.marker
+
+    units: list[list[int]] = []
+    closed, last_end = True, -1  # whether the last unit takes no continuation pieces; where its characters end
+    for i, tok in enumerate(tokens):
+        s, e = spans[i]
+        chars = text[s:e]
+        alone = ids[i] in special or is_cjk(chars) or _is_punctuation(chars)
+        shared = s < e and s < last_end
+        if units and (shared or lone_mark(units[-1]) or not (closed or alone or tok.startswith(style.marker))):
+            units[-1].append(i)
         else:
-            words[-1].end = e
-            words[-1].ids.append(tid)
-            words[-1].unknown |= tid == unk
+            units.append([i])
+        closed = alone
+        last_end = max(last_end, e) if s < e else last_end
+    if len(units) > 1 and lone_mark(units[-1]):  # a trailing space
+        last = units.pop()
+        units[-1] += last
+    return units
+
+
+def words_of(tokenizer: Tokenizer, text: str) -> list[Word]:
+    """The text's words with character offsets into ``text`` itself: the tokenizer's pre-tokenizer words
+    (WordPiece: BERT's split, one word per CJK character), or, for pieces that mark word starts (Unigram /
+    SentencePiece ``▁``), words from the marks (:func:`_units`: Chinese per piece). A word's characters are its
+    pieces', less the space a ``▁`` piece carries before its word."""
+    enc = tokenizer.encode(text, add_special_tokens=False)
+    special = roles(tokenizer)
+    style = piece_style(tokenizer)
+    spans = token_spans(enc, text)
+    if style.marker and style.starts_word:  # the unknown token stands for text: not a unit by itself
+        units = _units(enc.tokens, enc.ids, spans, text, style, special.all_ids - {special.unk_id})
+    else:
+        units, last = [], None
+        for i, wid in enumerate(enc.word_ids):
+            if wid is None:
+                continue
+            if wid != last:
+                units.append([i])
+                last = wid
+            else:
+                units[-1].append(i)
+    words: list[Word] = []
+    for u in units:
+        filled = [spans[i] for i in u if spans[i][1] > spans[i][0]] or [spans[u[0]]]
+        start, end = filled[0][0], filled[-1][1]
+        ids = [enc.ids[i] for i in u]
+        chars = text[start:end]
+        words.append(Word(start, end, ids, special.unk_id is not None and special.unk_id in ids,
+                          "cjk" if is_cjk(chars) else "punct" if _is_punctuation(chars) else "word"))
     return words
 
 
@@ -138,6 +204,40 @@ DEFAULT_MAX_NEW_P = 0.1
 DEFAULT_MIN_GENERATOR_PROB = 0.6
 
 
+_WHOLE: weakref.WeakKeyDictionary[Tokenizer, dict[str, np.ndarray]] = weakref.WeakKeyDictionary()
+
+
+def whole_tokens(tokenizer: Tokenizer) -> dict[str, np.ndarray]:
+    """Per :attr:`Word.kind`, a bool mask of the tokens that can stand for a whole word of that kind: ``word``,
+    a token that begins a word (not a ``##`` continuation; with SentencePiece pieces, one with the ``▁`` mark),
+    neither CJK nor punctuation; ``cjk``, a piece of CJK characters only, as they come inside Chinese text (no
+    ``##`` or ``▁`` mark); ``punct``, a punctuation token (no mark either). Any token for a kind the vocabulary has
+    none of (a byte-level one may have no whole CJK character). Special tokens never. Read once per tokenizer
+    object (1.8 s for a 250k vocabulary); the masks are shared, not to be changed."""
+    if tokenizer in _WHOLE:
+        return _WHOLE[tokenizer]
+    style = piece_style(tokenizer)
+    ban = banned_ids(tokenizer)
+    vocab = sorted(tokenizer.get_vocab().items(), key=lambda x: x[1])
+    shown = tokenizer.decode_batch([[i] for _, i in vocab], skip_special_tokens=False)  # byte-level: the chars
+    out = {kind: np.zeros(len(ban), dtype=bool) for kind in KINDS}
+    for (tok, i), text in zip(vocab, shown):
+        if i >= len(ban) or ban[i]:
+            continue
+        unmarked = not (style.marker and tok.startswith(style.marker))
+        if text and all(is_cjk(c) for c in text):
+            out["cjk"][i] = unmarked
+        elif _is_punctuation(text.strip()):
+            out["punct"][i] = unmarked
+        elif not is_cjk(text):  # a piece mixing CJK and other characters ("。數學家") stands for no word
+            out["word"][i] = style.is_word_start(tok)
+    for kind in KINDS:
+        if not out[kind].any():
+            out[kind] = ~ban
+    _WHOLE[tokenizer] = out
+    return out
+
+
 class Corrector:
     """Detect and correct (our method; each step stated so it can be checked):
 
@@ -158,7 +258,8 @@ class Corrector:
     4. repeat from 1 until nothing changes or ``rounds`` rounds. Words already replaced stay as they are.
 
     The output is the original text with only the replaced words' characters changed (the tokenizer's
-    offsets; case follows the original word when the vocabulary is uncased). [UNK] words are never touched.
+    offsets; case follows the original word when the vocabulary is uncased). Words with the tokenizer's unknown
+    token are never touched.
     A text longer than the model's positions is corrected in consecutive windows of whole words.
     """
 
@@ -172,26 +273,28 @@ class Corrector:
                       "max_new_p": interval(0, 1, "[]"), "min_generator_prob": interval(0, 1, "[]")})
         self.pair, self.threshold, self.top_k, self.rounds, self.min_gain = pair, threshold, top_k, rounds, min_gain
         self.max_new_p, self.min_generator_prob, self.keep_names = max_new_p, min_generator_prob, keep_names
-        self.ban = banned_ids(pair.tokenizer)
-        vocab = pair.tokenizer.get_vocab()
-        self.whole = np.zeros(len(self.ban), dtype=bool)  # tokens that are whole words
-        for tok, i in vocab.items():
-            self.whole[i] = not tok.startswith("##") and not self.ban[i]
+        self.whole = whole_tokens(pair.tokenizer)  # per word kind: the tokens that may replace a word
+        style = piece_style(pair.tokenizer)  # a lone word-start mark (▁) before a word is kept, not replaced
+        self.lone_mark = pair.tokenizer.token_to_id(style.marker) if style.marker and style.starts_word else None
         self.vocabulary = None if vocabulary is None else [(w, pieces_of(pair.tokenizer, w)) for w in vocabulary]
 
     # -- candidates
-    def _generator_candidates(self, ids: list[int], w: int, spans: list[tuple[int, int]]) -> list[list[int]]:
+    def _generator_candidates(self, ids: list[int], w: int, spans: list[tuple[int, int]], kind: str = "word"
+                              ) -> list[list[int]]:
         s, e = spans[w]
+        lead = ids[s:s + 1] if e - s > 1 and self.lone_mark is not None and ids[s] == self.lone_mark else []
+        s += len(lead)  # "▁" + "孙": the character is proposed for, the space mark kept
         one = ids[:s] + [self.pair.mask_id] + ids[e:]
         probs = generator_probs(self.pair, [one], [[s]])[0][0].copy()
-        probs[~self.whole[:len(probs)]] = 0
-        cands = [[int(t)] for t in np.argsort(-probs, kind="stable")[:self.top_k]
-                 if probs[t] >= self.min_generator_prob]
+        allowed = fit(self.whole[kind], len(probs), False)
+        probs[~allowed] = 0
+        cands = [lead + [int(t)] for t in np.argsort(-probs, kind="stable")[:self.top_k]
+                 if allowed[t] and probs[t] >= self.min_generator_prob]
         if e - s > 1:
             rows, gen_p = mask_predict(self.pair, [ids[:s] + [self.pair.mask_id] * (e - s) + ids[e:]],
                                        [list(range(s, e))], iterations=2)
             if np.exp(np.log(np.maximum(gen_p[0], 1e-12)).mean()) >= self.min_generator_prob:
-                cands.append(rows[0][s:e])
+                cands.append(lead + rows[0][s:e])
         return cands
 
     def _listed_candidates(self, ids: list[int], w: int, spans: list[tuple[int, int]],
@@ -248,8 +351,10 @@ class Corrector:
                 elif w in names:
                     continue
                 else:
-                    cands = self._generator_candidates(ids, w, spans)
-                cands = [c for c in dict.fromkeys(map(tuple, cands)) if list(c) != current[w]]
+                    cands = self._generator_candidates(ids, w, spans, words[w].kind)
+                shown = decode_span(pair.tokenizer, current[w])  # "▁the" and "▁" "the" read the same: no edit
+                cands = [c for c in dict.fromkeys(map(tuple, cands))
+                         if list(c) != current[w] and decode_span(pair.tokenizer, list(c)) != shown]
                 trials = [current[:w] + [list(c)] + current[w + 1:] for c in cands]
                 rows = [layout(t)[0] for t in trials]
                 rows_ok = [(t, r) for t, r in zip(trials, rows) if len(r) <= pair.max_len]

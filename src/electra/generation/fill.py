@@ -1,12 +1,14 @@
 """Filling masks with the generator: top-k candidates, mask-predict infilling, and generation.
 
 :func:`fill_mask` / :func:`fill_encoded` give the generator's ``top_k`` candidates for every ``[MASK]`` (as
-``transformers``' fill-mask pipeline). :func:`mask_predict` fills several masks together by mask-predict
-(Ghazvininejad et al. 2019): predict every mask, then repeatedly re-mask the least confident predictions and
-predict them again; the confidence is the generator's probability (the paper's) or, our variant, the
-discriminator's p(original) of the filled text. :func:`fill_text` fills a text written with ``[MASK]`` (one
-token each) and ``[MASK*]`` (a span of unknown length) markers (:func:`parse_markers`) and ranks the fillings
-by the discriminator; :func:`generate` continues a prompt the same way.
+``transformers``' fill-mask pipeline). ``[MASK]`` and ``[MASK*]`` are our markers, for any tokenizer; the
+tokenizer's own mask token (XLM-R's ``<mask>``) may be typed instead of a ``[MASK]`` (:func:`mask_markers`).
+:func:`mask_predict` fills several masks together by mask-predict (Ghazvininejad et al. 2019): predict every mask,
+then repeatedly re-mask the least confident predictions and predict them again; the confidence is the generator's
+probability (the paper's) or, our variant, the discriminator's p(original) of the filled text. :func:`fill_text`
+fills a text written with ``[MASK]`` (one token each) and ``[MASK*]`` (a span of unknown length) markers
+(:func:`parse_markers`) and ranks the fillings by the discriminator; :func:`generate` continues a prompt the same
+way.
 """
 
 from __future__ import annotations
@@ -29,11 +31,13 @@ from electra.generation.pair import (
     choose,
     decode_span,
     encode,
+    fit,
     generator_probs,
-    pieces_of,
+    inner_tokens,
+    piece_style,
     replaced_probs,
+    roles,
     sentence_score,
-    special_token_ids,
     torch_runner,
 )
 from electra.modeling import Electra
@@ -44,21 +48,62 @@ MARKER = re.compile(r"\[MASK\*?\]")
 CONFIDENCES = ("generator", "discriminator")
 
 
+def marker_pattern(mask_token: str | None = None) -> re.Pattern[str]:
+    """``[MASK]`` and ``[MASK*]`` markers, and the tokenizer's own ``mask_token`` (``<mask>``) as a ``[MASK]``."""
+    if not mask_token or mask_token in (MASK, MASK_ANY):
+        return MARKER
+    return re.compile(r"\[MASK\*?\]|" + re.escape(mask_token))
+
+
+def mask_markers(tokenizer: Tokenizer, text: str) -> str:
+    """``text`` with each ``[MASK]`` marker written as the tokenizer's own mask token (``<mask>`` for XLM-R's),
+    so either may be typed. For a tokenizer whose pieces carry the word-start mark (SentencePiece's ``▁``) the
+    spaces before a mask are dropped, as XLM-R's ``<mask>`` (lstrip) does: the mask stands for a whole
+    ``▁word``, not for the piece after a lone ``▁``."""
+    mask = roles(tokenizer).mask
+    if mask is None:
+        return text
+    style = piece_style(tokenizer)
+    spaces = r"\s*" if style.marker and style.starts_word else ""
+    found = re.compile(spaces + r"(?:\[MASK\](?!\*)|" + re.escape(mask) + ")")
+    return found.sub(lambda m: mask, text)
+
+
+def no_mask_error(tokenizer: Tokenizer) -> ElectraError:
+    """The one-line error for a text without a mask: it names our marker and the model's own mask token."""
+    mask = roles(tokenizer).mask
+    own = f" (or this model's own mask token {mask})" if mask and mask != MASK else ""
+    return ElectraError(f"no {MASK} in the text; write {MASK}{own} where a word should be filled")
+
+
+def encode_masked(tokenizer: Tokenizer, text: str, max_len: int) -> Encoding:
+    """:func:`electra.generation.encode` of a text with ``[MASK]`` markers or the tokenizer's own mask token
+    (:func:`mask_markers`); a one-line error when it has none, or the tokenizer has no mask token."""
+    roles(tokenizer).need_mask("filling needs one")
+    enc = encode(tokenizer, mask_markers(tokenizer, text), max_len)
+    if roles(tokenizer).mask_id not in enc.ids:
+        raise no_mask_error(tokenizer)
+    return enc
+
+
 # ---- top-k candidates per [MASK] -----------------------------------------------------------------------
 def fill_encoded(runner: Any, tokenizer: Tokenizer, encodings: list[Encoding], top_k: int = 5
                  ) -> list[list[list[dict[str, Any]]]]:
-    """For each text, for each ``[MASK]``: the generator's ``top_k`` candidates as ``transformers``' fill-mask
-    pipeline gives them (``sequence``: the text with that mask filled, ``score``, ``token`` id, ``token_str``).
+    """For each text, for each mask token: the generator's ``top_k`` candidates as ``transformers``' fill-mask
+    pipeline gives them (``sequence``: the text with that mask filled, ``score``, ``token`` id, ``token_str``:
+    the token decoded). ``encodings`` hold the tokenizer's own mask token (:func:`encode_masked` writes
+    ``[MASK]`` markers so).
 
-    Special tokens (``[CLS]``, ``[SEP]``, ``[PAD]``, ``[MASK]``, ``[UNK]`` and any other the tokenizer marks
-    special) are never candidates; ``transformers``' pipeline does not exclude them, so it can answer ``[UNK]`` or
-    ``[SEP]``. Scores stay the probabilities over the whole vocabulary (not renormalised)."""
-    mask_id = tokenizer.token_to_id(MASK)
+    Special tokens (the tokenizer's cls, sep, pad, mask, unk and any other it marks special), WordPiece's
+    ``[unusedN]`` and output rows past the tokenizer's vocabulary are never candidates; ``transformers``'
+    pipeline does not exclude them, so it can answer ``[UNK]`` or ``[SEP]``. Scores stay the probabilities over
+    the whole vocabulary (not renormalised)."""
+    mask_id = roles(tokenizer).need_mask("filling needs one")
     positions = [[i for i, t in enumerate(e.ids) if t == mask_id] for e in encodings]
     for p in positions:
         if not p:
-            raise ElectraError("no [MASK] token in the text; write [MASK] where a word should be filled")
-    batch = pad_batch([e.ids for e in encodings])
+            raise no_mask_error(tokenizer)
+    batch = pad_batch([e.ids for e in encodings], pad_id=roles(tokenizer).pad_id)
     width = max(len(p) for p in positions)
     if runner.backend in ("torch", "tf"):  # the vocabulary projection at the masked positions only
         pos = np.array([p + [0] * (width - len(p)) for p in positions], dtype=np.int64)
@@ -70,7 +115,7 @@ def fill_encoded(runner: Any, tokenizer: Tokenizer, encodings: list[Encoding], t
     probs = np.exp(logits - logits.max(-1, keepdims=True))
     probs /= probs.sum(-1, keepdims=True)
     ranked = probs.copy()
-    ranked[..., [t for t in special_token_ids(tokenizer) if t < ranked.shape[-1]]] = -1.0
+    ranked[..., banned_ids(tokenizer, ranked.shape[-1])] = -1.0
     results = []
     for i, (enc, pos) in enumerate(zip(encodings, positions)):
         per_mask = []
@@ -80,10 +125,9 @@ def fill_encoded(runner: Any, tokenizer: Tokenizer, encodings: list[Encoding], t
             for t in top:
                 ids = list(enc.ids)
                 ids[at] = int(t)
-                inner = ids[1:-1] if enc.tokens[0] == "[CLS]" and enc.tokens[-1] == "[SEP]" else ids
-                cands.append({"sequence": tokenizer.decode(inner, skip_special_tokens=False),
+                cands.append({"sequence": tokenizer.decode(ids[inner_tokens(enc)], skip_special_tokens=False),
                               "score": round(float(probs[i, j, t]), 4), "token": int(t),
-                              "token_str": tokenizer.id_to_token(int(t))})
+                              "token_str": tokenizer.decode([int(t)], skip_special_tokens=False)})
             per_mask.append(cands)
         results.append(per_mask)
     return results
@@ -91,9 +135,10 @@ def fill_encoded(runner: Any, tokenizer: Tokenizer, encodings: list[Encoding], t
 
 @torch.no_grad()
 def fill_mask(model: Electra, tokenizer: Tokenizer, text: str, top_k: int = 5) -> list[list[tuple[str, float]]]:
-    """The generator's top-k candidates (token, probability) for every ``[MASK]`` in ``text``."""
+    """The generator's top-k candidates (token, probability) for every ``[MASK]`` (or the tokenizer's own mask
+    token) in ``text``."""
     check_values("fill option", {"top_k": top_k}, {"top_k": at_least(1)})
-    enc = encode(tokenizer, text, model.config.discriminator.max_position_embeddings)
+    enc = encode_masked(tokenizer, text, model.config.discriminator.max_position_embeddings)
     return [[(c["token_str"], c["score"]) for c in cands]
             for cands in fill_encoded(torch_runner(model, "generator"), tokenizer, [enc], top_k)[0]]
 
@@ -131,7 +176,7 @@ def mask_predict(pair: Pair, rows: Sequence[Sequence[int]], positions: Sequence[
             probs = generator_probs(pair, [rows[i] for i in live], [ask[i] for i in live], temperature)
             for i, pr in zip(live, probs):
                 pr = pr.copy()
-                pr[:, ban[:pr.shape[1]]] = 0.0
+                pr[:, fit(ban, pr.shape[1], True)] = 0.0
                 pr /= pr.sum(-1, keepdims=True)
                 for j, dist in zip(todo[i], pr):
                     tok, prob = choose(dist, top_k, rng)
@@ -163,11 +208,11 @@ class Filled:
                 "span_score": round(self.span_score, 4)}
 
 
-def parse_markers(text: str) -> list[tuple[int, int, int]]:
+def parse_markers(text: str, mask_token: str | None = None) -> list[tuple[int, int, int]]:
     """Runs of markers separated by whitespace only: (start, end, number of masks), the number -1 for a
-    ``[MASK*]`` (unknown length)."""
+    ``[MASK*]`` (unknown length). ``mask_token`` (the tokenizer's own, e.g. ``<mask>``) counts as a ``[MASK]``."""
     runs: list[list[Any]] = []
-    for m in MARKER.finditer(text):
+    for m in marker_pattern(mask_token).finditer(text):
         star = m.group() == MASK_ANY
         if runs and not text[runs[-1][1]:m.start()].strip() and not star and not runs[-1][3]:
             runs[-1][1] = m.end()
@@ -191,9 +236,14 @@ def fill_text(pair: Pair, text: str, iterations: int = 4, confidence: str = "gen
                   "temperature": positive()})
     if not text.strip():
         raise ElectraError("empty text: nothing to fill")
-    runs = parse_markers(text)
+    pair.special.need_mask("filling needs one")
+    mask = pair.special.mask
+    runs = parse_markers(text, mask)
     if not runs:
-        raise ElectraError(f"no {MASK} or {MASK_ANY} in the text; write {MASK} where a token should be filled")
+        own = f" (or this model's own mask token {mask})" if mask != MASK else ""
+        raise ElectraError(f"no {MASK} or {MASK_ANY} in the text; write {MASK}{own} where a token should be filled")
+    style = piece_style(pair.tokenizer)
+    lstrip = bool(style.marker and style.starts_word)  # as mask_markers: a mask stands for a whole ▁word
     lengths = range(1, max_span + 1) if any(n < 0 for _, _, n in runs) else [0]
     sampling = samples > 1 or top_k > 0 or temperature != 1.0
     rng = np.random.default_rng(seed) if sampling else None
@@ -201,16 +251,20 @@ def fill_text(pair: Pair, text: str, iterations: int = 4, confidence: str = "gen
         top_k = 10  # several greedy fillings would all be the same
     results: list[Filled] = []
     for length in lengths:
-        ids, positions, where = [pair.cls_id], [], []
-        cursor = 0
-        for s, e, n in runs:
-            ids += pieces_of(pair.tokenizer, text[cursor:s])
+        masked, where, cursor, total = [], [], 0, 0
+        for s, e, n in runs:  # the text with k mask tokens per run, encoded whole (pieces depend on context)
+            before = text[cursor:s]
+            masked.append(before.rstrip() if lstrip else before)
             k = n if n > 0 else length
-            where.append((s, e, len(positions), k))
-            positions += list(range(len(ids), len(ids) + k))
-            ids += [pair.mask_id] * k
+            where.append((s, e, total, k))
+            masked.append(mask * k)
+            total += k
             cursor = e
-        ids += pieces_of(pair.tokenizer, text[cursor:]) + [pair.sep_id]
+        masked.append(text[cursor:])
+        ids = pair.tokenizer.encode("".join(masked)).ids
+        positions = [i for i, t in enumerate(ids) if t == pair.mask_id]
+        if len(positions) != total:  # not expected: the tokenizer splits its own mask token
+            raise ElectraError(f"the tokenizer does not keep its mask token {mask} whole in this text")
         if len(ids) > pair.max_len:
             raise ElectraError(f"text is {len(ids)} tokens long with its masks; the model takes at most "
                                f"{pair.max_len} (shorten it)")
@@ -243,6 +297,9 @@ def generate(pair: Pair, prompt: str, length: int = 8, iterations: int = 10, sam
     """Continue ``prompt`` with ``length`` new tokens (or, when it holds ``[MASK]``/``[MASK*]``, fill those)
     by mask-predict; ``samples`` candidates ranked by the discriminator, best first."""
     check_values("generate option", {"length": length}, {"length": at_least(1)})
-    text = prompt if MARKER.search(prompt) else (prompt.rstrip() + " " + " ".join([MASK] * length)).strip()
+    if marker_pattern(pair.special.mask).search(prompt):
+        text = prompt
+    else:
+        text = (prompt.rstrip() + " " + " ".join([MASK] * length)).strip()
     return fill_text(pair, text, iterations, confidence, samples=samples, top_k=top_k, temperature=temperature,
                      seed=seed)

@@ -12,8 +12,12 @@ tokenized texts on any runner, which is what ``electra detect --backend`` and ``
 
 from __future__ import annotations
 
+import json
+import re
+import weakref
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -25,9 +29,10 @@ from electra.checkpoint import read_checkpoint_meta, resolve_checkpoint
 from electra.errors import ElectraError
 from electra.inference import load_model, torch_pretrained_runners
 from electra.modeling import Electra
-from electra.tokenization import SPECIAL_TOKENS, pad_batch
+from electra.tokenization import SpecialTokens, pad_batch, special_tokens
 
-MASK = "[MASK]"
+MASK = "[MASK]"  # our marker syntax for a token to fill (any tokenizer; its own mask token works too)
+METASPACE = "\u2581"  # SentencePiece's word-start mark (▁)
 
 
 @dataclass
@@ -39,17 +44,22 @@ class Pair:
     tokenizer: Tokenizer
     max_len: int
 
+    @cached_property
+    def special(self) -> SpecialTokens:
+        """The tokenizer's special-token roles (:func:`electra.tokenization.special_tokens`)."""
+        return roles(self.tokenizer)
+
     @property
     def cls_id(self) -> int:
-        return self.tokenizer.token_to_id("[CLS]")
+        return self.special.cls_id
 
     @property
     def sep_id(self) -> int:
-        return self.tokenizer.token_to_id("[SEP]")
+        return self.special.sep_id
 
-    @property
+    @cached_property
     def mask_id(self) -> int:
-        return self.tokenizer.token_to_id(MASK)
+        return self.special.need_mask("filling, generation and correction mask tokens")
 
 
 def pair_from_model(model: Electra, tokenizer: Tokenizer) -> Pair:
@@ -87,8 +97,66 @@ def torch_runner(model: Electra, kind: str) -> Any:
 
 
 # ---- tokens ----------------------------------------------------------------------------------------------
+_KNOWN: weakref.WeakKeyDictionary[Tokenizer, tuple[SpecialTokens, PieceStyle]] = weakref.WeakKeyDictionary()
+_BANNED: weakref.WeakKeyDictionary[Tokenizer, np.ndarray] = weakref.WeakKeyDictionary()
+
+
+@dataclass(frozen=True)
+class PieceStyle:
+    """How a tokenizer marks word boundaries in its pieces: WordPiece's continuation prefix (``##ing``), or a
+    word-start mark (SentencePiece's Metaspace ``▁``: ``▁the``; byte-level BPE's ``Ġ``); ``marker`` empty when
+    it marks neither."""
+
+    marker: str = ""
+    starts_word: bool = False  # True: the marker begins a word (▁); False: it continues one (##)
+
+    def is_word_start(self, token: str) -> bool:
+        """Whether ``token`` can begin a word: it has the word-start mark (and more), or lacks the continuation
+        prefix."""
+        if not self.marker:
+            return True
+        if self.starts_word:
+            return token.startswith(self.marker) and len(token) > len(self.marker)
+        return not token.startswith(self.marker)
+
+    def body(self, token: str) -> str:
+        """``token`` without its marker (``##ing`` -> ``ing``, ``▁the`` -> ``the``)."""
+        return token[len(self.marker):] if self.marker and token.startswith(self.marker) else token
+
+
+def _piece_style(tokenizer: Tokenizer) -> PieceStyle:
+    spec = json.loads(tokenizer.to_str())
+    model = spec.get("model") or {}
+    if model.get("type") == "WordPiece":
+        return PieceStyle(model.get("continuing_subword_prefix") or "##", False)
+    pre = spec.get("pre_tokenizer") or {}
+    for step in pre.get("pretokenizers", []) if pre.get("type") == "Sequence" else [pre]:
+        if step.get("type") == "Metaspace":
+            return PieceStyle(step.get("replacement") or METASPACE, True)
+        if step.get("type") == "ByteLevel":
+            return PieceStyle("\u0120", True)
+    return PieceStyle()
+
+
+def _known(tokenizer: Tokenizer) -> tuple[SpecialTokens, PieceStyle]:
+    # special_tokens() and the style read the tokenizer's JSON (0.2 s for a 250k vocabulary): once per tokenizer
+    if tokenizer not in _KNOWN:
+        _KNOWN[tokenizer] = (special_tokens(tokenizer), _piece_style(tokenizer))
+    return _KNOWN[tokenizer]
+
+
+def roles(tokenizer: Tokenizer) -> SpecialTokens:
+    """:func:`electra.tokenization.special_tokens` of ``tokenizer``, read once per tokenizer object."""
+    return _known(tokenizer)[0]
+
+
+def piece_style(tokenizer: Tokenizer) -> PieceStyle:
+    """The tokenizer's :class:`PieceStyle` (from its model and pre-tokenizer), read once per tokenizer object."""
+    return _known(tokenizer)[1]
+
+
 def encode(tokenizer: Tokenizer, text: str, max_len: int) -> Encoding:
-    """``[CLS] text [SEP]``, refused with a one-line error when longer than ``max_len`` tokens."""
+    """``cls text sep`` (the tokenizer's own), refused with a one-line error when longer than ``max_len`` tokens."""
     enc = tokenizer.encode(text)
     if len(enc.ids) > max_len:
         raise ElectraError(f"text is {len(enc.ids)} tokens long; the model takes at most {max_len}")
@@ -96,32 +164,56 @@ def encode(tokenizer: Tokenizer, text: str, max_len: int) -> Encoding:
 
 
 def pieces_of(tokenizer: Tokenizer, text: str) -> list[int]:
-    """The token ids of ``text`` without ``[CLS]``/``[SEP]`` (none for blank text)."""
+    """The token ids of ``text`` without the tokenizer's cls/sep (none for blank text)."""
     return tokenizer.encode(text, add_special_tokens=False).ids if text.strip() else []
 
 
+_CJK_GAP = re.compile(r"(?<=[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\u3000-\u303f\uff00-\uffef]) "
+                      r"(?=[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\u3000-\u303f\uff00-\uffef])")
+
+
 def decode_span(tokenizer: Tokenizer, ids: list[int]) -> str:
-    """Token ids as text, word pieces joined (``##`` continuation marks removed)."""
-    return tokenizer.decode(ids, skip_special_tokens=False).replace(" ##", "").removeprefix("##")
+    """Token ids as text: word pieces joined (no ``##``/``▁`` marks), no space put between Chinese characters
+    (a WordPiece decoder writes one between every two words, and a CJK character is a word there)."""
+    style = piece_style(tokenizer)
+    text = tokenizer.decode(ids, skip_special_tokens=False)
+    if style.marker and not style.starts_word:
+        text = text.replace(" " + style.marker, "").removeprefix(style.marker)
+    elif style.starts_word:  # a byte-level BPE decoder keeps the space its first word's Ġ stands for
+        text = text.lstrip()
+    return _CJK_GAP.sub("", text)
 
 
 def special_token_ids(tokenizer: Tokenizer) -> list[int]:
-    """Ids of the tokenizer's special tokens: ours (:data:`electra.tokenization.SPECIAL_TOKENS`) and any added
-    token marked special."""
-    ids = {tokenizer.token_to_id(t) for t in SPECIAL_TOKENS}
-    ids |= {i for i, t in tokenizer.get_added_tokens_decoder().items() if t.special}
-    return sorted(i for i in ids if i is not None)
+    """Ids of the tokenizer's special tokens: its roles' (cls, sep, pad, unk, mask) and any other token it
+    marks special."""
+    return sorted(roles(tokenizer).all_ids)
 
 
-def banned_ids(tokenizer: Tokenizer) -> np.ndarray:
-    """A bool mask over the vocabulary of ids never proposed: the special tokens ([PAD] [UNK] [CLS] [SEP]
-    [MASK]) and ``[unusedN]`` entries."""
-    vocab = tokenizer.get_vocab()
-    ban = np.zeros(max(vocab.values()) + 1, dtype=bool)
-    for tok, i in vocab.items():
-        if tok in ("[PAD]", "[UNK]", "[CLS]", "[SEP]", MASK) or tok.startswith("[unused"):
-            ban[i] = True
-    return ban
+def banned_ids(tokenizer: Tokenizer, width: int | None = None) -> np.ndarray:
+    """A bool mask of ids never proposed: the special tokens (:func:`special_token_ids`) and WordPiece's
+    ``[unusedN]`` entries; over ``width`` ids when given (the model's output size), the output rows past the
+    tokenizer's vocabulary banned too (an imported model's padded embedding table)."""
+    if tokenizer not in _BANNED:
+        size = tokenizer.get_vocab_size(with_added_tokens=True)
+        ban = np.zeros(size, dtype=bool)
+        ban[[i for i in roles(tokenizer).all_ids if i < size]] = True
+        style = piece_style(tokenizer)
+        if style.marker and not style.starts_word:  # WordPiece (BERT's vocab.txt)
+            for tok, i in tokenizer.get_vocab().items():
+                if tok.startswith("[unused"):
+                    ban[i] = True
+        _BANNED[tokenizer] = ban
+    ban = _BANNED[tokenizer]
+    return fit(ban, width or len(ban), True)
+
+
+def fit(mask: np.ndarray, width: int, fill: bool) -> np.ndarray:
+    """A per-id bool ``mask`` cut or extended (with ``fill``) to ``width`` ids: the model's output size, which
+    may exceed the tokenizer's vocabulary."""
+    if len(mask) >= width:
+        return mask[:width].copy()
+    return np.concatenate([mask, np.full(width - len(mask), fill)])
 
 
 def choose(probs: np.ndarray, top_k: int, rng: np.random.Generator | None) -> tuple[int, float]:
@@ -143,7 +235,7 @@ def choose(probs: np.ndarray, top_k: int, rng: np.random.Generator | None) -> tu
 def generator_probs(pair: Pair, rows: Sequence[Sequence[int]], positions: Sequence[Sequence[int]],
                     temperature: float = 1.0) -> list[np.ndarray]:
     """The generator's softmax (at ``temperature``) at ``positions`` of each row: one (n_i, vocab) array each."""
-    batch = pad_batch(rows)
+    batch = pad_batch(rows, pad_id=pair.special.pad_id)
     width = max(1, max(len(p) for p in positions))
     pos = np.array([list(p) + [0] * (width - len(p)) for p in positions], dtype=np.int64)
     if pair.generator.backend == "torch":  # the vocabulary projection at the asked positions only
@@ -157,13 +249,13 @@ def generator_probs(pair: Pair, rows: Sequence[Sequence[int]], positions: Sequen
 
 
 def replaced_probs(pair: Pair, rows: Sequence[Sequence[int]]) -> list[np.ndarray]:
-    """The discriminator's p(replaced) at every position of each row (``[CLS]``/``[SEP]`` included)."""
-    logits = pair.discriminator(pad_batch(rows))["logits"].astype(np.float64)
+    """The discriminator's p(replaced) at every position of each row (the tokenizer's cls/sep included)."""
+    logits = pair.discriminator(pad_batch(rows, pad_id=pair.special.pad_id))["logits"].astype(np.float64)
     return [1.0 / (1.0 + np.exp(-logits[i, :len(r)])) for i, r in enumerate(rows)]
 
 
 def sentence_score(p_replaced: np.ndarray) -> float:
-    """Mean log p(original) over the tokens between ``[CLS]`` and ``[SEP]`` (higher: more plausible)."""
+    """Mean log p(original) over the tokens between the first (cls) and the last (sep) (higher: more plausible)."""
     inner = p_replaced[1:-1]
     return float(np.log1p(-np.minimum(inner, 1 - 1e-6)).mean()) if len(inner) else 0.0
 
@@ -174,27 +266,57 @@ class Detection:
     tokens: list[str]
     replaced_prob: list[float]
     sequence_score: float  # geometric mean of P(original) over the tokens: 1.0 = surely unaltered
+    offsets: list[tuple[int, int]] | None = None  # each token's characters [start, end) in the text, if known
 
     def to_dict(self) -> dict:
+        """What ``electra detect --json`` prints and ``/v1/detect`` answers (the offsets are not part of it)."""
         return {"tokens": self.tokens, "replaced_prob": self.replaced_prob, "sequence_score": self.sequence_score}
 
 
-def detect_encoded(runner: Any, encodings: list[Encoding]) -> list[Detection]:
-    """The discriminator's probability that each token was replaced, for a batch of encoded texts."""
-    logits = runner(pad_batch([e.ids for e in encodings]))["logits"]
+def token_spans(enc: Encoding, text: str | None = None) -> list[tuple[int, int]]:
+    """Each token's characters [start, end) in the text it was encoded from: the tokenizer's offsets, less the
+    space a SentencePiece word-start piece (``▁the``) carries before its word (with ``text``), and empty for a
+    piece that is only the mark (``▁``, which stands for a space or for none at the text's start)."""
     out = []
-    for row, enc in zip(logits, encodings):
+    for tok, (s, e), special in zip(enc.tokens, enc.offsets, enc.special_tokens_mask):
+        if text is not None and not special:
+            if tok == METASPACE:
+                s = e if text[s:e].isspace() else s
+                e = s
+            while s < e and text[s].isspace():
+                s += 1
+        out.append((s, e))
+    return out
+
+
+def inner_tokens(enc: Encoding) -> slice:
+    """The text's tokens: all but the cls/sep the tokenizer's post-processor put around them."""
+    mask = enc.special_tokens_mask
+    if len(mask) >= 2 and mask[0] and mask[-1]:
+        return slice(1, len(mask) - 1)
+    return slice(None)
+
+
+def detect_encoded(runner: Any, encodings: list[Encoding], texts: Sequence[str] | None = None) -> list[Detection]:
+    """The discriminator's probability that each token was replaced, for a batch of encoded texts; with
+    ``texts`` (what was encoded) each token's character offsets too (:func:`token_spans`)."""
+    logits = runner(pad_batch([e.ids for e in encodings], pad_id=getattr(runner, "pad_id", 0)))["logits"]
+    out = []
+    for k, (row, enc) in enumerate(zip(logits, encodings)):
         tokens = enc.tokens
         probs = 1.0 / (1.0 + np.exp(-row[:len(tokens)].astype(np.float64)))
-        inner = slice(1, len(tokens) - 1) if tokens[0] == "[CLS]" and tokens[-1] == "[SEP]" else slice(None)
+        inner = inner_tokens(enc)
         p = probs[inner]
         score = float(np.exp(np.log1p(-np.minimum(p, 1 - 1e-6)).mean())) if len(p) else 1.0
-        out.append(Detection(tokens[inner], [round(float(x), 4) for x in p], round(score, 4)))
+        spans = token_spans(enc, texts[k]) if texts is not None else None
+        out.append(Detection(tokens[inner], [round(float(x), 4) for x in p], round(score, 4),
+                             spans[inner] if spans is not None else None))
     return out
 
 
 @torch.no_grad()
 def detect(model: Electra, tokenizer: Tokenizer, text: str) -> Detection:
-    """The discriminator's probability that each token of ``text`` was replaced."""
+    """The discriminator's probability that each token of ``text`` was replaced, with the tokens' character
+    offsets in ``text``."""
     enc = encode(tokenizer, text, model.config.discriminator.max_position_embeddings)
-    return detect_encoded(torch_runner(model, "discriminator"), [enc])[0]
+    return detect_encoded(torch_runner(model, "discriminator"), [enc], [text])[0]

@@ -1,16 +1,20 @@
 """Initialise the word embeddings from pre-trained word vectors (word2vec text or binary, GloVe text).
 
-Vocabulary entries found in the vectors file (exactly, else lower-cased) take its vector; special tokens
-(``[CLS]``, ...) and WordPiece continuations (``##ing``) keep their random initialisation: in an ordinary
-word2vec or GloVe file a word ``ing`` is not the piece ``##ing``.
+Vocabulary entries found in the vectors file (exactly, else lower-cased) take its vector; the tokenizer's
+special tokens (its roles' and any other it marks special) and the pieces inside a word keep their random
+initialisation: in an ordinary word2vec or GloVe file a word ``ing`` is not the WordPiece continuation
+``##ing``. With a SentencePiece (Unigram) vocabulary a word is a piece with the word-start mark, ``▁the``,
+looked up as ``the``; the pieces without the mark are its continuations.
 
 A *vocabulary-complete* file is different: a word2vec file (text or binary) whose header count equals the
 vocabulary size and whose words are exactly the vocabulary in id order, as ``electra wordvectors train``
-writes (``electra.init.wordvectors``: word2vec trained over the WordPiece tokens themselves). Such a file is
-recognised automatically (``vocabulary_complete=None``) and then every entry but the special tokens of
-``electra.tokenization.SPECIAL_TOKENS`` takes its vector, ``##pieces`` included; other bracketed entries
-(``[unused0]``) are ordinary entries there. ``vocabulary_complete=True`` demands such a file, ``False``
-applies the ordinary rule to any file.
+writes (``electra.init.wordvectors``: word2vec trained over the tokenizer's pieces themselves). Such a file is
+recognised automatically (``vocabulary_complete=None``) and then every entry but the tokenizer's special tokens
+takes its vector, ``##pieces`` included; other bracketed entries (``[unused0]``) are ordinary entries there.
+``vocabulary_complete=True`` demands such a file, ``False`` applies the ordinary rule to any file.
+
+A bare token list given as the vocabulary is read as a ``vocab.txt`` (BERT's WordPiece format, whose special
+tokens are ``[PAD] [UNK] [CLS] [SEP] [MASK]``) unless ``special`` names its special tokens.
 
 When the vectors' dimension differs from the model's embedding size a fixed linear projection maps them:
 
@@ -29,16 +33,17 @@ from __future__ import annotations
 
 import gzip
 import io
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
+from tokenizers import Tokenizer
 
 from electra.errors import ElectraError
 from electra.modeling import Electra
-from electra.tokenization import SPECIAL_TOKENS, load_tokenizer, vocab_tokens
+from electra.tokenization import SPECIAL_TOKENS, load_tokenizer, special_tokens, vocab_tokens
 
 
 @dataclass
@@ -52,12 +57,13 @@ class EmbeddingInitReport:
     target_dim: int
     projection: str
     vocabulary_complete: bool = False  # the file has every vocabulary entry in id order (electra wordvectors)
+    pieces: str = "##pieces"  # what the pieces inside a word are called (SentencePiece: "pieces without ▁")
 
     def format(self) -> str:
         dims = (f"{self.source_dim} dims" if self.source_dim == self.target_dim else
                 f"{self.source_dim} -> {self.target_dim} dims by {self.projection} projection")
         rule = ("all but the special tokens: a vocabulary-complete file" if self.vocabulary_complete else
-                "not special tokens or ##pieces")
+                f"not special tokens or {self.pieces}")
         return (f"init-embeddings: {self.covered:,} of {self.vocab_size:,} vocabulary entries covered "
                 f"({100 * self.covered / max(1, self.vocab_size):.1f}%; {self.candidates:,} eligible: {rule}) "
                 f"from {self.file} ({self.file_format}, {dims})")
@@ -184,23 +190,54 @@ def projection_matrix(vectors: np.ndarray, target: int, method: str = "pca", see
     return (q if source > target else q.T).astype(np.float32)
 
 
+def word_of(token: str, marker: str = "##", starts_word: bool = False, special: Collection[str] = ()) -> str | None:
+    """The word an ordinary word-vector file holds for this vocabulary entry, or None: not for a special token
+    or a piece inside a word. WordPiece (``marker`` ``##``, a continuation prefix): the entry itself unless
+    ``##piece`` or bracketed (``[unused0]``); SentencePiece (``marker`` ``▁``, ``starts_word``): ``▁the`` is
+    ``the``, a piece without the mark continues a word."""
+    if token in special:
+        return None
+    if starts_word:
+        return token[len(marker):] if token.startswith(marker) and len(token) > len(marker) else None
+    if (marker and token.startswith(marker)) or (token.startswith("[") and token.endswith("]")):
+        return None
+    return token
+
+
 def eligible(token: str) -> bool:
-    """Whether an ordinary word-vector file can hold this entry: not a special token or a ##piece."""
-    return not token.startswith("##") and not (token.startswith("[") and token.endswith("]"))
+    """Whether an ordinary word-vector file can hold this WordPiece entry: not a special token or a ##piece."""
+    return word_of(token) is not None
 
 
-def init_word_embeddings(model: Electra, vectors_file: str | Path, vocab: Sequence[str] | str | Path,
-                         projection: str = "pca", seed: int = 0, vocabulary_complete: bool | None = None
-                         ) -> EmbeddingInitReport:
+def vocabulary_of(vocab: Sequence[str] | str | Path | Tokenizer, special: Collection[str] | None = None
+                  ) -> tuple[list[str], frozenset[str], str, bool]:
+    """(tokens in id order, special tokens, piece marker, whether the marker starts a word) of a tokenizer, a
+    tokenizer directory, or a bare token list (a ``vocab.txt``: WordPiece, BERT's special tokens unless
+    ``special`` names them)."""
+    if isinstance(vocab, (str, Path)):
+        vocab = load_tokenizer(vocab)
+    if isinstance(vocab, Tokenizer):
+        from electra.generation.pair import piece_style  # the generation package reads the same marks
+
+        roles, style = special_tokens(vocab), piece_style(vocab)
+        tokens = vocab_tokens(vocab)
+        names = {tokens[i] for i in roles.all_ids if i < len(tokens)}
+        return tokens, frozenset(names if special is None else special), style.marker, style.starts_word
+    tokens = list(vocab)
+    return tokens, frozenset(SPECIAL_TOKENS if special is None else special), "##", False
+
+
+def init_word_embeddings(model: Electra, vectors_file: str | Path, vocab: Sequence[str] | str | Path | Tokenizer,
+                         projection: str = "pca", seed: int = 0, vocabulary_complete: bool | None = None,
+                         special: Collection[str] | None = None) -> EmbeddingInitReport:
     """Write pre-trained vectors into ``model``'s word embeddings for the vocabulary entries they cover.
 
-    ``vocab`` is the token list in id order, or a tokenizer directory. ``vocabulary_complete``: None detects
-    a vocabulary-complete file (module docstring), True requires one, False never treats a file as one.
-    Returns the coverage report.
+    ``vocab`` is a tokenizer, a tokenizer directory, or the token list in id order (:func:`vocabulary_of`;
+    ``special``: its special tokens). ``vocabulary_complete``: None detects a vocabulary-complete file (module
+    docstring), True requires one, False never treats a file as one. Returns the coverage report.
     """
-    if not isinstance(vocab, Sequence) or isinstance(vocab, str):
-
-        vocab = vocab_tokens(load_tokenizer(vocab))
+    vocab, specials, marker, starts_word = vocabulary_of(vocab, special)
+    words = [word_of(t, marker, starts_word, specials) for t in vocab]
     tables = [model.discriminator.encoder.embeddings.word_embeddings]
     if not model.config.tie_embeddings:
         tables.append(model.generator.encoder.embeddings.word_embeddings)
@@ -212,7 +249,7 @@ def init_word_embeddings(model: Electra, vectors_file: str | Path, vocab: Sequen
         raise ElectraError(f"{path}: word-vector file not found")
     fmt = detect_format(path)
     maybe_complete = vocabulary_complete is not False and fmt != "glove" and header_count(path) == len(vocab)
-    wanted = {form for t in vocab if eligible(t) for form in (t, t.lower())}
+    wanted = {form for w in words if w is not None for form in (w, w.lower())}
     if maybe_complete:
         wanted |= set(vocab)
     vectors, dim, fmt = read_word_vectors(path, wanted, fmt)
@@ -220,25 +257,22 @@ def init_word_embeddings(model: Electra, vectors_file: str | Path, vocab: Sequen
     if vocabulary_complete and not complete:
         raise ElectraError(f"{path}: not a vocabulary-complete vectors file (expected {len(vocab)} vectors, one per "
                            "vocabulary entry in id order, as `electra wordvectors train` writes)")
-    if complete:
-
-        use = [t not in SPECIAL_TOKENS for t in vocab]
-    else:
-        use = [eligible(t) for t in vocab]
+    use = [t not in specials for t in vocab] if complete else [w is not None for w in words]
     ids, rows = [], []
     for i, token in enumerate(vocab):
         if not use[i]:
             continue
-        v = vectors.get(token)
+        v = vectors.get(token if complete else words[i])
         if v is None and not complete:
-            v = vectors.get(token.lower())
+            v = vectors.get(words[i].lower())
         if v is not None:
             ids.append(i)
             rows.append(v)
     report = EmbeddingInitReport(str(vectors_file), fmt, len(vocab), sum(use), len(ids), dim, target,
                                  "identity" if dim == target else
                                  ("pca" if projection == "pca" and dim > target and len(ids) >= target else "random"),
-                                 vocabulary_complete=complete)
+                                 vocabulary_complete=complete,
+                                 pieces=f"pieces without {marker}" if starts_word else "##pieces")
     if not ids:
         return report
     matrix = np.stack(rows)

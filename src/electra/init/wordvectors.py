@@ -1,26 +1,27 @@
-"""Word vectors for the seed's embedding initialisation: word2vec (gensim) over WordPiece tokens.
+"""Word vectors for the seed's embedding initialisation: word2vec (gensim) over the tokenizer's pieces.
 
-``train_word_vectors`` streams a corpus as WordPiece token sequences, one per input line, and trains
-gensim's ``Word2Vec`` (skip-gram or CBOW, negative sampling) on them, so continuation pieces (``##ing``) and
-single CJK characters get vectors like whole words do. The corpus is either raw text (``.txt``/``.txt.gz``/
-``.jsonl`` files or folders, tokenized on the fly with the given tokenizer) or a folder written by
-``electra prepare`` (recognised by its ``meta.json``; the token ids are read from its memory-mapped shards and
-mapped back to tokens with the folder's own tokenizer copy). Either way the sentences are re-read on every
-pass (gensim makes one pass to count, then one per epoch): memory does not grow with the corpus. Lines
-longer than gensim's 10,000-token batch limit are cut into pieces of that length instead of being truncated.
+``train_word_vectors`` streams a corpus as token sequences (WordPiece or SentencePiece pieces), one per input line,
+and trains gensim's ``Word2Vec`` (skip-gram or CBOW, negative sampling) on them, so continuation pieces (``##ing``;
+SentencePiece's pieces without ``▁``) and CJK characters get vectors like whole words do. The corpus is either raw
+text (``.txt``/``.txt.gz``/``.jsonl`` files or folders, tokenized on the fly with the given tokenizer) or a folder
+written by ``electra prepare`` (recognised by its ``meta.json``; the token ids are read from its memory-mapped
+shards and mapped back to tokens with the folder's own tokenizer copy). Either way the sentences are re-read on
+every pass (gensim makes one pass to count, then one per epoch): memory does not grow with the corpus. Lines longer
+than gensim's 10,000-token batch limit are cut into pieces of that length instead of being truncated.
 
 Every vocabulary entry gets a vector, so the file is *vocabulary-complete*:
 
 - ``learned``: tokens seen at least ``min_count`` times take gensim's vector;
-- ``twin``: a token not learned whose twin (``piece`` for ``##piece``, ``##piece`` for ``piece``: the same
-  surface form) was learned takes the twin's vector;
-- ``random``: any other token, and the special tokens (``[PAD]``, ``[CLS]``, ...; ``[UNK]`` is trained as
-  context but not kept), get a vector drawn from a normal with the learned vectors' per-dimension mean and
-  standard deviation, seeded by ``(seed, token id)``.
+- ``twin``: a token not learned whose twin (the same surface form on the other side of a word boundary:
+  ``piece`` for ``##piece`` and back; SentencePiece: ``piece`` for ``▁piece`` and back) was learned takes the
+  twin's vector;
+- ``random``: any other token, and the tokenizer's special tokens (its roles', e.g. ``[PAD]``, ``[CLS]`` or
+  ``<pad>``, ``<s>``; the unknown token is trained as context but not kept), get a vector drawn from a normal
+  with the learned vectors' per-dimension mean and standard deviation, seeded by ``(seed, token id)``.
 
 The output is word2vec text format (a ``count dim`` header, then ``token v1 ... vD`` per line) in vocabulary
 id order, written atomically, which ``electra.init.embeddings`` recognises as vocabulary-complete and then
-uses for every entry but the special tokens (``##pieces`` included).
+uses for every entry but the special tokens (pieces inside words included).
 
 Reproducibility: with ``workers=1`` (the default) the same corpus, options and ``seed`` give the same file
 byte for byte; gensim with several worker threads is faster but not reproducible (the threads race).
@@ -31,7 +32,7 @@ from __future__ import annotations
 import os
 import tempfile
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -41,7 +42,8 @@ from tokenizers import Tokenizer
 from electra.data.corpus import Corpus
 from electra.data.pretraining_data import PretrainingData
 from electra.errors import ElectraError
-from electra.tokenization import SPECIAL_TOKENS, find_tokenizer_dir, load_tokenizer, vocab_tokens
+from electra.init.embeddings import vocabulary_of
+from electra.tokenization import find_tokenizer_dir, load_tokenizer, vocab_tokens
 
 METHODS = {"skipgram": 1, "cbow": 0}  # gensim's sg flag
 MAX_SENTENCE_TOKENS = 10_000  # gensim's word2vec_inner.MAX_WORDS_IN_BATCH: longer sentences are truncated
@@ -71,7 +73,7 @@ class WordVectorsReport:
 
     def format(self) -> str:
         return (f"wrote {self.out}: {self.vocab_size:,} vectors (100% of the vocabulary; {self.learned:,} learned, "
-                f"{self.filled:,} filled in: {self.twin:,} from their ##-twin, {self.random:,} random) of "
+                f"{self.filled:,} filled in: {self.twin:,} from their twin, {self.random:,} random) of "
                 f"{self.dim} dims, {self.method} x {self.epochs} epochs over {self.sentences:,} sentences, "
                 f"{self.tokens:,} tokens ({self.source}) in {self.seconds:.1f} s")
 
@@ -83,7 +85,7 @@ def _pieces(tokens: list[str]) -> Iterator[list[str]]:
 
 
 class TextSentences:
-    """Raw text files as WordPiece token lists, one per non-empty line; iterable any number of times."""
+    """Raw text files as token lists, one per non-empty line; iterable any number of times."""
 
     def __init__(self, inputs: Sequence[str | Path], tokenizer: Tokenizer, *, text_field: str = "text",
                  errors: str = "strict", max_sentences: int | None = None):
@@ -137,8 +139,8 @@ def is_prepared_dir(path: str | Path) -> bool:
 
 def _sentences_and_vocab(inputs: Sequence[str | Path], tokenizer: str | Path | None, text_field: str,
                          errors: str, max_sentences: int | None
-                         ) -> tuple[TextSentences | ShardSentences, list[str], str]:
-    """(restartable sentence iterable, vocabulary in id order, "text" or "shards")."""
+                         ) -> tuple[TextSentences | ShardSentences, Tokenizer, str]:
+    """(restartable sentence iterable, the tokenizer, "text" or "shards")."""
 
     def load(path: str | Path) -> Tokenizer:  # a tokenizer directory (or its tokenizer.json / vocab.txt)
         return load_tokenizer(path if Path(path).is_file() else find_tokenizer_dir(path))
@@ -155,16 +157,17 @@ def _sentences_and_vocab(inputs: Sequence[str | Path], tokenizer: str | Path | N
                                "re-run `electra prepare`")
 
         PretrainingData(data_dir)  # checks meta.json, the shard sizes and the tokenizer copy's hash
-        vocab = vocab_tokens(load_tokenizer(data_dir / "tokenizer"))
+        tok = load_tokenizer(data_dir / "tokenizer")
+        vocab = vocab_tokens(tok)
         if tokenizer is not None and vocab_tokens(load(tokenizer)) != vocab:
             raise ElectraError(f"--tokenizer {tokenizer}: vocabulary differs from the one {data_dir} was prepared "
                                "with (its tokenizer/ copy); omit --tokenizer")
-        return ShardSentences(data_dir, vocab, max_sentences), vocab, "shards"
+        return ShardSentences(data_dir, vocab, max_sentences), tok, "shards"
     if tokenizer is None:
         raise ElectraError("--tokenizer: required for raw text input (a tokenizer directory)")
     tok = load(tokenizer)
     sentences = TextSentences(inputs, tok, text_field=text_field, errors=errors, max_sentences=max_sentences)
-    return sentences, vocab_tokens(tok), "text"
+    return sentences, tok, "text"
 
 
 # ---- training and completion ---------------------------------------------------------------------------
@@ -209,19 +212,22 @@ def _check_options(dim: int, method: str, window: int, epochs: int, min_count: i
         raise ElectraError(f"--max-sentences {max_sentences}: must be >= 1")
 
 
-def twin(token: str) -> str:
-    """The token with the same surface form on the other side of a word boundary: ``##ab`` <-> ``ab``."""
-    return token[2:] if token.startswith("##") and len(token) > 2 else "##" + token
+def twin(token: str, marker: str = "##") -> str:
+    """The token with the same surface form on the other side of a word boundary: ``##ab`` <-> ``ab``
+    (WordPiece's continuation prefix), or ``▁ab`` <-> ``ab`` (SentencePiece's word-start mark as ``marker``)."""
+    n = len(marker)
+    return token[n:] if token.startswith(marker) and len(token) > n else marker + token
 
 
-def complete_vectors(vocab: Sequence[str], learned: Mapping[str, np.ndarray], dim: int, seed: int = 0
-                     ) -> tuple[np.ndarray, list[str]]:
+def complete_vectors(vocab: Sequence[str], learned: Mapping[str, np.ndarray], dim: int, seed: int = 0,
+                     special: Collection[str] | None = None, marker: str = "##") -> tuple[np.ndarray, list[str]]:
     """A ``(len(vocab), dim)`` float32 matrix with a vector for every entry, and each row's source.
 
-    Sources (see the module docstring): ``learned``, ``twin``, ``random``. Special tokens are always
-    ``random``, so ``init_word_embeddings`` can skip them without losing anything learned.
+    Sources (see the module docstring): ``learned``, ``twin`` (:func:`twin` with ``marker``), ``random``.
+    ``special``: the special tokens (default: a ``vocab.txt``'s, BERT's), always ``random``, so
+    ``init_word_embeddings`` can skip them without losing anything learned.
     """
-    specials = set(SPECIAL_TOKENS)
+    _, specials, _, _ = vocabulary_of(vocab, special)
     learned = {t: v for t, v in learned.items() if t not in specials}  # e.g. [UNK]: context, not kept
     if learned:
         stack = np.stack(list(learned.values())).astype(np.float32)
@@ -233,8 +239,8 @@ def complete_vectors(vocab: Sequence[str], learned: Mapping[str, np.ndarray], di
     for i, token in enumerate(vocab):
         if token in learned:
             matrix[i], source = learned[token], "learned"
-        elif token not in specials and twin(token) in learned:
-            matrix[i], source = learned[twin(token)], "twin"
+        elif token not in specials and twin(token, marker) in learned:
+            matrix[i], source = learned[twin(token, marker)], "twin"
         else:
             matrix[i] = mean + std * np.random.default_rng([seed, i]).standard_normal(dim)
             source = "random"
@@ -270,7 +276,7 @@ def train_word_vectors(inputs: Sequence[str | Path], out: str | Path, tokenizer:
                        min_count: int = 1, workers: int = 1, seed: int = 0, max_sentences: int | None = None,
                        text_field: str = "text", errors: str = "strict", progress: bool = True
                        ) -> WordVectorsReport:
-    """Train word2vec over the WordPiece tokens of ``inputs`` and write a vocabulary-complete vectors file.
+    """Train word2vec over the tokens (pieces) of ``inputs`` and write a vocabulary-complete vectors file.
 
     ``inputs``: raw text files/folders (then ``tokenizer``, a tokenizer directory, is required) or a single
     folder written by ``electra prepare`` (then its own tokenizer copy is used; a ``tokenizer`` given too
@@ -278,7 +284,8 @@ def train_word_vectors(inputs: Sequence[str | Path], out: str | Path, tokenizer:
     """
     t0 = time.perf_counter()
     _check_options(dim, method, window, epochs, min_count, workers, seed, max_sentences)
-    sentences, vocab, source = _sentences_and_vocab(inputs, tokenizer, text_field, errors, max_sentences)
+    sentences, tok, source = _sentences_and_vocab(inputs, tokenizer, text_field, errors, max_sentences)
+    vocab, specials, marker, _ = vocabulary_of(tok)
     try:
         from gensim.models import Word2Vec
     except ImportError:
@@ -295,7 +302,7 @@ def train_word_vectors(inputs: Sequence[str | Path], out: str | Path, tokenizer:
     model.train(sentences, total_examples=model.corpus_count, epochs=model.epochs,
                 callbacks=[_EpochProgress(model.epochs, t0)] if progress else ())
     learned = {t: model.wv[t] for t in model.wv.index_to_key}
-    matrix, sources = complete_vectors(vocab, learned, dim, seed)
+    matrix, sources = complete_vectors(vocab, learned, dim, seed, specials, marker)
     write_word2vec_text(out, vocab, matrix)
     return WordVectorsReport(out=Path(out), source=source, sentences=model.corpus_count,
                              tokens=model.corpus_total_words, vocab_size=len(vocab),

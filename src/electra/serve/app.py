@@ -4,10 +4,12 @@
 ``GET /``              the web page (``static/index.html``)
 ``GET /health``        200 while the process serves
 ``GET /ready``         200 when every model is loaded and warmed up, 503 while shutting down
-``GET /info``          models (name, kind, tasks, labels, label_names, backend, precision, token limit) and limits
+``GET /info``          models (name, kind, tasks, labels, label_names, backend, precision, token limit, the
+                       tokenizer's mask token) and limits
 ``GET /metrics``       Prometheus text format
 ``POST /v1/detect``    ``{"text"}`` or ``{"texts": [...]}`` -> what ``electra detect --json`` prints
 ``POST /v1/fill``      ``{"text" | "texts", "top_k"}`` -> fill-mask candidates ``sequence, score, token, token_str``
+                       (masks written ``[MASK]``, or as the model's own mask token, e.g. ``<mask>``)
 ``POST /v1/correct``   ``{"text" | "texts"}`` + options -> ``{text, edits: [{start, end, original, replacement,
                        p_replaced}]}`` (pre-trained models with a generator; see :class:`CorrectRequest`)
 ``POST /v1/rescore``   ``{"candidates": [...]}`` or ``{"lists": [[...], ...]}``, ``"method"`` rtd | pll | pll-word
@@ -43,6 +45,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from electra.errors import ElectraError
+from electra.generation.pair import roles
 from electra.inference import LoadedModel
 from electra.pipelines import CORRECT_OPTIONS, Pipeline, corrector_defaults, pipelines_for
 from electra.serve.batching import Batcher
@@ -52,6 +55,7 @@ from electra.serve.metrics import Metrics
 
 log = logging.getLogger("electra.serve")
 PAGE = Path(__file__).parent / "static" / "index.html"
+# "[MASK]" is our marker for any tokenizer (electra.generation.fill.mask_markers writes the model's own token)
 WARM_UP = {"detect": "hello world", "fill": "hello [MASK]", "correct": "hello world",
            "rescore": ["hello world", "world hello"], "classify": "hello world",
            "tag": "hello world", "answer": {"question": "what?", "context": "hello world"},
@@ -183,6 +187,7 @@ class Service:
 
     def __init__(self, models: dict[str, LoadedModel], limits: Limits, metrics: Metrics):
         self.models, self.limits, self.metrics = models, limits, metrics
+        self.mask_tokens = {name: roles(m.tokenizer).mask for name, m in models.items()}
         self.pipelines: dict[tuple[str, str], Pipeline] = {}
         for name, m in models.items():
             for task, p in pipelines_for(m, limits.max_input_tokens).items():
@@ -230,7 +235,7 @@ class Service:
             models.append({"name": name, "kind": m.kind, "tasks": tasks, "labels": m.label_names,
                            "label_names": {k: v for k, v in names.items() if k != v}, "task": m.spec.get("task"),
                            "backend": m.backend, "precision": m.precision, "max_input_tokens": limit,
-                           "source": m.source})
+                           "mask_token": self.mask_tokens[name], "source": m.source})
         return {"models": models, "limits": dict(self.limits.__dict__)}
 
 
