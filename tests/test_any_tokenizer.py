@@ -314,3 +314,17 @@ def test_cli_unigram_is_cased_by_default_and_lowercase_on_request(tmp_path, caps
     assert lower.encode("The").ids == lower.encode("the").ids
     config = json.loads((tmp_path / "cased" / "tokenizer_config.json").read_text())
     assert config["tokenizer_class"] == "PreTrainedTokenizerFast"
+
+
+def test_unigram_training_gives_the_same_ids_in_every_process(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    texts = [str(FIXTURES / "tiny-en.txt"), str(FIXTURES / "tiny-zh.txt")]
+    for i in range(3):  # separate processes: another hash seed and thread schedule each time
+        subprocess.run([sys.executable, "-m", "electra", "tokenizer", "train", "--model", "unigram", "--input",
+                        *texts, "--out", str(tmp_path / f"t{i}"), "--vocab-size", "800"], check=True,
+                       capture_output=True, env={**os.environ, "PYTHONHASHSEED": str(i)})
+    files = {(tmp_path / f"t{i}" / "tokenizer.json").read_bytes() for i in range(3)}
+    assert len(files) == 1

@@ -278,6 +278,19 @@ def _train_unigram(texts: Iterable[str], out: str | Path, vocab_size: int, lower
     tok.train_from_iterator(texts, trainer=trainer)
     if tok.get_vocab_size() <= len(first):
         raise ElectraError("no text to train the tokenizer on (all inputs empty or skipped)")
+    # The same text must give the same ids. The trainer's EM sums in parallel, so scores differ in their last digits
+    # from run to run (near-ties swap ids): round them. And it appends the characters no piece covers in hash-set
+    # order with made-up scores (1e-4 apart): give the scores of that last run of single characters to its
+    # characters in code-point order (single characters never compete with each other in a segmentation).
+    vocab = [(p, round(score, 8)) for p, score in json.loads(tok.model.__getstate__())["vocab"][len(first):]]
+    tail = len(vocab)
+    while tail > 0 and len(vocab[tail - 1][0]) == 1:
+        tail -= 1
+    chars = sorted(p for p, _ in vocab[tail:])
+    vocab[tail:] = zip(chars, sorted((score for _, score in vocab[tail:]), reverse=True), strict=True)
+    pieces = sorted(vocab, key=lambda ps: (-ps[1], ps[0]))
+    specials = [(p, 0.0) for p in first]
+    tok.model = Unigram(specials + pieces, unk_id=first.index(UNIGRAM_ROLES["unk"]), byte_fallback=False)
     tok.add_special_tokens([AddedToken(UNIGRAM_ROLES["mask"], special=True, normalized=False)])
     set_special_tokens(tok, UNIGRAM_ROLES)
     _add_post_processor(tok, UNIGRAM_ROLES)
