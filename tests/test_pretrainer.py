@@ -185,7 +185,7 @@ def test_cli_pretrain_and_detect_json(data_dir, tmp_path, capsys):
     import json
 
     out = json.loads(capsys.readouterr().out)
-    assert set(out) == {"tokens", "replaced_prob", "sequence_score"}
+    assert set(out) == {"tokens", "replaced_prob", "sequence_score", "offsets"}
     assert len(out["tokens"]) == len(out["replaced_prob"]) > 0
     assert all(0 <= p <= 1 for p in out["replaced_prob"]) and 0 <= out["sequence_score"] <= 1
 

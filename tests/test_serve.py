@@ -82,7 +82,7 @@ def test_health_ready_and_info_describe_the_models(client):
 
 def test_detect_answers_the_fields_of_cli_detect_json(client, local):
     got = client.post("/v1/detect", json={"text": "paris is old"}).json()
-    assert set(got) == {"tokens", "replaced_prob", "sequence_score"}
+    assert set(got) == {"tokens", "replaced_prob", "sequence_score", "offsets"}
     assert got == local["detect"](["paris is old"])[0]
 
 
@@ -334,7 +334,7 @@ def test_shutdown_lets_the_request_in_flight_finish(models, tmp_path):
         s.process.send_signal(signal.SIGTERM)
         t.join(30)
         assert s.process.wait(30) in (0, -signal.SIGTERM)  # uvicorn re-raises the signal once it has shut down
-    assert result["status"] == 200 and set(result["body"]) == {"tokens", "replaced_prob", "sequence_score"}
+    assert result["status"] == 200 and set(result["body"]) == {"tokens", "replaced_prob", "sequence_score", "offsets"}
 
 
 # ---- rank (fine-tuned rerankers) ----------------------------------------------------------------------------

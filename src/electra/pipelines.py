@@ -84,10 +84,11 @@ class DetectPipeline(Pipeline):
 
     def prepare(self, value: Any) -> Item:
         enc = self._encode(value)
-        return Item(enc, len(enc.ids))
+        return Item((enc, value), len(enc.ids))
 
     def run(self, items: list[Item]) -> list[dict[str, Any]]:
-        return [d.to_dict() for d in detect_encoded(self.model.runners["discriminator"], [i.data for i in items])]
+        encodings, texts = zip(*(i.data for i in items), strict=True)
+        return [d.to_dict() for d in detect_encoded(self.model.runners["discriminator"], list(encodings), texts)]
 
 
 class FillPipeline(Pipeline):

@@ -269,8 +269,12 @@ class Detection:
     offsets: list[tuple[int, int]] | None = None  # each token's characters [start, end) in the text, if known
 
     def to_dict(self) -> dict:
-        """What ``electra detect --json`` prints and ``/v1/detect`` answers (the offsets are not part of it)."""
-        return {"tokens": self.tokens, "replaced_prob": self.replaced_prob, "sequence_score": self.sequence_score}
+        """What ``electra detect --json`` prints and ``/v1/detect`` answers: with ``offsets`` (each token's
+        ``[start, end)`` characters in the text; what the page marks) when they are known."""
+        out = {"tokens": self.tokens, "replaced_prob": self.replaced_prob, "sequence_score": self.sequence_score}
+        if self.offsets is not None:
+            out["offsets"] = [list(span) for span in self.offsets]
+        return out
 
 
 def token_spans(enc: Encoding, text: str | None = None) -> list[tuple[int, int]]:
