@@ -12,6 +12,7 @@ import numpy as np
 
 from electra.errors import ElectraError
 from electra.generation import Detection, encode
+from electra.generation.fill import encode_masked
 from electra.inference import Arrays, LoadedModel, Runner
 from electra.tf import keras_module
 from electra.tf.modeling import Electra
@@ -71,7 +72,7 @@ def detect(loaded: LoadedModel, text: str) -> Detection:
     from electra.generation import detect_encoded
 
     enc = encode(loaded.tokenizer, text, loaded.max_sequence)
-    return detect_encoded(loaded.runners["discriminator"], [enc])[0]
+    return detect_encoded(loaded.runners["discriminator"], [enc], [text])[0]
 
 
 def fill_mask(loaded: LoadedModel, text: str, top_k: int = 5) -> list[list[tuple[str, float]]]:
@@ -80,6 +81,6 @@ def fill_mask(loaded: LoadedModel, text: str, top_k: int = 5) -> list[list[tuple
     from electra.generation import fill_encoded
 
     check_values("fill option", {"top_k": top_k}, {"top_k": at_least(1)})
-    enc = encode(loaded.tokenizer, text, loaded.max_sequence)
+    enc = encode_masked(loaded.tokenizer, text, loaded.max_sequence)  # [MASK] or the tokenizer's own mask token
     return [[(c["token_str"], c["score"]) for c in cands]
             for cands in fill_encoded(loaded.runners["generator"], loaded.tokenizer, [enc], top_k)[0]]
