@@ -142,3 +142,17 @@ def test_serve_detects_fills_and_classifies_with_the_unigram_tokenizer(chain, tm
     assert fill.status_code == 200, fill.text
     assert fill.json() == local["fill"].run([local["fill"].prepare(fill_text, 3)])[0]
     assert classify.status_code == 200 and classify.json() == local["classify"]([["the green river", "很好"]])[0]
+
+
+def test_keras_detects_and_fills_like_torch_with_the_unigram_tokenizer(chain, capsys):
+    pytest.importorskip("keras", reason="the tf extra (requirements-tf.lock) is not installed")
+    mask = special_tokens(load_tokenizer(chain["tok"])).mask
+    for framework in ("torch", "tf"):
+        got = json.loads(cli(capsys, "detect", "--model", chain["run"], "--framework", framework, "--json", ZH))
+        if framework == "torch":
+            ref = got
+    assert got["tokens"] == ref["tokens"] and got["offsets"] == ref["offsets"]
+    assert got["replaced_prob"] == pytest.approx(ref["replaced_prob"], abs=1e-3)
+    fills = [cli(capsys, "fill", "--model", chain["run"], "--framework", fw, f"the {text} river")
+             for fw in ("torch", "tf") for text in ("[MASK]", mask)]
+    assert len(set(fills)) == 1, fills
