@@ -63,6 +63,10 @@ def add_finetune(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--head", choices=["electra", "transformers"],
                    help=f"electra (default {o.head}): dropout -> linear; transformers: dense -> gelu -> dropout -> "
                         "linear")
+    p.add_argument("--pooling", choices=["cls", "mean"],
+                   help="classification: what the head reads, the first token (cls, the default: ELECTRA's) or the "
+                        "mean of the real tokens (mean: what sentence encoders such as multilingual-e5 were "
+                        "trained for)")
     p.add_argument("--no-swap-pairs", action="store_true", help="MRPC/STS-B: don't also train swapped pairs")
     p.add_argument("--token-dropout", type=float,
                    help=f"augmentation: word drop probability (default {o.token_dropout})")

@@ -55,6 +55,7 @@ class TaskOptions:
 
     max_seq_len: int = 128
     head: str = "electra"  # "electra": dropout -> linear; "transformers": dense -> gelu -> dropout -> linear
+    pooling: str = "cls"  # what the head reads: the first token ("cls"), or the mean of the real tokens ("mean")
     swap_pairs: bool | None = None  # None: the task's default (MRPC, STS-B)
     token_dropout: float = 0.0  # augmentation: drop each word with this probability (training only)
     word_swap: float = 0.0  # augmentation: swap each word with its right neighbour with this probability
@@ -66,7 +67,7 @@ class TaskOptions:
 
     KIND: ClassVar[str] = "task option"
     RULES: ClassVar[dict[str, Rule]] = {
-        "max_seq_len": at_least(3), "head": one_of("electra", "transformers"),
+        "max_seq_len": at_least(3), "head": one_of("electra", "transformers"), "pooling": one_of("cls", "mean"),
         "token_dropout": interval(0, 1, "[)"), "word_swap": interval(0, 1, "[]"),
         "train_limit": at_least(1).optional(), "dev_limit": at_least(1).optional(), "augment": at_least(0),
         "tokenizer": Rule("an existing tokenizer folder or file", lambda v: v is None or Path(v).exists()),
@@ -271,7 +272,8 @@ def finetune_task(task: TaskDef, model_path: str | Path, data_dir: str | Path, o
             "text_fields": [str(c) for c in task.labelled.text], "label_field": str(task.labelled.label),
             "pretrained": str(model_path), "random_init": options.random_init}
     torch.manual_seed(config.seed)
-    model = TaskModel(encoder, ClassificationHead(enc_cfg, num_labels=num_labels, style=options.head), spec)
+    model = TaskModel(encoder, ClassificationHead(enc_cfg, num_labels=num_labels, style=options.head,
+                                                      pooling=options.pooling), spec)
     device = pick_device(config.device)
 
     def evaluate(m: TaskModel) -> dict[str, float]:

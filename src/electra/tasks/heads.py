@@ -20,6 +20,17 @@ from electra.kernels import Dropout
 from electra.modeling import activation
 
 Batch = dict[str, Tensor]
+POOLINGS = ("cls", "mean")
+
+
+def pool(hidden: Tensor, attention_mask: Tensor | None, pooling: str) -> Tensor:
+    """(batch, hidden): the first token's vector (``cls``), or the mean over the real tokens (``mean``)."""
+    if pooling == "cls":
+        return hidden[:, 0]
+    if attention_mask is None:
+        return hidden.mean(1)
+    mask = attention_mask.to(hidden.dtype)[..., None]
+    return (hidden * mask).sum(1) / mask.sum(1).clamp(min=1.0)
 
 
 class Head(nn.Module):
@@ -44,7 +55,9 @@ class Head(nn.Module):
 
 
 class ClassificationHead(Head):
-    """Scores from the ``[CLS]`` vector; ``num_labels == 1`` is regression (MSE loss).
+    """Scores from the first (cls) token's vector, or with ``pooling="mean"`` from the mean of the real tokens'
+    vectors (what sentence encoders such as multilingual-e5 are trained to be read by); ``num_labels == 1`` is
+    regression (MSE loss).
 
     ``style="electra"`` is google-research/electra's head (dropout -> linear); ``style="transformers"`` is
     ``ElectraClassificationHead`` (dropout -> dense -> GELU -> dropout -> linear).
@@ -54,10 +67,14 @@ class ClassificationHead(Head):
     kind = "classification"
 
     def __init__(self, config: EncoderConfig, num_labels: int = 2, style: str = "electra",
-                 dropout: float | None = None):
-        super().__init__(config, num_labels=num_labels, style=style, dropout=dropout)
+                 dropout: float | None = None, pooling: str = "cls"):
+        super().__init__(config, num_labels=num_labels, style=style, dropout=dropout, pooling=pooling)
         if style not in ("electra", "transformers"):
             raise ValueError(f"head style {style!r}: expected 'electra' or 'transformers'")
+        if pooling not in POOLINGS:
+            raise ValueError(f"pooling {pooling!r}: expected one of {', '.join(POOLINGS)}")
+        self.pooling = pooling
+        self.reads_cls_only = pooling == "cls"
         self.num_labels = num_labels
         self.act = config.hidden_act
         self.dropout = Dropout(config.hidden_dropout if dropout is None else dropout)
@@ -70,7 +87,7 @@ class ClassificationHead(Head):
                 nn.init.zeros_(layer.bias)
 
     def forward(self, hidden: Tensor, batch: Batch) -> dict[str, Tensor]:
-        x = self.dropout(hidden[:, 0])
+        x = self.dropout(pool(hidden, batch.get("attention_mask"), self.pooling))
         if self.dense is not None:
             x = self.dropout(activation(self.act, self.dense(x)))
         logits = self.out(x)

@@ -61,7 +61,7 @@ def finetune_classification(args: Any, config: FinetuneConfig, augmenter: Augmen
     fields = args.text_fields.split(",") if getattr(args, "text_fields", None) else None
     task = classification.resolve_task(args.task, fields, getattr(args, "label_field", None),
                                        bool(getattr(args, "regression", False)))
-    options = TaskOptions(**given(args, "max_seq_len", "head", "token_dropout", "word_swap", "train_limit",
+    options = TaskOptions(**given(args, "max_seq_len", "head", "pooling", "token_dropout", "word_swap", "train_limit",
                                   "dev_limit", "random_init", "tokenizer", "augment"),
                           swap_pairs=False if getattr(args, "no_swap_pairs", False) else None)
     seeds = arg(args, "seeds", 1)

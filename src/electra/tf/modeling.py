@@ -283,18 +283,26 @@ class ClassificationHead(layers.Layer):
     ``style="electra"`` dropout -> linear; ``style="transformers"`` dropout -> dense -> GELU -> dropout -> linear."""
 
     def __init__(self, cfg: EncoderConfig, num_labels: int = 2, style: str = "electra", dropout: float | None = None,
-                 **kwargs: Any):
+                 pooling: str = "cls", **kwargs: Any):
         super().__init__(**kwargs)
         if style not in ("electra", "transformers"):
             raise ValueError(f"head style {style!r}: expected 'electra' or 'transformers'")
+        if pooling not in ("cls", "mean"):
+            raise ValueError(f"pooling {pooling!r}: expected 'cls' or 'mean'")
+        self.pooling = pooling
         self.act = cfg.hidden_act
         self.num_labels = num_labels
         self.dropout = layers.Dropout(cfg.hidden_dropout if dropout is None else dropout)
         self.dense = dense(cfg, cfg.hidden_size, "dense") if style == "transformers" else None
         self.out = dense(cfg, num_labels, "out")
 
-    def call(self, hidden: Any, training: bool = False) -> Any:
-        x = self.dropout(hidden[:, 0], training=training)
+    def call(self, hidden: Any, mask: Any = None, training: bool = False) -> Any:
+        if self.pooling == "cls":
+            x = hidden[:, 0]
+        else:  # the mean over the real tokens, as electra.tasks.heads.pool
+            m = ops.cast(mask, hidden.dtype)[..., None]
+            x = ops.sum(hidden * m, axis=1) / ops.maximum(ops.sum(m, axis=1), 1.0)
+        x = self.dropout(x, training=training)
         if self.dense is not None:
             x = self.dropout(activation(self.act, self.dense(x)), training=training)
         logits = self.out(x)
@@ -309,16 +317,16 @@ class Classifier(keras.Model):
     or (batch,) for regression. Keys as :class:`electra.tasks.runner.TaskModel` (``encoder.``, ``head.``)."""
 
     def __init__(self, cfg: EncoderConfig, num_labels: int = 2, style: str = "electra",
-                 dropout: float | None = None, **kwargs: Any):
+                 dropout: float | None = None, pooling: str = "cls", **kwargs: Any):
         super().__init__(**kwargs)
         self.encoder_config = cfg
-        self.head_args = {"num_labels": num_labels, "style": style, "dropout": dropout}
+        self.head_args = {"num_labels": num_labels, "style": style, "dropout": dropout, "pooling": pooling}
         self.encoder = Encoder(cfg, name="encoder")
         self.head = ClassificationHead(cfg, name="head", **self.head_args)
 
     def call(self, inputs: dict[str, Any], training: bool = False) -> Any:
         ids, mask, types = unpack(inputs)
-        return self.head(self.encoder(ids, mask, types, training=training), training=training)
+        return self.head(self.encoder(ids, mask, types, training=training), mask, training=training)
 
     def torch_weights(self) -> WeightTable:
         return nest({"encoder": self.encoder, "head": self.head})

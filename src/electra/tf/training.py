@@ -241,7 +241,7 @@ def finetune_classification(task: Any, model_path: str | Path, data_dir: str | P
         dev = dev[:o.dev_limit]
     keras.utils.set_random_seed(o.seed)
     num_labels = 1 if task.regression else len(task.labels or ())
-    model = classifier_from_checkpoint(ckpt, num_labels, o.head)
+    model = classifier_from_checkpoint(ckpt, num_labels, o.head, pooling=o.pooling)
     cfg = model.encoder_config
     tok = prepare_tokenizer(None, ckpt, cfg.vocab_size, o.max_seq_len, cfg.max_position_embeddings)
     pad_id = special_tokens(tok).pad_id
@@ -263,7 +263,8 @@ def finetune_classification(task: Any, model_path: str | Path, data_dir: str | P
             "pretrained": str(model_path), "random_init": False, "framework": "tf"}
     from electra.modeling import Encoder
 
-    torch_model = TaskModel(Encoder(cfg), ClassificationHead(cfg, num_labels=num_labels, style=o.head), spec)
+    torch_model = TaskModel(Encoder(cfg), ClassificationHead(cfg, num_labels=num_labels, style=o.head,
+                                                                pooling=o.pooling), spec)
     torch_model.load_state_dict(state_dict(model), strict=True)
     save_task_model(torch_model, Path(out_dir) / BEST_DIR, tokenizer=tokenizer_dir(ckpt))
     results = {"dev": metrics, "train_loss": [float(v) for v in history.history["loss"]],

@@ -96,15 +96,16 @@ def classifier_from_torch(task_model: torch.nn.Module) -> Classifier:
     ``ClassificationHead``."""
     head = task_model.head
     style = "transformers" if head.dense is not None else "electra"
-    keras_model = build(Classifier(task_model.encoder.config, head.num_labels, style, head.dropout.p))
+    keras_model = build(Classifier(task_model.encoder.config, head.num_labels, style, head.dropout.p,
+                                   getattr(head, "pooling", "cls")))
     assign(keras_model, task_model.state_dict(), "PyTorch task model")
     return keras_model
 
 
 def classifier_from_checkpoint(path: str | Path, num_labels: int, style: str = "electra",
-                               dropout: float | None = None) -> Classifier:
+                               dropout: float | None = None, pooling: str = "cls") -> Classifier:
     """A classifier whose encoder starts from a checkpoint's discriminator (the head freshly initialised)."""
     _, encoder, _ = ckpt.load_encoder_for_finetuning(path)
-    model = build(Classifier(encoder.config, num_labels, style, dropout))
+    model = build(Classifier(encoder.config, num_labels, style, dropout, pooling))
     assign(model, {f"encoder.{k}": v for k, v in encoder.state_dict().items()}, str(path), partial=True)
     return model
