@@ -62,7 +62,7 @@ def test_cpu_recipe_reports_detection_and_fine_tuning_for_every_arm(tmp_path):
                           "--batch-size", "4", "--train-limit", "48", "--seeds", "1", "--eval-batches", "2",
                           "--glue", str(tmp_path / "glue"), "--out", str(tmp_path / "out")],
                          capture_output=True, text=True, cwd=ROOT, timeout=600)
-    assert out.returncode == 0, out.stderr[-3000:]
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
     res = json.loads(out.stdout.strip().splitlines()[-1])
     arms = {r["arm"]: r for r in res["arms"]}
     assert set(arms) == {"tiny", "cpu"}

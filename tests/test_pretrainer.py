@@ -225,6 +225,11 @@ def test_max_minutes_stops_saves_and_resume_finishes(data_dir, tmp_path):
     assert losses(run) == losses(pretrain(config(data_dir, tmp_path / "straight"), progress=False))
 
 
+def test_a_run_stopped_by_the_clock_before_its_first_log_step_still_logs_its_steps(data_dir, tmp_path):
+    run = pretrain(config(data_dir, tmp_path / "run", max_minutes=1e-6, log_every=4), progress=False)
+    assert list(losses(run)) == [1]
+
+
 def test_stop_step_stops_early_on_the_full_schedule(data_dir, tmp_path):
     run = pretrain(config(data_dir, tmp_path / "run", stop_step=3), progress=False)
     assert resolve_checkpoint(run).name == "step-00000003"

@@ -397,7 +397,12 @@ def pretrain(cfg: PretrainConfig, config_file: str | None = None,
             sums[k] = sums[k] + v.detach() if k in sums else v.detach()
         n_sum += 1
         done = step + 1
-        if done % cfg.log_every == 0 or done == cfg.max_steps:
+        out_of_time = done == cfg.stop_step or time.perf_counter() >= deadline
+        if world > 1 and cfg.max_minutes > 0:  # clocks differ between ranks: every rank stops at the same step
+            flag = torch.tensor([float(out_of_time)], device=device)
+            torch.distributed.all_reduce(flag, op=torch.distributed.ReduceOp.MAX)
+            out_of_time = bool(flag.item())
+        if done % cfg.log_every == 0 or done == cfg.max_steps or out_of_time:  # the last steps are logged too
             values = _reduce(sums, n_sum, world)
             now = time.perf_counter()
             values["tokens_per_s"] = values.pop("tokens") * n_sum / (now - t_last)
@@ -410,11 +415,6 @@ def pretrain(cfg: PretrainConfig, config_file: str | None = None,
             bar.set_postfix(loss=f"{values['loss']:.3f}", tok_s=f"{values['tokens_per_s']:.0f}")
             sums, n_sum, t_last = {}, 0, now
         bar.update(1)
-        out_of_time = done == cfg.stop_step or time.perf_counter() >= deadline
-        if world > 1 and cfg.max_minutes > 0:  # clocks differ between ranks: every rank stops at the same step
-            flag = torch.tensor([float(out_of_time)], device=device)
-            torch.distributed.all_reduce(flag, op=torch.distributed.ReduceOp.MAX)
-            out_of_time = bool(flag.item())
         if done % cfg.save_every == 0 or done == cfg.max_steps or out_of_time:
             rng_states = collect_rng_states()  # a collective: every rank takes part
             if dist.is_main:
