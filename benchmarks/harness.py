@@ -123,12 +123,12 @@ def read_tsv(path: Path) -> list[list[str]]:
 
 
 def unigram_for(train_dir: Path, held, *exclude: int):
-    """The unigram distribution of prepared shards, special tokens (``held``'s) and ``exclude`` left out: the
-    corruption that is the same for every model compared."""
+    """The unigram distribution of prepared shards, special tokens (``held``'s roles, unk and any other special
+    token) and ``exclude`` left out: the corruption that is the same for every model compared."""
     from electra.data.pretraining_data import PretrainingData
     from electra.detection_eval import unigram_distribution
 
-    specials = [held.pad_id, held.cls_id, held.sep_id, held.mask_id, *exclude]
+    specials = [held.pad_id, held.cls_id, held.sep_id, held.mask_id, *held.other_special_ids, *exclude]
     return unigram_distribution(PretrainingData(train_dir, seed=0), exclude=specials)
 
 

@@ -149,7 +149,7 @@ def main() -> None:
     data = prepared([args.corpus], tok, work / "data-en", args.seq)
     held_text = squad_contexts(args.held_out, work / "held-out.txt")
     held = PretrainingData(prepared([held_text], tok, work / "data-held-out", args.seq), seed=0)
-    unigram = harness.unigram_for(data, held, load_tokenizer(tok).token_to_id("[UNK]"))
+    unigram = harness.unigram_for(data, held)  # unk, like every special token, is never a replacement
 
     rows = [{"arm": "import, before RTD", "minutes": 0.0, "steps": 0, "checkpoint": str(imported)}]
     minutes = [float(m) for m in args.minutes.split(",") if m]
