@@ -207,6 +207,7 @@ class KerasFinetuneOptions:
     weight_decay: float = 0.01
     max_seq_len: int = 128
     head: str = "electra"
+    pooling: str = "cls"  # "mean": the mean of the real tokens (electra.tasks.heads.pool)
     seed: int = 0
     train_limit: int | None = None
     dev_limit: int | None = None
