@@ -12,7 +12,6 @@ tokenized texts on any runner, which is what ``electra detect --backend`` and ``
 
 from __future__ import annotations
 
-import json
 import re
 import weakref
 from collections.abc import Sequence
@@ -29,7 +28,7 @@ from electra.checkpoint import read_checkpoint_meta, resolve_checkpoint
 from electra.errors import ElectraError
 from electra.inference import load_model, torch_pretrained_runners
 from electra.modeling import Electra
-from electra.tokenization import SpecialTokens, pad_batch, special_tokens
+from electra.tokenization import SpecialTokens, continuation_prefix, pad_batch, special_tokens
 
 MASK = "[MASK]"  # our marker syntax for a token to fill (any tokenizer; its own mask token works too)
 METASPACE = "\u2581"  # SentencePiece's word-start mark (▁)
@@ -97,7 +96,6 @@ def torch_runner(model: Electra, kind: str) -> Any:
 
 
 # ---- tokens ----------------------------------------------------------------------------------------------
-_KNOWN: weakref.WeakKeyDictionary[Tokenizer, tuple[SpecialTokens, PieceStyle]] = weakref.WeakKeyDictionary()
 _BANNED: weakref.WeakKeyDictionary[Tokenizer, np.ndarray] = weakref.WeakKeyDictionary()
 
 
@@ -124,35 +122,15 @@ class PieceStyle:
         return token[len(self.marker):] if self.marker and token.startswith(self.marker) else token
 
 
-def _piece_style(tokenizer: Tokenizer) -> PieceStyle:
-    spec = json.loads(tokenizer.to_str())
-    model = spec.get("model") or {}
-    if model.get("type") == "WordPiece":
-        return PieceStyle(model.get("continuing_subword_prefix") or "##", False)
-    pre = spec.get("pre_tokenizer") or {}
-    for step in pre.get("pretokenizers", []) if pre.get("type") == "Sequence" else [pre]:
-        if step.get("type") == "Metaspace":
-            return PieceStyle(step.get("replacement") or METASPACE, True)
-        if step.get("type") == "ByteLevel":
-            return PieceStyle("\u0120", True)
-    return PieceStyle()
-
-
-def _known(tokenizer: Tokenizer) -> tuple[SpecialTokens, PieceStyle]:
-    # special_tokens() and the style read the tokenizer's JSON (0.2 s for a 250k vocabulary): once per tokenizer
-    if tokenizer not in _KNOWN:
-        _KNOWN[tokenizer] = (special_tokens(tokenizer), _piece_style(tokenizer))
-    return _KNOWN[tokenizer]
-
-
 def roles(tokenizer: Tokenizer) -> SpecialTokens:
-    """:func:`electra.tokenization.special_tokens` of ``tokenizer``, read once per tokenizer object."""
-    return _known(tokenizer)[0]
+    """:func:`electra.tokenization.special_tokens` of ``tokenizer`` (computed once per tokenizer object)."""
+    return special_tokens(tokenizer)
 
 
 def piece_style(tokenizer: Tokenizer) -> PieceStyle:
-    """The tokenizer's :class:`PieceStyle` (from its model and pre-tokenizer), read once per tokenizer object."""
-    return _known(tokenizer)[1]
+    """The tokenizer's :class:`PieceStyle`, from :func:`electra.tokenization.continuation_prefix`."""
+    marking = continuation_prefix(tokenizer)
+    return PieceStyle(*marking) if marking else PieceStyle()
 
 
 def encode(tokenizer: Tokenizer, text: str, max_len: int) -> Encoding:

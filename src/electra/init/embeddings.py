@@ -43,7 +43,7 @@ from tokenizers import Tokenizer
 
 from electra.errors import ElectraError
 from electra.modeling import Electra
-from electra.tokenization import SPECIAL_TOKENS, load_tokenizer, special_tokens, vocab_tokens
+from electra.tokenization import SPECIAL_TOKENS, continuation_prefix, load_tokenizer, special_tokens, vocab_tokens
 
 
 @dataclass
@@ -217,12 +217,10 @@ def vocabulary_of(vocab: Sequence[str] | str | Path | Tokenizer, special: Collec
     if isinstance(vocab, (str, Path)):
         vocab = load_tokenizer(vocab)
     if isinstance(vocab, Tokenizer):
-        from electra.generation.pair import piece_style  # the generation package reads the same marks
-
-        roles, style = special_tokens(vocab), piece_style(vocab)
+        marker, starts_word = continuation_prefix(vocab) or ("", False)
         tokens = vocab_tokens(vocab)
-        names = {tokens[i] for i in roles.all_ids if i < len(tokens)}
-        return tokens, frozenset(names if special is None else special), style.marker, style.starts_word
+        names = {tokens[i] for i in special_tokens(vocab).all_ids if i < len(tokens)}
+        return tokens, frozenset(names if special is None else special), marker, starts_word
     tokens = list(vocab)
     return tokens, frozenset(SPECIAL_TOKENS if special is None else special), "##", False
 
