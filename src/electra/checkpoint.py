@@ -32,10 +32,10 @@ TRAINING_FORMAT = "electra-training-checkpoint"  # a run's step folder (electra.
 
 
 def _shared_keys(model: Electra) -> set[str]:
-    """Keys of the generator that alias the discriminator's embeddings (stored once)."""
-    if not model.config.tie_embeddings:
-        return set()
-    return {k for k in model.state_dict() if k.startswith("generator.encoder.embeddings.")}
+    """Keys of the generator whose tensors are the discriminator's (es sharing): stored once, under the
+    discriminator's name."""
+    disc = {id(v) for v in model.discriminator.state_dict(keep_vars=True).values()}
+    return {f"generator.{k}" for k, v in model.generator.state_dict(keep_vars=True).items() if id(v) in disc}
 
 
 def write_model(model: Electra, directory: Path, *, has_generator: bool = True,
@@ -83,14 +83,22 @@ def read_checkpoint_meta(path: str | Path) -> dict[str, Any]:
     return meta
 
 
-def load_state(path: Path, model: torch.nn.Module, skip: set[str] = frozenset(),
-               optional_prefix: str | None = None) -> list[str]:
-    """Load safetensors weights into ``model`` strictly, checking every shape; returns keys left at init."""
+def read_tensors(path: Path) -> dict[str, torch.Tensor]:
+    """The tensors of a checkpoint directory's weights file, read without unpickling anything."""
     file = path / WEIGHTS_FILE
     try:
-        tensors = load_file(str(file))
+        return load_file(str(file))
     except (SafetensorError, OSError, ValueError) as e:
         raise ElectraError(f"{file}: unreadable weights file ({e})") from None
+
+
+def load_state(path: Path, model: torch.nn.Module, skip: set[str] = frozenset(),
+               optional_prefix: str | None = None, tensors: dict[str, torch.Tensor] | None = None) -> list[str]:
+    """Load safetensors weights (``tensors``, else the file's) into ``model`` strictly, checking every shape;
+    returns keys left at init."""
+    file = path / WEIGHTS_FILE
+    if tensors is None:
+        tensors = read_tensors(path)
     expected = {k: v for k, v in model.state_dict().items() if k not in skip}
     unexpected = sorted(set(tensors) - set(expected))
     if unexpected:
@@ -109,15 +117,55 @@ def load_state(path: Path, model: torch.nn.Module, skip: set[str] = frozenset(),
     return left
 
 
-def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> Electra:
-    """Load an :class:`Electra` from a checkpoint directory (a missing generator is left randomly initialised)."""
+def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu", keep_gdes: bool = False) -> Electra:
+    """Load an :class:`Electra` from a checkpoint directory (a missing generator is left randomly initialised).
+
+    A GDES checkpoint comes back merged (:meth:`Electra.merge_gdes`: the discriminator's own table E_G + E_delta),
+    as every user of a trained model wants it; ``keep_gdes`` keeps E_delta apart (to write a GDES checkpoint
+    again)."""
     path = Path(path)
     meta = read_checkpoint_meta(path)
     config = ModelConfig.from_dict(meta["model"], source=str(path / CONFIG_FILE))
     model = Electra(config)
     load_state(path, model, skip=_shared_keys(model),
                optional_prefix=None if meta.get("has_generator", True) else "generator.")
+    if not keep_gdes:
+        model.merge_gdes()
     return model.to(map_location)
+
+
+def convert_sharing(tensors: dict[str, torch.Tensor], source: str,
+                    target: ModelConfig) -> tuple[dict[str, torch.Tensor], str]:
+    """A checkpoint's tensors written under ``source`` embedding sharing, rewritten for a model with ``target``'s
+    (the networks compute what they computed before wherever that is possible), and a note of what changed.
+
+    es -> nes / gdes: the generator gets copies of the shared module's tables (gdes: E_delta = 0); nes / gdes ->
+    es: the one module is the discriminator's (the generator's own tables are dropped, said in the note);
+    gdes -> nes and nes -> gdes: E_D = E_G + E_delta, both ways exactly."""
+    goal = target.embedding_sharing
+    if source == goal:
+        return tensors, ""
+    out = dict(tensors)
+    disc, gen = "discriminator.encoder.embeddings.", "generator.encoder.embeddings."
+    if source == "gdes":  # to nes first: the discriminator's own tables
+        for k in [k for k in out if k.startswith(disc) and k.endswith(".delta")]:
+            base = gen + k[len(disc):-len(".delta")] + ".weight"
+            out[k[:-len(".delta")] + ".weight"] = out.pop(k) + out[base]
+    if not any(k.startswith(gen) for k in out):  # to nes: the generator's copy of the (shared) module
+        out.update({gen + k[len(disc):]: v.clone() for k, v in out.items() if k.startswith(disc)})
+    note = f"embedding sharing {source} -> {goal}"
+    if goal == "es":
+        dropped = [k for k in out if k.startswith(gen)]
+        for k in dropped:
+            del out[k]
+        if dropped and source != "es":
+            note += " (the generator's own embedding tables dropped: both networks now use the discriminator's)"
+    elif goal == "gdes":
+        for table in ("word_embeddings", "position_embeddings"):
+            k = f"{disc}{table}.weight"
+            if k in out and f"{gen}{table}.weight" in out:
+                out[f"{disc}{table}.delta"] = out.pop(k) - out[f"{gen}{table}.weight"]
+    return out, note
 
 
 def check_tokenizer_fits(tok: Any, vocab_rows: int, tokenizer: str | Path, model: str | Path) -> None:

@@ -97,6 +97,13 @@ def validate(obj: Any) -> None:
     check_values(kind, values, getattr(obj, "RULES", {}))
 
 
+ARCHITECTURES = ("bert", "roberta", "xlm-roberta", "deberta-v2")
+# The deberta-v2 fields of EncoderConfig and their defaults (off): any other value needs that architecture.
+DEBERTA_DEFAULTS = {"relative_attention": False, "max_relative_positions": -1, "position_buckets": -1,
+                    "position_biased_input": True, "pos_att_type": "", "norm_rel_ebd": "none", "share_att_key": False}
+EMBEDDING_SHARING = ("es", "nes", "gdes")
+
+
 @dataclass(frozen=True)
 class EncoderConfig:
     """Shape of one Transformer encoder (the discriminator, or the generator derived from it)."""
@@ -115,19 +122,34 @@ class EncoderConfig:
     layer_norm_eps: float = 1e-12
     initializer_range: float = 0.02
     pad_token_id: int = 0
+    # The body: "bert" (BERT / ELECTRA; RoBERTa and XLM-R import into it, positions shifted by pad + 1, and
+    # export back to their own layout) or "deberta-v2" (DeBERTa-v2/v3: disentangled attention, the fields below).
+    architecture: str = "bert"
+    relative_attention: bool = False  # deberta-v2: relative-position (disentangled) attention terms
+    max_relative_positions: int = -1  # deberta-v2: the attention span; < 1 means max_position_embeddings
+    position_buckets: int = -1  # deberta-v2: log-bucketed relative positions (v3: 256); < 1: none
+    position_biased_input: bool = True  # deberta-v2: add absolute position embeddings to the input (v3: false)
+    pos_att_type: str = ""  # deberta-v2: "c2p", "p2c" or "c2p|p2c" (v3: "p2c|c2p")
+    norm_rel_ebd: str = "none"  # deberta-v2: "layer_norm" normalises the relative embeddings (v3)
+    share_att_key: bool = False  # deberta-v2: position projections reuse the content key/query (v3: true)
 
     KIND: ClassVar[str] = "model field"
     RULES: ClassVar[dict[str, Rule]] = {
         "vocab_size": at_least(1), "embedding_size": at_least(1), "hidden_size": at_least(1),
         "num_layers": at_least(1), "num_heads": at_least(1), "intermediate_size": at_least(1),
-        "max_position_embeddings": at_least(1), "type_vocab_size": at_least(1),
+        "max_position_embeddings": at_least(1), "type_vocab_size": at_least(0),
         "hidden_act": one_of("gelu", "gelu_new"), "hidden_dropout": interval(0, 1, "[)"),
         "attention_dropout": interval(0, 1, "[)"), "layer_norm_eps": positive(), "initializer_range": positive(),
-        "pad_token_id": at_least(0),
+        "pad_token_id": at_least(0), "architecture": one_of(*ARCHITECTURES),
+        "pos_att_type": one_of("", "c2p", "p2c", "c2p|p2c", "p2c|c2p"), "norm_rel_ebd": one_of("none", "layer_norm"),
     }
 
     def __post_init__(self) -> None:
         validate(self)
+        self._check_deberta()
+        if self.type_vocab_size < 1 and self.architecture != "deberta-v2":
+            raise ElectraError(f"model field type_vocab_size = {self.type_vocab_size}: expected a number >= 1 "
+                               f"(only deberta-v2 has no token types)")
         if self.hidden_size % self.num_heads:
             raise ElectraError(f"model field hidden_size = {self.hidden_size}: expected a multiple of num_heads "
                                f"{self.num_heads}")
@@ -142,10 +164,49 @@ class EncoderConfig:
     def num_parameters(self) -> int:
         """Parameters of an encoder of this shape (embeddings, projection, layers), computed without building it."""
         e, h, f = self.embedding_size, self.hidden_size, self.intermediate_size
+        layer = 4 * h * h + 4 * h + 2 * h * f + f + h + 4 * h
+        if self.architecture == "deberta-v2":
+            return self._deberta_parameters(layer)
         embeddings = (self.vocab_size + self.max_position_embeddings + self.type_vocab_size + 2) * e
         project = (e * h + h) if e != h else 0
-        layer = 4 * h * h + 4 * h + 2 * h * f + f + h + 4 * h
         return embeddings + project + self.num_layers * layer
+
+    def _deberta_parameters(self, layer: int) -> int:
+        """deberta-v2: positions only when biased input, no token types at 0, the projection (no bias) before a
+        LayerNorm at the hidden size, relative embeddings (2 x span rows, + LayerNorm) and position projections."""
+        e, h = self.embedding_size, self.hidden_size
+        positions = self.max_position_embeddings if self.position_biased_input else 0
+        embeddings = (self.vocab_size + positions + self.type_vocab_size) * e + 2 * h + (e * h if e != h else 0)
+        relative = 0
+        if self.relative_attention:
+            span = self.position_buckets if self.position_buckets > 0 else (
+                self.max_relative_positions if self.max_relative_positions >= 1 else self.max_position_embeddings)
+            relative = 2 * span * h + (2 * h if self.norm_rel_ebd == "layer_norm" else 0)
+            if not self.share_att_key:
+                layer += len({t for t in self.pos_att_type.split("|") if t}) * (h * h + h)
+        return embeddings + relative + self.num_layers * layer
+
+    def _check_deberta(self) -> None:
+        """One-line errors for deberta-v2 fields that are set on another body or contradict each other."""
+        fields_set = [f for f, default in DEBERTA_DEFAULTS.items() if getattr(self, f) != default]
+        if self.architecture != "deberta-v2":
+            if fields_set:
+                raise ElectraError(f"model field {fields_set[0]} = {getattr(self, fields_set[0])!r}: a deberta-v2 "
+                                   f"field; expected architecture 'deberta-v2' (got {self.architecture!r})")
+            return
+        if not self.relative_attention:
+            needing = [f for f in ("position_buckets", "pos_att_type", "norm_rel_ebd", "share_att_key")
+                       if f in fields_set]
+            if needing:
+                raise ElectraError(f"model field {needing[0]} = {getattr(self, needing[0])!r}: expected "
+                                   "relative_attention = true with it (deberta-v2)")
+        elif not self.pos_att_type:
+            raise ElectraError("model field pos_att_type = '': relative_attention needs 'c2p', 'p2c' or both")
+        span = self.max_relative_positions if self.max_relative_positions >= 1 else self.max_position_embeddings
+        if self.relative_attention and self.position_buckets > 0 and span - 1 <= self.position_buckets // 2:
+            raise ElectraError(f"model field max_relative_positions = {self.max_relative_positions}: log buckets "
+                               f"need a maximum distance above position_buckets / 2 + 1 "
+                               f"({self.position_buckets // 2 + 1}); got {span}")
 
     @classmethod
     def from_dict(cls, data: Any, source: str = "config") -> EncoderConfig:
@@ -168,14 +229,20 @@ class ModelConfig:
 
     The generator has the discriminator's depth (times ``generator_depth``) and ``generator_size`` times its
     width, with FFN = 4 x hidden and max(1, hidden // 64) heads, as google-research/electra's
-    ``get_generator_config``. With ``tie_embeddings`` both networks share one embeddings module (word,
-    position and token-type tables and their LayerNorm), sized ``embedding_size``.
+    ``get_generator_config``. ``embedding_sharing`` says how the two networks' embeddings relate:
+
+    - ``es`` (ELECTRA's): one embeddings module for both (word, position and token-type tables and their
+      LayerNorm; for deberta-v2, whose LayerNorm is at each network's width, the word and position tables);
+    - ``nes``: each network its own;
+    - ``gdes`` (DeBERTa-v3's gradient-disentangled sharing): the discriminator's word and position tables are
+      ``stop_gradient(E_G) + E_delta``, ``E_delta`` a zero-initialised parameter of its own, so only the
+      generator's MLM loss moves ``E_G``; exports write the sum.
     """
 
     discriminator: EncoderConfig = field(default_factory=EncoderConfig)
     generator_size: float = 0.25
     generator_depth: float = 1.0
-    tie_embeddings: bool = True
+    embedding_sharing: str = "es"
     generator_num_heads: int | None = None  # None: max(1, hidden // 64)
     generator_intermediate_size: int | None = None  # None: 4 x hidden
 
@@ -183,7 +250,13 @@ class ModelConfig:
     RULES: ClassVar[dict[str, Rule]] = {
         "generator_size": interval(0, 1, "(]"), "generator_depth": interval(0, 1, "(]"),
         "generator_num_heads": at_least(1).optional(), "generator_intermediate_size": at_least(1).optional(),
+        "embedding_sharing": one_of(*EMBEDDING_SHARING),
     }
+
+    @property
+    def tie_embeddings(self) -> bool:
+        """Whether both networks use one embeddings module (``embedding_sharing`` es)."""
+        return self.embedding_sharing == "es"
 
     def __post_init__(self) -> None:
         validate(self)
@@ -213,7 +286,10 @@ class ModelConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any], source: str = "config") -> ModelConfig:
-        """Build from a flat dict: discriminator fields plus ``generator_size`` etc.; unknown keys are errors."""
+        """Build from a flat dict: discriminator fields plus ``generator_size`` etc.; unknown keys are errors.
+        ``tie_embeddings`` (configs written before ``embedding_sharing``) reads as es (true) or nes (false)."""
+        if "tie_embeddings" in data:
+            data = _legacy_sharing(data, source)
         top = {f.name for f in fields(cls)} - {"discriminator"}
         enc = {f.name for f in fields(EncoderConfig)}
         unknown = sorted(set(data) - top - enc - {"discriminator"})
@@ -257,7 +333,21 @@ class ModelConfig:
 
     def replace(self, **changes: Any) -> ModelConfig:
         """A copy with discriminator or top-level fields changed."""
+        if "tie_embeddings" in changes:
+            changes = _legacy_sharing(changes, "config")
         return ModelConfig.from_dict({**self.to_dict(), **changes})
+
+
+def _legacy_sharing(data: Mapping[str, Any], source: str) -> dict[str, Any]:
+    """``tie_embeddings`` true / false (before ``embedding_sharing`` existed) as ``embedding_sharing`` es / nes."""
+    tie = data["tie_embeddings"]
+    if not isinstance(tie, bool):
+        raise ElectraError(f"{source}: field 'tie_embeddings' must be bool, got {tie!r}")
+    sharing = "es" if tie else "nes"
+    if data.get("embedding_sharing", sharing) != sharing:
+        raise ElectraError(f"{source}: tie_embeddings = {str(tie).lower()} contradicts embedding_sharing = "
+                           f"{data['embedding_sharing']!r}; give embedding_sharing alone")
+    return {**{k: v for k, v in data.items() if k != "tie_embeddings"}, "embedding_sharing": sharing}
 
 
 # A model this large is refused before anything is allocated (80 GB of fp32 weights): a typo, not a plan.

@@ -19,6 +19,7 @@ from torch import Tensor, nn
 
 from electra import kernels
 from electra.config import EncoderConfig, ModelConfig
+from electra.deberta import DebertaEncoder
 
 
 def gelu_approximation(name: str) -> str:
@@ -44,11 +45,65 @@ class Embeddings(nn.Module):
     def forward(self, input_ids: Tensor, token_type_ids: Tensor | None = None) -> Tensor:
         seq_len = input_ids.shape[1]
         x = self.word_embeddings(input_ids) + self.position_embeddings.weight[:seq_len]
-        if token_type_ids is None:
+        if token_type_ids is None or self.token_type_embeddings.num_embeddings == 1:  # one type (RoBERTa): ids unused
             x = x + self.token_type_embeddings.weight[0]
         else:
             x = x + self.token_type_embeddings(token_type_ids)
         return self.dropout(self.norm(x))
+
+
+class DeltaEmbedding(nn.Module):
+    """GDES (DeBERTa-v3): a table read as ``stop_gradient(base.weight) + delta``, ``delta`` its only parameter.
+
+    ``base`` is the generator's table, held by reference (it is the generator's parameter, saved there), so
+    the discriminator's loss reaches ``delta`` and never ``base``; ``weight`` is the table the discriminator
+    sees, what an export writes."""
+
+    def __init__(self, base: nn.Embedding):
+        super().__init__()
+        self.__dict__["base"] = base  # not a submodule: its weight belongs to the generator
+        self.delta = nn.Parameter(torch.zeros_like(base.weight))
+        self.num_embeddings, self.embedding_dim = base.num_embeddings, base.embedding_dim
+
+    @property
+    def weight(self) -> Tensor:
+        return self.base.weight.detach() + self.delta
+
+    def forward(self, ids: Tensor) -> Tensor:
+        return F.embedding(ids, self.weight)
+
+
+def table_parameters(table: nn.Module) -> list[nn.Parameter]:
+    """The parameters a table trains: its weight, or under GDES its delta (the base is the generator's)."""
+    return [table.delta] if isinstance(table, DeltaEmbedding) else [table.weight]
+
+
+def owned_tables(model: nn.Module, name: str) -> list[nn.Module]:
+    """Each distinct ``name`` table (``word_embeddings``, ``position_embeddings``) of ``model`` that holds its own
+    weight: one under es, two under nes, the generator's under gdes (the discriminator's follows it with its delta
+    at zero). What an initialisation writes into."""
+    tables = {id(t): t for m in model.modules() if (t := getattr(m, name, None)) is not None
+              and not isinstance(m, DeltaEmbedding) and isinstance(t, nn.Embedding)}
+    return list(tables.values())
+
+
+def share_gdes(discriminator: nn.Module, generator: nn.Module) -> None:
+    """Make ``discriminator``'s word and (if any) absolute-position tables GDES views of ``generator``'s."""
+    for name in ("word_embeddings", "position_embeddings"):
+        if getattr(generator, name, None) is not None:
+            setattr(discriminator, name, DeltaEmbedding(getattr(generator, name)))
+
+
+def merged_state_dict(model: nn.Module) -> dict[str, Tensor]:
+    """``model.state_dict()`` with every GDES table written as the table its network reads (``...weight`` =
+    base + delta, no ``...delta``): what an export or a fine-tuned copy keeps."""
+    state = dict(model.state_dict())
+    for name, module in model.named_modules():
+        if isinstance(module, DeltaEmbedding):
+            prefix = f"{name}." if name else ""
+            del state[prefix + "delta"]
+            state[prefix + "weight"] = module.weight.detach()
+    return state
 
 
 class SelfAttention(nn.Module):
@@ -143,6 +198,14 @@ class Encoder(nn.Module):
         return x
 
 
+def make_encoder(cfg: EncoderConfig, embeddings: nn.Module | None = None) -> nn.Module:
+    """The body ``cfg.architecture`` names (bert, roberta and xlm-roberta are all :class:`Encoder`; deberta-v2 is
+    :class:`electra.deberta.DebertaEncoder`), optionally on another network's embeddings module (es sharing)."""
+    if cfg.architecture == "deberta-v2":
+        return DebertaEncoder(cfg, embeddings)
+    return Encoder(cfg, embeddings)
+
+
 class GeneratorHead(nn.Module):
     """dense -> GELU -> LayerNorm -> output layer tied to the word embeddings, plus a bias."""
 
@@ -178,7 +241,7 @@ class Generator(nn.Module):
 
     def __init__(self, cfg: EncoderConfig, embeddings: Embeddings | None = None):
         super().__init__()
-        self.encoder = Encoder(cfg, embeddings)
+        self.encoder = make_encoder(cfg, embeddings)
         self.head = GeneratorHead(cfg, self.encoder.embeddings.word_embeddings.embedding_dim)
         self.output_grad = True
 
@@ -197,7 +260,7 @@ class Discriminator(nn.Module):
 
     def __init__(self, cfg: EncoderConfig, embeddings: Embeddings | None = None):
         super().__init__()
-        self.encoder = Encoder(cfg, embeddings)
+        self.encoder = make_encoder(cfg, embeddings)
         self.head = DiscriminatorHead(cfg)
 
     def forward(self, input_ids: Tensor, attention_mask: Tensor | None = None,
@@ -207,18 +270,33 @@ class Discriminator(nn.Module):
 
 
 class Electra(nn.Module):
-    """Generator and discriminator, sharing one embeddings module when ``tie_embeddings`` is set."""
+    """Generator and discriminator, their embeddings related as ``config.embedding_sharing`` says: one module
+    (es), two (nes), or the discriminator's word and position tables GDES views of the generator's (gdes)."""
 
     def __init__(self, config: ModelConfig):
         super().__init__()
         self.config = config
         self.discriminator = Discriminator(config.discriminator)
-        shared = self.discriminator.encoder.embeddings if config.tie_embeddings else None
+        shared = self.discriminator.encoder.embeddings if config.embedding_sharing == "es" else None
         self.generator = Generator(config.generator, shared)
         self.apply(partial(init_weights, std=config.discriminator.initializer_range))
+        if config.embedding_sharing == "gdes":
+            share_gdes(self.discriminator.encoder.embeddings, self.generator.encoder.embeddings)
 
     def num_parameters(self) -> int:
         return sum(p.numel() for p in self.parameters())
+
+    def merge_gdes(self) -> Electra:
+        """Turn GDES sharing into two separate tables in place (the discriminator's = E_G + E_delta, config nes):
+        the same function, what fine-tuning, inference and export work on. Other modes are left as they are."""
+        if self.config.embedding_sharing != "gdes":
+            return self
+        embeddings = self.discriminator.encoder.embeddings
+        for name, module in list(embeddings.named_children()):
+            if isinstance(module, DeltaEmbedding):
+                setattr(embeddings, name, nn.Embedding.from_pretrained(module.weight.detach().clone(), freeze=False))
+        self.config = self.config.replace(embedding_sharing="nes")
+        return self
 
 
 def truncated_normal_(weight: Tensor, std: float) -> Tensor:

@@ -82,7 +82,12 @@ def generator_steps(cfg: PretrainConfig) -> int:
 
 def adjust_model_config(cfg: PretrainConfig, model_cfg: ModelConfig) -> ModelConfig:
     """The model shape a mode needs: the MLM baseline trains a generator of the discriminator's size, two-stage
-    wants a generator identical to the discriminator."""
+    wants a generator identical to the discriminator. GDES sharing needs a generator that learns MLM beside a
+    discriminator: the mlm objective (no discriminator) and two-stage (a frozen generator) refuse it."""
+    if model_cfg.embedding_sharing == "gdes" and (cfg.objective == "mlm" or cfg.generator_training == "two-stage"):
+        mode = "--objective mlm trains no discriminator" if cfg.objective == "mlm" else \
+            "--generator-training two-stage freezes the generator, whose table GDES would keep following"
+        raise ElectraError(f"--embedding-sharing gdes: {mode}; use es or nes")
     if cfg.objective == "mlm":
         return model_cfg.replace(generator_size=1.0, generator_depth=1.0)
     if cfg.generator_training != "two-stage":
@@ -93,7 +98,7 @@ def adjust_model_config(cfg: PretrainConfig, model_cfg: ModelConfig) -> ModelCon
                            f"{model_cfg.generator_size}, depth {model_cfg.generator_depth})")
     d = model_cfg.discriminator
     # Untied embeddings: the frozen generator keeps its own; same heads and FFN: the weights copy over exactly.
-    return model_cfg.replace(tie_embeddings=False, generator_num_heads=d.num_heads,
+    return model_cfg.replace(embedding_sharing="nes", generator_num_heads=d.num_heads,
                              generator_intermediate_size=d.intermediate_size)
 
 

@@ -67,7 +67,7 @@ from electra.tokenization import (
 TRIMMABLE = ("WordPiece", "Unigram", "WordLevel")
 BATCH_CHARS = 1 << 20  # text handed to encode_batch at once
 # tensors with one row (entry) per vocabulary id
-VOCAB_TENSORS = ("embeddings.word_embeddings.weight", "generator.head.bias")
+VOCAB_TENSORS = ("embeddings.word_embeddings.weight", "embeddings.word_embeddings.delta", "generator.head.bias")
 _BYTE_PIECE = re.compile(r"<0x[0-9A-Fa-f]{2}>")
 
 
@@ -317,7 +317,7 @@ def trim_vocab(model: str | Path, corpus: Sequence[str | Path], out: str | Path,
     kept, used, specials, support = choose_ids(tok, counts, min_count, where)
     new_tok = trimmed_tokenizer(tok, kept, str(tok_dir))
     index = {old: new for new, old in enumerate(kept)}
-    source = load_checkpoint(ckpt)
+    source = load_checkpoint(ckpt, keep_gdes=True)
     new_model = trimmed_model(source, kept, index[roles.pad_id])  # the config's pad id: the tokenizer's, renamed
     report = TrimReport(str(ckpt), str(out), kind, ids, rows, len(kept), used, specials, support, min_count,
                         text.stats.lines, tokens, source.num_parameters(), new_model.num_parameters(),

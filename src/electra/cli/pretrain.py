@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 
 from electra.cli.common import add_framework_arg
-from electra.config import PRESETS, ModelConfig, PretrainConfig, load_mapping, table
+from electra.config import EMBEDDING_SHARING, PRESETS, ModelConfig, PretrainConfig, load_mapping, table
 from electra.demo import run_demo as demo
 from electra.errors import ElectraError
 from electra.training.plot import plot_curves
@@ -39,6 +39,10 @@ def add_pretrain(sub: argparse._SubParsersAction) -> None:
                       ("--word-embeddings-lr-scale", float)]:
         p.add_argument(flag, type=typ)
     p.add_argument("--generator-size", type=float, help="generator width as a fraction of the discriminator's")
+    p.add_argument("--embedding-sharing", choices=EMBEDDING_SHARING,
+                   help="es: one embeddings module for both networks (ELECTRA, default); nes: each its own; gdes: "
+                        "DeBERTa-v3's gradient-disentangled sharing (discriminator tables = stop_gradient(generator's) "
+                        "+ a delta of its own); with --init-from it converts the checkpoint's sharing")
     p.add_argument("--precision", choices=["auto", "fp32", "bf16"])
     p.add_argument("--device", help="cpu, cuda, cuda:N (default: cuda when available)")
     p.add_argument("--compile", action="store_true", default=None, help="torch.compile the step when possible")
@@ -84,6 +88,8 @@ def pretrain_config_from_args(args: argparse.Namespace):  # noqa: ANN201
     cfg = PretrainConfig.for_preset(preset, data=args.data, out=args.out, **overrides)
     if model_values and cfg.preset in PRESETS and not cfg.init_from:  # errors in the file name the file
         ModelConfig.preset(cfg.preset, source=args.config, **model_values)
+    if args.embedding_sharing is not None:
+        model_values["embedding_sharing"] = args.embedding_sharing
     if args.generator_size is not None:
         model_values["generator_size"] = args.generator_size
         ModelConfig.preset(cfg.preset if cfg.preset in PRESETS else "small", source="pretrain option",
@@ -114,6 +120,9 @@ def run_pretrain(args: argparse.Namespace) -> None:
     if args.framework == "tf" and cfg.whole_word_masking:
         raise ElectraError("--whole-word-masking: PyTorch only, not with --framework tf (its objective masks tokens "
                            "independently)")
+    if args.framework == "tf" and model_values.get("embedding_sharing") == "gdes":
+        raise ElectraError("--embedding-sharing gdes: PyTorch only, not with --framework tf (the Keras networks "
+                           "share embeddings as es or nes)")
     if args.framework == "tf":
         from electra.tf.cli import pretrain_tf
 

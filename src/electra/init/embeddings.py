@@ -42,7 +42,7 @@ import torch
 from tokenizers import Tokenizer
 
 from electra.errors import ElectraError
-from electra.modeling import Electra
+from electra.modeling import Electra, owned_tables
 from electra.tokenization import SPECIAL_TOKENS, continuation_prefix, load_tokenizer, special_tokens, vocab_tokens
 
 
@@ -236,9 +236,7 @@ def init_word_embeddings(model: Electra, vectors_file: str | Path, vocab: Sequen
     """
     vocab, specials, marker, starts_word = vocabulary_of(vocab, special)
     words = [word_of(t, marker, starts_word, specials) for t in vocab]
-    tables = [model.discriminator.encoder.embeddings.word_embeddings]
-    if not model.config.tie_embeddings:
-        tables.append(model.generator.encoder.embeddings.word_embeddings)
+    tables = owned_tables(model, "word_embeddings")  # gdes: the generator's (the discriminator's delta stays 0)
     target = tables[0].embedding_dim
     if len(vocab) > tables[0].num_embeddings:
         raise ElectraError(f"vocabulary of {len(vocab)} entries is larger than the model's {tables[0].num_embeddings}")

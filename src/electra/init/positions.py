@@ -15,7 +15,7 @@ import math
 import torch
 
 from electra.config import POSITION_INITS  # noqa: F401 (re-exported)
-from electra.modeling import Electra
+from electra.modeling import Electra, owned_tables
 
 
 def sinusoids(positions: int, dim: int) -> torch.Tensor:
@@ -33,9 +33,7 @@ def init_position_embeddings(model: Electra, kind: str) -> None:
     """Overwrite every position table of ``model`` (one when the networks share embeddings) with ``kind``."""
     if kind == "normal":
         return
-    tables = {id(m.position_embeddings): m.position_embeddings
-              for m in model.modules() if hasattr(m, "position_embeddings")}
-    for emb in tables.values():
+    for emb in owned_tables(model, "position_embeddings"):  # gdes: the generator's; the discriminator follows
         w = emb.weight
         table = sinusoids(w.shape[0], w.shape[1])
         w.copy_((table * (w.float().std().item() / table.std().item())).to(w.dtype))

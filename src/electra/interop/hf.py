@@ -31,6 +31,9 @@ from electra.modeling import Electra
 from electra.tokenization import load_tokenizer, save_tokenizer, special_tokens
 
 EXPORT_KINDS = ("discriminator", "generator")
+# Our detection head beside an export whose transformers class has none (RobertaModel, DebertaV2Model), in
+# ELECTRA's names (discriminator_predictions.*): a re-import with `import-hf --model` restores it.
+RTD_HEAD_FILE = "rtd_head.safetensors"
 TOKENIZER_FILES = ("vocab.txt", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json")
 
 # Our EncoderConfig field -> transformers ElectraConfig field.
@@ -136,6 +139,30 @@ def encoder_from_hf(hf: dict[str, Tensor], num_layers: int, source: str, prefix:
     return out
 
 
+def rtd_head_state(network: torch.nn.Module) -> dict[str, Tensor]:
+    """A Discriminator's detection head in ``ElectraForPreTraining``'s names (what :data:`RTD_HEAD_FILE` holds)."""
+    head = {f"head.{k}": v for k, v in network.head.state_dict().items()}
+    out: dict[str, Tensor] = {}
+    for key, t in head.items():
+        module, param = key.rsplit(".", 1)
+        out[HEAD_KEYS["discriminator"][module] + "." + param] = t.detach().clone().contiguous()
+    return out
+
+
+def read_rtd_head(directory: str | Path) -> dict[str, Tensor] | None:
+    """Our ``head.*`` keys from ``directory``'s :data:`RTD_HEAD_FILE`, or None when it has none."""
+    file = Path(directory) / RTD_HEAD_FILE
+    if not file.is_file():
+        return None
+    try:
+        hf = load_file(str(file))
+    except (SafetensorError, OSError, ValueError) as e:
+        raise ElectraError(f"{file}: unreadable weights ({e})") from None
+    take = _taker(hf, str(file))
+    return {f"{ours}.{param}": take(f"{theirs}.{param}")
+            for ours, theirs in HEAD_KEYS["discriminator"].items() for param in ("weight", "bias")}
+
+
 def _taker(hf: dict[str, Tensor], source: str):  # noqa: ANN202
     def take(key: str) -> Tensor:
         if key not in hf:
@@ -158,8 +185,8 @@ def to_hf_config(cfg: EncoderConfig, kind: str) -> dict[str, Any]:
 
 
 def from_hf_config(hf: dict[str, Any], source: str, model_type: str = "electra") -> EncoderConfig:
-    """Our EncoderConfig from a transformers ``config.json`` of ``model_type`` ("electra", or "bert": the same
-    fields, embedding size = hidden size)."""
+    """Our EncoderConfig from a transformers ``config.json`` of ``model_type`` ("electra", or "bert", "roberta",
+    "xlm-roberta": the same fields, embedding size = hidden size)."""
     if hf.get("model_type", model_type) != model_type:
         raise ElectraError(f"{source}: model_type is {hf.get('model_type')!r}, expected {model_type!r}")
     if hf.get("position_embedding_type", "absolute") != "absolute":
@@ -171,7 +198,7 @@ def from_hf_config(hf: dict[str, Any], source: str, model_type: str = "electra")
             values[ours] = hf[theirs]
         elif ours in ("vocab_size", "hidden_size", "num_layers", "num_heads", "intermediate_size"):
             raise ElectraError(f"{source}: missing field {theirs!r}")
-    if model_type == "bert":
+    if model_type != "electra":  # BERT, RoBERTa, XLM-R: no embedding size of their own
         values.pop("embedding_size", None)
     check_field_types(EncoderConfig, values, source)
     values.setdefault("embedding_size", values["hidden_size"])
@@ -194,7 +221,8 @@ def combine_configs(disc: EncoderConfig, gen: EncoderConfig | None, tie: bool) -
             raise ElectraError(f"generator config: {f} {getattr(gen, f)} differs from the discriminator's "
                                f"{getattr(disc, f)}; expected the same")
     config = ModelConfig(discriminator=disc, generator_size=gen.hidden_size / disc.hidden_size,
-                         generator_depth=gen.num_layers / disc.num_layers, tie_embeddings=tie)
+                         generator_depth=gen.num_layers / disc.num_layers,
+                         embedding_sharing="es" if tie else "nes")
     derived = config.generator
     return config.replace(
         generator_num_heads=None if derived.num_heads == gen.num_heads else gen.num_heads,
@@ -290,9 +318,12 @@ def import_hf(disc_dir: str | Path, out: str | Path, gen_dir: str | Path | None 
 
 
 def export_hf(checkpoint: str | Path, out: str | Path) -> Path:
-    """Write ``out/discriminator`` and ``out/generator`` loadable by ``ElectraForPreTraining``/``ForMaskedLM``,
-    each with the checkpoint's tokenizer files (:func:`electra.tokenization.save_tokenizer`: its special-token roles
-    in ``special_tokens_map.json``, so ``AutoTokenizer`` encodes as we do) and ``pad_token_id`` from its roles.
+    """Write ``out/discriminator`` and ``out/generator`` in the transformers layout of the checkpoint's
+    architecture (:func:`electra.interop.hf_models.hf_layout`): bert as ``ElectraForPreTraining``/``ForMaskedLM``;
+    roberta / xlm-roberta as ``(XLM)RobertaModel`` (+ ``rtd_head.safetensors``) / ``(XLM)RobertaForMaskedLM``;
+    deberta-v2 as ``electra.interop.hf_deberta`` writes it. Each gets the checkpoint's tokenizer files
+    (:func:`electra.tokenization.save_tokenizer`: its special-token roles in ``special_tokens_map.json``, so
+    ``AutoTokenizer`` encodes as we do) and ``pad_token_id`` from its roles.
 
     ``out`` is written as a whole, atomically (a temporary sibling, then a rename): an existing export there is
     replaced, anything else is refused, and a failed write leaves it as it was."""
@@ -309,19 +340,31 @@ def export_hf(checkpoint: str | Path, out: str | Path) -> Path:
     tok = None if tok_dir is None else load_tokenizer(tok_dir)
     if tok is not None:
         check_tokenizer_fits(tok, model.config.discriminator.vocab_size, tok_dir, checkpoint)
+    from electra.interop.hf_models import hf_layout  # it imports this module
+
     kinds = ["discriminator"] + (["generator"] if meta.get("has_generator", True) else [])
+    roles = None if tok is None else special_tokens(tok)
     with atomic_directory(out, "export") as tmp:
         for kind in kinds:
             network = getattr(model, kind)
             target = tmp / kind
             target.mkdir()
             cfg = model.config.discriminator if kind == "discriminator" else model.config.generator
-            hf_config = to_hf_config(cfg, kind)
-            if tok is not None:  # the tokenizer's pad id, whatever the config was made with
-                hf_config["pad_token_id"] = special_tokens(tok).pad_id
+            hf_config, state, beside = hf_layout(network, cfg, kind, roles)
             (target / "config.json").write_text(json.dumps(hf_config, indent=2) + "\n")
-            save_file(to_hf_state_dict(network, kind), str(target / "model.safetensors"),
-                      metadata={"format": "pt"})
+            save_file(state, str(target / "model.safetensors"), metadata={"format": "pt"})
+            for name, tensors in beside.items():
+                save_file(tensors, str(target / name), metadata={"format": "pt"})
             if tok is not None:
                 save_tokenizer(tok, target)
+                if cfg.type_vocab_size == 1:  # one token type (RoBERTa's): AutoTokenizer gives no segment ids
+                    _drop_token_type_ids(target / "tokenizer_config.json")
     return out
+
+
+def _drop_token_type_ids(file: Path) -> None:
+    """A tokenizer_config.json's ``model_input_names`` without ``token_type_ids``, as RobertaTokenizer's (segment 1
+    of a pair would index past a one-row token-type table)."""
+    settings = json.loads(file.read_text())
+    settings["model_input_names"] = ["input_ids", "attention_mask"]
+    file.write_text(json.dumps(settings, indent=2) + "\n")

@@ -16,6 +16,7 @@ from __future__ import annotations
 from typing import Any
 
 from electra.config import EncoderConfig, ModelConfig
+from electra.errors import ElectraError
 from electra.tf import keras_module
 
 keras = keras_module()
@@ -245,13 +246,16 @@ def unpack(inputs: dict[str, Any]) -> tuple[Any, Any, Any]:
 
 
 class Electra(keras.Model):
-    """Generator and discriminator, sharing one embeddings layer when ``tie_embeddings`` is set.
+    """Generator and discriminator, sharing one embeddings layer under ``embedding_sharing`` es (gdes: refused).
 
     ``model(inputs)`` gives ``{"discriminator_logits": (batch, seq), "generator_logits": (batch, seq, vocab)}``.
     """
 
     def __init__(self, config: ModelConfig, **kwargs: Any):
         super().__init__(**kwargs)
+        if config.embedding_sharing == "gdes":
+            raise ElectraError("embedding_sharing gdes: the Keras networks share embeddings as es or nes; train with "
+                               "PyTorch (a GDES checkpoint converts to Keras merged, as nes)")
         self.config = config
         self.discriminator = Discriminator(config.discriminator, name="discriminator")
         shared = self.discriminator.encoder.embeddings if config.tie_embeddings else None

@@ -27,11 +27,14 @@ from torch import Tensor
 
 from electra import objectives
 from electra.checkpoint import (
+    CONFIG_FILE,
     WEIGHTS_FILE,
     _shared_keys,
+    convert_sharing,
     find_latest_checkpoint,
     load_state,
     read_checkpoint_meta,
+    read_tensors,
     resolve_checkpoint,
     tokenizer_dir,
     write_model,
@@ -43,7 +46,7 @@ from electra.errors import ElectraError, os_reason
 from electra.files import write_text_atomic
 from electra.init.embeddings import init_word_embeddings
 from electra.init.positions import init_position_embeddings
-from electra.modeling import Electra
+from electra.modeling import Electra, table_parameters
 from electra.pretraining import SpecialIds, annealed_temperature
 from electra.tokenization import load_tokenizer, tokenizer_hash, word_start_table
 from electra.training.allocator import tune_malloc
@@ -120,7 +123,8 @@ def scale_word_embeddings_lr(groups: list[dict], model: Electra, scale: float) -
     """``groups`` with the word-embedding tables (one when tied) in groups of their own at ``scale`` x their LR."""
     if scale == 1:
         return groups
-    ids = {id(net.encoder.embeddings.word_embeddings.weight) for net in (model.discriminator, model.generator)}
+    ids = {id(p) for net in (model.discriminator, model.generator)
+           for p in table_parameters(net.encoder.embeddings.word_embeddings)}
     return [{**g, "lr": g["lr"] * scale, "base_lr": g["base_lr"] * scale} if g["word_embeddings"] else g
             for g in split_groups(groups, ids, "word_embeddings")]
 
@@ -177,12 +181,15 @@ def resolve_model_config(cfg: PretrainConfig, vocab_size: int, config_file: str 
     """Preset (or config file) + overrides, with the vocabulary size of the prepared data; with ``init_from``,
     the checkpoint's shape (it has to match the vocabulary, see :func:`check_init_vocabulary`)."""
     if cfg.init_from:
-        if config_file or overrides:
+        shape = {k: v for k, v in (overrides or {}).items() if k != "embedding_sharing"}
+        if config_file or shape:
             raise ElectraError("--init-from takes the model's shape from the checkpoint: drop --config [model] "
-                               f"and --generator-size ({', '.join(sorted(overrides or {})) or config_file})")
+                               f"and --generator-size ({', '.join(sorted(shape)) or config_file})")
 
         ckpt = resolve_checkpoint(cfg.init_from)
         model_cfg = ModelConfig.from_dict(read_checkpoint_meta(ckpt)["model"], source=str(ckpt / "config.json"))
+        if sharing := (overrides or {}).get("embedding_sharing"):
+            model_cfg = model_cfg.replace(embedding_sharing=sharing)  # the weights are converted on loading
         rows = model_cfg.discriminator.vocab_size
         if rows > vocab_size and tokenizer_dir(ckpt) is not None \
                 and load_tokenizer(tokenizer_dir(ckpt)).get_vocab_size() == vocab_size:
@@ -226,10 +233,15 @@ def load_init_weights(model: Electra, init_from: str, data_tokenizer_dir: Path) 
                                f"prepared with ({data_tokenizer_dir}, hash {theirs}); the token ids would not mean "
                                "the same words: prepare the data with --tokenizer CKPT/tokenizer")
     has_generator = meta.get("has_generator", True)
-    left = load_state(ckpt, model, skip=_shared_keys(model), optional_prefix=None if has_generator else "generator.")
+    source = ModelConfig.from_dict(meta["model"], source=str(ckpt / CONFIG_FILE)).embedding_sharing
+    tensors, sharing = convert_sharing(read_tensors(ckpt), source, model.config)
+    left = load_state(ckpt, model, skip=_shared_keys(model), optional_prefix=None if has_generator else "generator.",
+                      tensors=tensors)
     generator = "generator from the checkpoint" if not left else f"new generator ({len(left)} tensors initialised)"
     checked = "vocabulary checked" if tok is not None else "no tokenizer in the checkpoint: vocabulary size only"
-    return f"init-from: {ckpt / WEIGHTS_FILE}: discriminator and {generator}; {checked}; optimizer and step fresh"
+    sharing = f"; {sharing}" if sharing else ""
+    return (f"init-from: {ckpt / WEIGHTS_FILE}: discriminator and {generator}{sharing}; {checked}; optimizer and "
+            "step fresh")
 
 
 def check_run_folder(run_dir: Path, record: dict[str, Any], resume: bool, overwrite: bool) -> None:
@@ -244,6 +256,10 @@ def check_run_folder(run_dir: Path, record: dict[str, Any], resume: bool, overwr
         raise ElectraError(f"{run_dir}: already holds a run; pass --resume to continue it or --overwrite to "
                            "start again")
     old = json.loads(existing.read_text())
+    try:  # model fields added since (architecture, embedding_sharing for tie_embeddings) read as their defaults
+        old["model"] = ModelConfig.from_dict(old.get("model", {}), source=str(existing)).to_dict()
+    except ElectraError:
+        pass  # compared as written: the differences are listed below
     # a field added since the run was made holds its default there (the run trained with that behaviour)
     added = {f.name: f.default for f in dataclasses.fields(PretrainConfig) if f.default is not dataclasses.MISSING}
     diffs = []
@@ -337,7 +353,8 @@ def pretrain(cfg: PretrainConfig, config_file: str | None = None,
     model.generator.output_grad = cfg.generator_output_grad
     if not cfg.train_word_embeddings:
         for net in (model.discriminator, model.generator):
-            net.encoder.embeddings.word_embeddings.weight.requires_grad_(False)
+            for p in table_parameters(net.encoder.embeddings.word_embeddings):
+                p.requires_grad_(False)
     word_starts = None  # whole-word masking without word starts in the data: the vocabulary's
     if cfg.whole_word_masking and not data.has_word_starts:
         try:
