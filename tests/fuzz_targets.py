@@ -276,7 +276,7 @@ def _pristine() -> Path:
     """A tiny pre-training run (one training checkpoint), a fine-tuned run and an HF export, made once."""
     from electra.checkpoint import save_checkpoint
     from electra.config import ModelConfig
-    from electra.interop.hf import export_hf
+    from electra.interop.hf_models import export_hf
     from electra.modeling import Electra
     from electra.tasks.heads import ClassificationHead
     from electra.tasks.runner import TaskModel, save_task_model
@@ -361,7 +361,8 @@ def _damage(folder: Path, steps: list[tuple[str, str, Any]]) -> None:
 
 def _checkpoint(args: tuple[str, list[tuple[str, str, Any]]], tmp: Path) -> Any:
     from electra.checkpoint import find_latest_checkpoint, load_checkpoint
-    from electra.interop.hf import electra_from_hf, export_hf
+    from electra.interop.hf import electra_from_hf
+    from electra.interop.hf_models import export_hf
     from electra.tasks.runner import load_task_model
     from electra.tokenization import load_tokenizer
     from electra.training.checkpointing import load_training_checkpoint

@@ -14,7 +14,7 @@ from electra.cli import main as cli
 from electra.config import ModelConfig, PretrainConfig
 from electra.data.prepare import prepare
 from electra.errors import ElectraError
-from electra.interop.hf import export_hf
+from electra.interop.hf_models import export_hf
 from electra.modeling import DeltaEmbedding, Electra
 from electra.tokenization import train_tokenizer
 from electra.training.pretrainer import load_init_weights, pretrain

@@ -11,7 +11,8 @@ from safetensors.torch import load_file, save_file
 from electra.checkpoint import WEIGHTS_FILE, load_checkpoint, read_checkpoint_meta, save_checkpoint, tokenizer_dir
 from electra.config import ModelConfig
 from electra.errors import ElectraError
-from electra.interop.hf import electra_from_hf, export_hf, import_hf
+from electra.interop.hf import electra_from_hf, import_hf
+from electra.interop.hf_models import export_hf
 from electra.modeling import Electra
 from hf_models import make_pair, random_batch, save_pair, transformers
 

@@ -10,8 +10,8 @@ import torch
 
 from electra.checkpoint import load_checkpoint, read_checkpoint_meta
 from electra.errors import ElectraError
-from electra.interop.hf import export_hf
 from electra.interop.hf_bert import import_bert, minilm_dir
+from electra.interop.hf_models import export_hf
 from electra.tokenization import load_tokenizer
 from hf_models import randomize, transformers
 

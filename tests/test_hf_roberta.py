@@ -13,7 +13,8 @@ import torch
 
 from electra.checkpoint import load_checkpoint, read_checkpoint_meta
 from electra.errors import ElectraError
-from electra.interop.hf import RTD_HEAD_FILE, export_hf
+from electra.interop.hf import RTD_HEAD_FILE
+from electra.interop.hf_models import export_hf
 from electra.interop.hf_roberta import import_roberta
 from electra.tokenization import train_tokenizer
 from hf_models import randomize, transformers

@@ -206,7 +206,7 @@ def test_hugging_face_pair_gives_transformers_logits_in_keras(share, tmp_path):
 
 
 def test_our_hf_export_loads_into_keras_and_agrees(tmp_path):
-    from electra.interop.hf import export_hf
+    from electra.interop.hf_models import export_hf
 
     torch.manual_seed(0)
     tm = randomize(TorchElectra(CONFIGS["small-ish"]), 3)

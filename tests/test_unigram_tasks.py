@@ -253,7 +253,7 @@ def test_onnx_style_padding_to_a_minimum_length_uses_the_pad_id():
 # ---- transformers export --------------------------------------------------------------------------------
 def test_transformers_export_of_a_unigram_checkpoint_round_trips(ckpt, tok, tmp_path):
     transformers = pytest.importorskip("transformers")
-    from electra.interop.hf import export_hf
+    from electra.interop.hf_models import export_hf
 
     export_hf(ckpt, tmp_path / "hf")
     disc = tmp_path / "hf" / "discriminator"

@@ -9,9 +9,9 @@ import json
 from electra.cli.common import add_backend_args
 from electra.errors import ElectraError
 from electra.export.onnx import export_onnx, read_meta
-from electra.interop.hf import EXPORT_KINDS, export_hf, import_hf
+from electra.interop.hf import EXPORT_KINDS, import_hf
 from electra.interop.hf_bert import DEFAULT_GENERATOR_INIT, import_bert
-from electra.interop.hf_models import MODEL_TYPES, exported_class, import_model
+from electra.interop.hf_models import MODEL_TYPES, export_hf, exported_class, import_model
 from electra.serve.limits import Limits
 from electra.serve.server import serve
 

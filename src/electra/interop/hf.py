@@ -6,29 +6,21 @@ fused query/key/value projection into ``query``, ``key`` and ``value``.
 
 from __future__ import annotations
 
-import json
 import shutil
 from pathlib import Path
 from typing import Any
 
 import torch
 from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 from torch import Tensor
 
 from electra.checkpoint import (
-    check_tokenizer_fits,
-    load_checkpoint,
-    read_checkpoint_meta,
-    resolve_checkpoint,
     save_checkpoint,
-    tokenizer_dir,
 )
 from electra.config import EncoderConfig, ModelConfig, check_field_types, read_json
 from electra.errors import ElectraError
-from electra.files import atomic_directory
 from electra.modeling import Electra
-from electra.tokenization import load_tokenizer, save_tokenizer, special_tokens
 
 EXPORT_KINDS = ("discriminator", "generator")
 # Our detection head beside an export whose transformers class has none (RobertaModel, DebertaV2Model), in
@@ -315,56 +307,3 @@ def import_hf(disc_dir: str | Path, out: str | Path, gen_dir: str | Path | None 
     finally:
         if staging is not None:
             shutil.rmtree(staging, ignore_errors=True)
-
-
-def export_hf(checkpoint: str | Path, out: str | Path) -> Path:
-    """Write ``out/discriminator`` and ``out/generator`` in the transformers layout of the checkpoint's
-    architecture (:func:`electra.interop.hf_models.hf_layout`): bert as ``ElectraForPreTraining``/``ForMaskedLM``;
-    roberta / xlm-roberta as ``(XLM)RobertaModel`` (+ ``rtd_head.safetensors``) / ``(XLM)RobertaForMaskedLM``;
-    deberta-v2 as ``electra.interop.hf_deberta`` writes it. Each gets the checkpoint's tokenizer files
-    (:func:`electra.tokenization.save_tokenizer`: its special-token roles in ``special_tokens_map.json``, so
-    ``AutoTokenizer`` encodes as we do) and ``pad_token_id`` from its roles.
-
-    ``out`` is written as a whole, atomically (a temporary sibling, then a rename): an existing export there is
-    replaced, anything else is refused, and a failed write leaves it as it was."""
-    out = Path(out)
-    if out.exists() and not out.is_dir():
-        raise ElectraError(f"--out {out}: exists and is not a folder; expected a new or an export folder")
-    if out.is_dir() and (other := sorted(p.name for p in out.iterdir() if p.name not in EXPORT_KINDS)):
-        raise ElectraError(f"--out {out}: holds other files ({', '.join(other[:3])}); expected a new or an export "
-                           "folder (discriminator/, generator/)")
-    checkpoint = resolve_checkpoint(checkpoint)
-    meta = read_checkpoint_meta(checkpoint)
-    model = load_checkpoint(checkpoint)
-    tok_dir = tokenizer_dir(checkpoint)
-    tok = None if tok_dir is None else load_tokenizer(tok_dir)
-    if tok is not None:
-        check_tokenizer_fits(tok, model.config.discriminator.vocab_size, tok_dir, checkpoint)
-    from electra.interop.hf_models import hf_layout  # it imports this module
-
-    kinds = ["discriminator"] + (["generator"] if meta.get("has_generator", True) else [])
-    roles = None if tok is None else special_tokens(tok)
-    with atomic_directory(out, "export") as tmp:
-        for kind in kinds:
-            network = getattr(model, kind)
-            target = tmp / kind
-            target.mkdir()
-            cfg = model.config.discriminator if kind == "discriminator" else model.config.generator
-            hf_config, state, beside = hf_layout(network, cfg, kind, roles)
-            (target / "config.json").write_text(json.dumps(hf_config, indent=2) + "\n")
-            save_file(state, str(target / "model.safetensors"), metadata={"format": "pt"})
-            for name, tensors in beside.items():
-                save_file(tensors, str(target / name), metadata={"format": "pt"})
-            if tok is not None:
-                save_tokenizer(tok, target)
-                if cfg.type_vocab_size == 1:  # one token type (RoBERTa's): AutoTokenizer gives no segment ids
-                    _drop_token_type_ids(target / "tokenizer_config.json")
-    return out
-
-
-def _drop_token_type_ids(file: Path) -> None:
-    """A tokenizer_config.json's ``model_input_names`` without ``token_type_ids``, as RobertaTokenizer's (segment 1
-    of a pair would index past a one-row token-type table)."""
-    settings = json.loads(file.read_text())
-    settings["model_input_names"] = ["input_ids", "attention_mask"]
-    file.write_text(json.dumps(settings, indent=2) + "\n")
