@@ -247,3 +247,20 @@ def test_cli_gdes_with_framework_tf_is_one_line_error(data_dir, tmp_path, capsys
     assert e.value.code == 2
     err = capsys.readouterr().err.strip()
     assert "gdes: PyTorch only" in err and len(err.splitlines()) == 1
+
+
+def test_onnx_export_of_a_gdes_checkpoint_reads_the_merged_tables(tmp_path):
+    pytest.importorskip("onnxruntime")
+    from electra.export.onnx import export_onnx
+    from electra.inference import OnnxRunner
+
+    m = trained_a_little(model("gdes").train())
+    save_checkpoint(m, tmp_path / "ckpt")
+    folder = export_onnx(tmp_path / "ckpt", tmp_path / "onnx")[0]
+    ids, mask = batch()
+    got = OnnxRunner(folder, threads=1)({"input_ids": ids.numpy(), "attention_mask": mask.numpy(),
+                                          "token_type_ids": torch.zeros_like(ids).numpy()})
+    with torch.no_grad():
+        want = m.discriminator(ids, mask)
+    name = next(iter(got))
+    assert torch.allclose(torch.as_tensor(got[name])[mask.bool()], want[mask.bool()], atol=1e-4)
