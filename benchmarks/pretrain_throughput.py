@@ -14,10 +14,19 @@ distribution, ``electra.pretraining.sample_from_softmax``).
 Model FLOPs per step (forward x 3 for forward + backward, matmuls only):
   per encoder: B*T*[L*(8H^2 + 4HF + 4TH) + 2EH (if E != H)]; discriminator head 2H^2 per token;
   generator head per masked position (B*P of them): 2*H_g*E + 2*E*V.
+``--deberta`` times DeBERTa-v3-shaped networks instead (architecture deberta-v2: relative attention, 256 log
+buckets, p2c|c2p, shared keys, no absolute positions or token types; the preset's shapes): ours, the reference
+built from transformers' DebertaV2ForMaskedLM (generator, word table shared) + DebertaV2Model (discriminator)
+with our head's shape (dense -> GELU -> logit), called as the plain reference is, and our BERT-body step at the
+same shapes (what the disentangled attention costs). Its FLOPs add the c2p and p2c matmuls (8 * span * H per
+token and layer) and the relative-embedding projections, over all 2 x span rows as transformers computes them
+(ours reads only the rows a sequence reaches: 255 of 512 at 128 tokens).
+
 Prints a table and a final JSON line. ``--precision bf16`` on a CPU without native bf16 (AVX512-BF16/AMX-BF16,
 ``electra.training.precision.emulated_bf16``) is refused in one line unless ``--force-emulated-bf16``.
 
   python benchmarks/pretrain_throughput.py --preset small --batch 32 --seq 128 --steps 8 --precision fp32
+  python benchmarks/pretrain_throughput.py --deberta --preset small --batch 8 --seq 128 --steps 5
 """
 
 from __future__ import annotations
@@ -73,7 +82,12 @@ def encoder_flops(c: EncoderConfig, tokens: int, seq: int) -> float:
     per_token = layers * (8 * h * h + 4 * h * f + 4 * seq * h)
     if c.embedding_size != h:
         per_token += 2 * c.embedding_size * h
-    return tokens * per_token
+    total = tokens * per_token
+    if c.architecture == "deberta-v2" and c.relative_attention:  # c2p, p2c; relative embeddings through 2 projections
+        span = c.position_buckets if c.position_buckets > 0 else c.max_position_embeddings
+        terms = len(c.pos_att_type.split("|"))
+        total += tokens * layers * terms * 4 * span * h + layers * terms * 2 * (2 * span) * h * h
+    return total
 
 
 def step_flops(cfg: ModelConfig, batch: int, seq: int, predictions: int) -> float:
@@ -93,6 +107,13 @@ def make_batch(batch: int, seq: int, vocab: int, seed: int = 0) -> dict[str, tor
     tt = torch.zeros_like(ids)
     tt[:, seq // 2 + 1:] = 1
     return {"input_ids": ids, "attention_mask": torch.ones_like(ids), "token_type_ids": tt}
+
+
+# DeBERTa-v3's shape options (microsoft/deberta-v3-*): relative attention in 256 log buckets, p2c|c2p with shared
+# keys, normalised relative embeddings, no absolute positions and no token types.
+DEBERTA_V3 = dict(architecture="deberta-v2", relative_attention=True, position_buckets=256,
+                  position_biased_input=False, pos_att_type="p2c|c2p", norm_rel_ebd="layer_norm", share_att_key=True,
+                  type_vocab_size=0)
 
 
 # ---- the transformers-based reference ------------------------------------------------------------------
@@ -156,6 +177,55 @@ class HFStep:
         self.opt.step()
 
 
+def hf_deberta_models(cfg: ModelConfig):
+    """(DebertaV2ForMaskedLM generator, DebertaV2Model discriminator, detection head) sharing the word table."""
+    import transformers
+
+    from electra.interop.hf_deberta import hf_deberta_config
+
+    gen = transformers.DebertaV2ForMaskedLM(transformers.DebertaV2Config(**hf_deberta_config(cfg.generator,
+                                                                                            "generator")))
+    disc = transformers.DebertaV2Model(transformers.DebertaV2Config(**hf_deberta_config(cfg.discriminator,
+                                                                                       "discriminator")))
+    gen.deberta.embeddings.word_embeddings = disc.embeddings.word_embeddings  # es, as ours: the word table shared
+    h = cfg.discriminator.hidden_size
+    head = torch.nn.Sequential(torch.nn.Linear(h, h), torch.nn.GELU(), torch.nn.Linear(h, 1))
+    return gen.train(), disc.train(), head.train()
+
+
+class HFDebertaStep:
+    """An RTD step with transformers' DeBERTa-v2 classes, called as :class:`HFStep`'s plain reference."""
+
+    def __init__(self, cfg: ModelConfig, seq: int, device: str = "cpu"):
+        torch.manual_seed(0)
+        self.gen, self.disc, self.head = (m.to(device) for m in hf_deberta_models(cfg))
+        self.max_pred = max_predictions_per_seq(seq, 0.15)
+        modules = (self.gen, self.disc, self.head)
+        self.params = list({id(p): p for m in modules for p in m.parameters()}.values())
+        self.opt = torch.optim.AdamW(self.params, lr=1e-4, eps=1e-6, weight_decay=0.01)
+
+    def _loss(self, ids, am, tt, rng_seed: int):
+        rng = torch.Generator(device=ids.device).manual_seed(rng_seed)
+        m = mask_tokens(ids, am, SPECIAL, 0.15, self.max_pred, rng)
+        labels = torch.full_like(ids, -100)
+        labels.scatter_(1, m.positions, torch.where(m.weights.bool(), m.ids, -100))
+        out = self.gen(input_ids=m.input_ids, attention_mask=am, labels=labels)
+        logits = out.logits.gather(1, m.positions[..., None].expand(-1, -1, out.logits.shape[-1]))
+        sampled = gumbel_sample(logits.detach(), rng)
+        fake = scatter_replace(ids, m.positions, m.ids, sampled, m.weights)
+        hidden = self.disc(input_ids=fake, attention_mask=am).last_hidden_state
+        disc_loss = F.binary_cross_entropy_with_logits(self.head(hidden).squeeze(-1), (fake != ids).float())
+        return out.loss + 50.0 * disc_loss
+
+    def __call__(self, batch, step: int, autocast) -> None:
+        self.opt.zero_grad(set_to_none=True)
+        with autocast:
+            loss = self._loss(batch["input_ids"], batch["attention_mask"], batch["token_type_ids"], step)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(self.params, 1.0)
+        self.opt.step()
+
+
 class OurStep:
     def __init__(self, cfg: ModelConfig, seq: int, compile_: bool, device: str = "cpu"):
         torch.manual_seed(0)
@@ -168,6 +238,13 @@ class OurStep:
 
 
 def builders_for(cfg: ModelConfig, args: argparse.Namespace) -> dict:
+    if args.deberta:
+        deberta = cfg.replace(**DEBERTA_V3)
+        return {
+            "deberta_reference": lambda: HFDebertaStep(deberta, args.seq, device=args.device),
+            "deberta_ours": lambda: OurStep(deberta, args.seq, args.ours_compile, device=args.device),
+            "bert_ours": lambda: OurStep(cfg, args.seq, args.ours_compile, device=args.device),
+        }
     return {
         "reference": lambda: HFStep(cfg, args.seq, tuned=False, device=args.device),
         "tuned_reference": lambda: HFStep(cfg, args.seq, tuned=True, device=args.device),
@@ -197,7 +274,9 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--warmup", type=int, default=3)
     ap.add_argument("--precision", choices=["fp32", "bf16"], default="fp32")
     ap.add_argument("--device", default="cpu")
-    ap.add_argument("--skip", default="", help="comma-separated: reference,tuned_reference,ours")
+    ap.add_argument("--skip", default="", help="comma-separated: reference,tuned_reference,ours (--deberta: "
+                    "deberta_reference,deberta_ours,bert_ours)")
+    ap.add_argument("--deberta", action="store_true", help="time DeBERTa-v3-shaped steps (see the docstring)")
     ap.add_argument("--ours-compile", action="store_true", help="also torch.compile our step")
     ap.add_argument("--system-malloc", action="store_true",
                     help="keep glibc's default malloc thresholds (default: set MALLOC_ENV for all implementations)")
@@ -239,21 +318,35 @@ def main(argv: list[str] | None = None) -> None:
                                for name, impl in impls.items()}, args.steps,
                               before=lambda: (gc.collect(), _sync(args.device)), after=lambda: _sync(args.device))
     peaks = {name: _step_peak_mb(name, args) for name in impls}
-    flops = step_flops(cfg, args.batch, args.seq, max_predictions_per_seq(args.seq, 0.15))
+    predictions = max_predictions_per_seq(args.seq, 0.15)
+    flops = step_flops(cfg, args.batch, args.seq, predictions)
     result: dict[str, float | str] = {"preset": args.preset, "batch": args.batch, "seq": args.seq,
                                       "precision": args.precision, "flops_per_step": flops,
                                       f"ceiling_{args.precision}_gflops": ceiling}
+    if args.deberta:
+        result["deberta_flops_per_step"] = step_flops(cfg.replace(**DEBERTA_V3), args.batch, args.seq, predictions)
     rows = []
     for name, ts in times.items():
         med = harness.median(ts)
         tps = args.batch * args.seq / med
-        gflops = flops / med / 1e9
+        gflops = (result["deberta_flops_per_step"] if name.startswith("deberta") else flops) / med / 1e9
         result[f"{name}_tokens_per_s"] = tps
         result[f"{name}_mfu"] = gflops / ceiling
         result[f"{name}_peak_mem_mb"] = peaks[name]
         rows.append((name, tps, gflops, gflops / ceiling, peaks[name]))
     print("\n" + harness.table([("implementation", "<18"), ("tokens/s", ">10.0f"), ("GFLOP/s", ">10.1f"),
                                 ("MFU", ">8.1%"), ("peak MB", ">10.0f")], rows))
+    for ours, ref, key in (("deberta_ours", "deberta_reference", "deberta_ours_over_reference"),
+                           ("deberta_ours", "bert_ours", "deberta_over_bert_step_time")):
+        if ours in times and ref in times:
+            if key.endswith("step_time"):  # how much longer the DeBERTa step takes than the BERT one
+                ratio, paired = harness.median(times[ours]) / harness.median(times[ref]), harness.paired(times[ours],
+                                                                                                        times[ref])
+            else:
+                ratio, paired = (result[f"{ours}_tokens_per_s"] / result[f"{ref}_tokens_per_s"],
+                                 harness.paired(times[ref], times[ours]))
+            result[key], result[key + "_paired"] = ratio, paired
+            print(f"{key}: {ratio:.2f}x (median of per-round ratios {paired:.2f}x)")
     if "ours" in times:
         for ref in ("reference", "tuned_reference"):
             if ref in times:
@@ -267,8 +360,8 @@ def main(argv: list[str] | None = None) -> None:
 
 def _step_peak_mb(name: str, args: argparse.Namespace) -> float:
     """Peak RSS (MB) of a fresh process running warm-up + 2 steps of one implementation: isolated, comparable."""
-    flags = [f for f, on in (("--ours-compile", args.ours_compile), ("--force-emulated-bf16", args.force_emulated_bf16))
-             if on]
+    flags = [f for f, on in (("--ours-compile", args.ours_compile), ("--force-emulated-bf16", args.force_emulated_bf16),
+                             ("--deberta", args.deberta)) if on]
     out = harness.run_script(Path(__file__).name, "--peak-only", name, "--preset", args.preset, "--batch", args.batch,
                              "--seq", args.seq, "--precision", args.precision, "--device", args.device, *flags)
     try:

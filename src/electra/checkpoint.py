@@ -154,8 +154,11 @@ def convert_sharing(tensors: dict[str, torch.Tensor], source: str,
     if not any(k.startswith(gen) for k in out):  # to nes: the generator's copy of the (shared) module
         out.update({gen + k[len(disc):]: v.clone() for k, v in out.items() if k.startswith(disc)})
     note = f"embedding sharing {source} -> {goal}"
-    if goal == "es":
-        dropped = [k for k in out if k.startswith(gen)]
+    if goal == "es":  # one module; a narrower deberta generator keeps its own LayerNorm / projection, sharing tables
+        d, g = target.discriminator, target.generator
+        tables_only = d.architecture == "deberta-v2" and d.hidden_size != g.hidden_size
+        dropped = [k for k in out if k.startswith(gen) and (not tables_only or k.endswith(
+            ("word_embeddings.weight", "position_embeddings.weight")))]
         for k in dropped:
             del out[k]
         if dropped and source != "es":

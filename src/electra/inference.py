@@ -53,6 +53,7 @@ from electra.checkpoint import (
 from electra.config import EncoderConfig
 from electra.errors import ElectraError
 from electra.export.onnx import MODEL_FILE, export_onnx, read_meta
+from electra.export.session import feeds as session_feeds
 from electra.export.session import ort_session
 from electra.tasks.classification import label_names
 from electra.tasks.registry import family_of_head
@@ -111,7 +112,7 @@ class OnnxRunner(Runner):
         batch = pad_to(batch, self.min_sequence, self.pad_id)
         feeds = {k: np.ascontiguousarray(batch[k], dtype=np.int64) for k in
                  ("input_ids", "attention_mask", "token_type_ids")}
-        return dict(zip(self.outputs, self.session.run(list(self.outputs), feeds)))
+        return dict(zip(self.outputs, self.session.run(list(self.outputs), session_feeds(self.session, feeds))))
 
 
 def pad_to(batch: Arrays, length: int, pad_id: int = 0) -> Arrays:

@@ -53,7 +53,7 @@ from torch import Tensor, nn
 
 from electra.checkpoint import load_checkpoint, read_checkpoint_meta, resolve_checkpoint, tokenizer_dir
 from electra.errors import ElectraError
-from electra.export.session import ort_session
+from electra.export.session import feeds, ort_session
 from electra.export.smoothing import ALPHA, calibration_batches, smooth_graph
 from electra.modeling import Block, Encoder, activation
 from electra.tasks.runner import BEST_DIR, TASK_FILE, load_task_model, read_task_meta, run_tokenizer_dir
@@ -153,7 +153,7 @@ class OnnxGraph(nn.Module):
                  word_embeddings: nn.Embedding | None = None, cls_only: bool = False):
         super().__init__()
         self.kind, self.outputs, self.cls_only = kind, outputs, cls_only
-        self.encoder = OnnxEncoder(encoder)
+        self.encoder = OnnxEncoder(encoder) if isinstance(encoder, Encoder) else encoder  # deberta: as it is
         self.head = head
         self.word_embeddings = word_embeddings
 
@@ -284,7 +284,8 @@ def compare(path: Path, target: Target, seq: int = 24) -> dict[str, float]:
     """Max |onnx - torch| per float output and argmax agreement of the main output, on :func:`check_batch`."""
     cfg = target.graph.encoder.config
     batch = check_batch(cfg.vocab_size, max(seq, target.min_sequence + 4), seed=1)
-    got = ort_session(path).run(list(target.graph.outputs), {n: batch[n].numpy() for n in INPUTS})
+    session = ort_session(path)
+    got = session.run(list(target.graph.outputs), feeds(session, {n: batch[n].numpy() for n in INPUTS}))
     with torch.no_grad():
         want = target.reference(batch)
     res: dict[str, float] = {}

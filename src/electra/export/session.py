@@ -25,3 +25,9 @@ def ort_session(path: str | Path, threads: int = 1) -> Any:
     opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
     opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+
+
+def feeds(session: Any, arrays: dict[str, Any]) -> dict[str, Any]:
+    """``arrays`` cut to the inputs the graph has: an input the network never reads (``token_type_ids`` of a model
+    with no token types, DeBERTa-v3) is dropped from the graph by the exporter."""
+    return {i.name: arrays[i.name] for i in session.get_inputs()}

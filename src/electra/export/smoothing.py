@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from electra.errors import ElectraError
-from electra.export.session import ort_session
+from electra.export.session import feeds, ort_session
 from electra.tokenization import load_tokenizer, pad_batch, special_tokens
 
 ALPHA = 0.5  # SmoothQuant's default migration strength
@@ -80,7 +80,7 @@ def input_absmax(path: Path, tensors: list[str], batches: list[dict[str, np.ndar
     session = ort_session(probe, threads)
     amax: dict[str, np.ndarray] = {}
     for b in batches:
-        for t, v in zip(tensors, session.run(tensors, b)):
+        for t, v in zip(tensors, session.run(tensors, feeds(session, b))):
             a = np.abs(v.reshape(-1, v.shape[-1])).max(0)
             amax[t] = np.maximum(amax[t], a) if t in amax else a
     probe.unlink()

@@ -43,7 +43,7 @@ from electra.checkpoint import (
 from electra.config import DEVICE, EncoderConfig, Rule, at_least, interval, one_of, positive, read_json, validate
 from electra.errors import ElectraError
 from electra.files import atomic_directory, recover_swap, write_text_atomic
-from electra.modeling import Electra, Encoder
+from electra.modeling import Electra, Encoder, make_encoder
 from electra.tasks.heads import HEADS, Batch, Head
 from electra.tokenization import load_tokenizer
 from electra.training.checkpointing import load_training_checkpoint, save_training_checkpoint
@@ -176,7 +176,7 @@ def load_task_model(path: str | Path, map_location: str | torch.device = "cpu") 
         head = cls(config, **head_info.get("args", {}))
     except (TypeError, ValueError) as e:
         raise ElectraError(f"{where}: head arguments do not fit {name} ({e})") from None
-    model = TaskModel(Encoder(config), head, spec)
+    model = TaskModel(make_encoder(config), head, spec)
     file = run / WEIGHTS_FILE
     try:
         tensors = load_file(str(file))

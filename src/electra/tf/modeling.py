@@ -148,6 +148,9 @@ class Encoder(layers.Layer):
 
     def __init__(self, cfg: EncoderConfig, embeddings: Embeddings | None = None, **kwargs: Any):
         super().__init__(**kwargs)
+        if cfg.architecture == "deberta-v2":
+            raise ElectraError("architecture deberta-v2: the Keras networks are the BERT body only; train and "
+                               "fine-tune DeBERTa checkpoints with PyTorch")
         self.config = cfg
         self.embeddings = embeddings if embeddings is not None else Embeddings(cfg, name="embeddings")
         e = self.embeddings.embedding_size

@@ -19,8 +19,8 @@ def layer_depth(name: str, num_layers: int) -> int:
     m = re.search(r"encoder\.layers\.(\d+)\.", name)
     if m:
         return int(m.group(1)) + 1
-    if "encoder.embeddings." in name or "encoder.project." in name:
-        return 0
+    if any(f"encoder.{part}." in name for part in ("embeddings", "project", "rel_embeddings", "rel_norm")):
+        return 0  # rel_*: DeBERTa's relative-position table, read by every layer
     return num_layers + 2
 
 
