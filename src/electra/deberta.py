@@ -64,10 +64,6 @@ def relative_positions(seq_len: int | Tensor, cfg: EncoderConfig, device: torch.
     return relative
 
 
-def gelu_approximation(name: str) -> str:
-    return "tanh" if name == "gelu_new" else "none"
-
-
 def no_mask(attention_mask: Tensor | None) -> bool:
     """No padding to mask (never decided by inspecting values while tracing for ONNX)."""
     return attention_mask is None or (not torch.jit.is_tracing() and kernels.no_padding(attention_mask))
@@ -176,7 +172,7 @@ class DebertaBlock(nn.Module):
         attended = self.attention(x, mask_bias, rel_embeddings, c2p_index, p2c_index)
         x = self.attention_norm(x + self.dropout(attended))
         h = self.ffn_in(x)
-        approximate = gelu_approximation(self.act)
+        approximate = kernels.gelu_approximation(self.act)
         if kernels.recomputes_gelu(h):
             out = kernels.gelu_then_linear(h, self.ffn_out.weight, self.ffn_out.bias, approximate)
         else:

@@ -181,6 +181,11 @@ class _DropoutAttentionOutput(torch.autograd.Function):
         return grad_scores, grad_v, None
 
 
+def gelu_approximation(name: str) -> str:
+    """``F.gelu``'s ``approximate`` for a config's ``hidden_act``: "tanh" for ``gelu_new``, else exact."""
+    return "tanh" if name == "gelu_new" else "none"
+
+
 def no_padding(attention_mask: Tensor | None) -> bool:
     """True when there is no mask or, for a CPU tensor outside compilation, it has no padding: attention then
     runs without a mask (same result, no masking work). Never inspects accelerator tensors (no host sync)."""

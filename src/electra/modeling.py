@@ -22,13 +22,8 @@ from electra.config import EncoderConfig, ModelConfig
 from electra.deberta import DebertaEncoder
 
 
-def gelu_approximation(name: str) -> str:
-    """``F.gelu``'s ``approximate`` for a config's ``hidden_act``: "tanh" for ``gelu_new``, else exact."""
-    return "tanh" if name == "gelu_new" else "none"
-
-
 def activation(name: str, x: Tensor) -> Tensor:
-    return F.gelu(x, approximate=gelu_approximation(name))
+    return F.gelu(x, approximate=kernels.gelu_approximation(name))
 
 
 class Embeddings(nn.Module):
@@ -164,7 +159,8 @@ class Block(nn.Module):
         """ffn_out(GELU(h)); fp32 training on the CPU keeps only h for backward and recomputes GELU(h) there
         (:func:`electra.kernels.recomputes_gelu`)."""
         if kernels.recomputes_gelu(h):
-            return kernels.gelu_then_linear(h, self.ffn_out.weight, self.ffn_out.bias, gelu_approximation(self.act))
+            return kernels.gelu_then_linear(h, self.ffn_out.weight, self.ffn_out.bias,
+                                            kernels.gelu_approximation(self.act))
         return self.ffn_out(activation(self.act, h))
 
 
