@@ -16,8 +16,10 @@
 4. Prints a table, writes OUT/results.json and OUT/score_vs_compute.png, and prints a final JSON line.
 
 Arms: ``electra`` (joint), ``mlm``, ``none`` (no pre-training), and optionally ``adversarial``, ``two-stage``,
-``electra-15``, ``replace-mlm``, ``all-tokens-mlm``. The default size takes about an hour on 2 CPU cores;
-``--scale`` multiplies pre-training steps, corpus share and fine-tuning data for bigger (or smaller) machines.
+``electra-15``, ``replace-mlm``, ``all-tokens-mlm``, ``deberta`` (ELECTRA on a DeBERTa-v3-style body; with several
+pre-training seeds and held-out detection: ``benchmarks/architecture.py``). The default size takes about an hour on
+2 CPU cores; ``--scale`` multiplies pre-training steps, corpus share and fine-tuning data for bigger (or smaller)
+machines.
 """
 
 from __future__ import annotations
@@ -36,8 +38,15 @@ from electra.errors import ElectraError
 from electra.flops import run_flops
 from finetune_glue import FOLDERS
 
+# DeBERTa-v3's body options (microsoft/deberta-v3-*) at 128 tokens: v3 has 256 log buckets for 512 positions (exact
+# distances up to 128, log-spaced beyond); 64 buckets for the tiny preset's 128 positions keep that ratio (exact up to
+# 32, log-spaced to 127), and reach 128 relative rows instead of 255 (docs/architecture.md).
+DEBERTA_V3_SEQ128 = dict(architecture="deberta-v2", relative_attention=True, position_buckets=64,
+                         max_relative_positions=-1, position_biased_input=False, pos_att_type="p2c|c2p",
+                         norm_rel_ebd="layer_norm", share_att_key=True, type_vocab_size=0)
 ARM_OPTIONS: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {  # arm -> (PretrainConfig fields, model overrides)
     "electra": ({}, {}),
+    "deberta": ({}, DEBERTA_V3_SEQ128),  # ELECTRA on a DeBERTa-v3-style body (benchmarks/architecture.py)
     "mlm": ({"objective": "mlm"}, {}),
     "adversarial": ({"generator_training": "adversarial"}, {}),
     "two-stage": ({"generator_training": "two-stage"}, {"generator_size": 1.0}),
