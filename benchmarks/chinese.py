@@ -132,8 +132,9 @@ def lcqmc(run: Runner, model: Path, work: Path, args: argparse.Namespace) -> dic
             "pooling": args.pooling or "cls"}
 
 
-def cmrc(run: Runner, model: Path, work: Path, args: argparse.Namespace) -> dict:
-    """CMRC 2018 trial set split by article (10% dev, ``split_articles`` seed 0) into WORK/cmrc-data."""
+def cmrc(run: Runner, model: Path, work: Path, args: argparse.Namespace, tag: str = "") -> dict:
+    """CMRC 2018 trial set split by article (10% dev, ``split_articles`` seed 0) into WORK/cmrc-data; with
+    ``--bias-correction`` Adam bias correction in the fine-tuning (output WORK/cmrc-continued+bias-correction)."""
     from electra.tasks.qa import split_articles
 
     data = work / "cmrc-data"
@@ -142,15 +143,16 @@ def cmrc(run: Runner, model: Path, work: Path, args: argparse.Namespace) -> dict
     train, dev = split_articles(trial, 0.1, 0)
     for name, part in (("train.json", train), ("dev.json", dev)):
         (data / name).write_text(json.dumps(part, ensure_ascii=False), encoding="utf-8")
-    out = work / "cmrc-continued"
+    out = work / f"cmrc-continued{tag}"
     _, seconds = run("electra", "finetune", "--task", "cmrc2018", "--model", model, "--data", data / "train.json",
                      "--dev-file", data / "dev.json", "--out", out, "--epochs", args.cmrc_epochs, "--lr", args.cmrc_lr,
-                     "--batch-size", args.batch, "--max-seq-len", args.cmrc_seq, "--device", "cpu", "--quiet")
+                     "--batch-size", args.batch, "--max-seq-len", args.cmrc_seq, "--device", "cpu", "--quiet",
+                     *(["--bias-correction"] if args.bias_correction else []))
     proc, _ = run("electra", "evaluate", "--model", out, "--data", data / "dev.json", "--json")
     official = harness.last_json(proc.stdout)
     return {"model": str(model), "data": f"CMRC 2018 trial: {questions(train)} questions to train, {questions(dev)} "
-            "(10% of the articles) scored", "em": official.get("em", official.get("exact")),
-            "f1": official.get("f1"), "official": official, "minutes": round(seconds / 60, 1)}
+            "(10% of the articles) scored", "em": official.get("EM"), "f1": official.get("F1"),
+            "bias_correction": args.bias_correction, "official": official, "minutes": round(seconds / 60, 1)}
 
 
 def questions(squad: dict) -> int:
@@ -332,7 +334,8 @@ def main() -> None:
             elif step == "lcqmc":
                 save("lcqmc", lcqmc(run, continued(), work, args))
             elif step == "cmrc":
-                save("cmrc", cmrc(run, continued(), work, args))
+                cmrc_tag = "+bias-correction" if args.bias_correction else ""
+                save(f"cmrc{cmrc_tag}", cmrc(run, continued(), work, args, cmrc_tag))
         except (RuntimeError, FileNotFoundError, KeyError) as e:  # one failing step does not stop the others
             print(f"{step}: {e}", flush=True)
             save(f"error/{step}", str(e))
