@@ -90,3 +90,44 @@ def test_finetune_and_onnx_export_of_an_imported_deberta(imported, tmp_path, cap
     folder = export_onnx(tmp_path / "run", tmp_path / "onnx")[0]
     parity = read_meta(folder)["parity"]["export"]
     assert parity["logits_max_abs_diff"] < 1e-4, parity
+
+
+@pytest.fixture(scope="module")
+def imported_unigram(tmp_path_factory) -> tuple[Path, object]:
+    """A DeBERTa-v3-shaped checkpoint whose tokenizer is a SentencePiece Unigram model we train (``<pad>`` at 1,
+    ``<mask>`` the last id), as DeBERTa-v3 ships a SentencePiece vocabulary."""
+    from electra.tokenization import train_tokenizer
+
+    root = tmp_path_factory.mktemp("deberta-unigram")
+    lines = [x for x in (Path(__file__).parent / "fixtures" / "corpus" / "tiny-en.txt").read_text().splitlines()
+             if x.strip()]
+    tok = train_tokenizer(lines, root / "tok", vocab_size=300, model="unigram", show_progress=False)
+    hf = hf_model("DebertaV2ForMaskedLM", "v3", vocab_size=tok.get_vocab_size(), pad_token_id=1)
+    hf.save_pretrained(root / "hf")
+    for f in (root / "tok").iterdir():
+        (root / "hf" / f.name).write_bytes(f.read_bytes())
+    return import_deberta(root / "hf", root / "ckpt", generator_depth=1.0).path, tok
+
+
+def test_an_imported_deberta_with_a_unigram_tokenizer_reads_its_roles_and_fills_its_mask(imported_unigram, capsys):
+    from electra.tokenization import load_tokenizer, special_tokens
+
+    ckpt, tok = imported_unigram
+    roles = special_tokens(load_tokenizer(ckpt / "tokenizer"))
+    assert (roles.pad_id, roles.mask_id) == (1, tok.get_vocab_size() - 1)
+    assert load_checkpoint(ckpt).config.discriminator.pad_token_id == 1
+    with pytest.raises(SystemExit) as e:
+        main(["fill", "--model", str(ckpt), "--json", "the river <mask> into the sea"])
+    assert e.value.code == 0
+    (candidates,) = json.loads(capsys.readouterr().out)  # one masked position, its top candidates
+    assert len(candidates) == 5 and all(0 < p <= 1 for _, p in candidates)
+
+
+def test_an_imported_deberta_with_a_unigram_tokenizer_detects_with_character_offsets(imported_unigram, capsys):
+    ckpt, _ = imported_unigram
+    text = "the river flows into the sea"
+    with pytest.raises(SystemExit) as e:
+        main(["detect", "--model", str(ckpt), "--json", text])
+    assert e.value.code == 0
+    out = json.loads(capsys.readouterr().out)
+    assert "".join(text[a:b] for a, b in out["offsets"]).replace(" ", "") == text.replace(" ", "")
