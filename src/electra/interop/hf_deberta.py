@@ -33,7 +33,7 @@ from electra.checkpoint import save_checkpoint
 from electra.config import EncoderConfig, ModelConfig, check_field_types
 from electra.errors import ElectraError
 from electra.interop.hf import load_network, read_hf_dir
-from electra.interop.hf_bert import generator_shape, write_bert_tokenizer
+from electra.interop.hf_bert import checked_generator_shape, write_bert_tokenizer
 from electra.modeling import Electra, merged_state_dict
 
 # Our EncoderConfig field -> transformers DebertaV2Config field (the deberta-v2 ones have the same names).
@@ -365,13 +365,7 @@ def import_deberta(model_dir: str | Path, out: str | Path, generator_dir: str | 
         config = config.replace(embedding_sharing="es" if same else "nes")
         report = DebertaImportReport(str(model_dir), config, f"directory {generator_dir}")
     else:
-        generator_size, generator_depth = generator_shape(generator_init, generator_size, generator_depth)
-        if not 0 < generator_size <= 1 or not 0 < generator_depth <= 1:
-            raise ElectraError(f"--generator-size {generator_size} / --generator-depth {generator_depth}: expected "
-                               "fractions in (0, 1]")
-        if generator_init == "truncate" and generator_size != 1:
-            raise ElectraError(f"--generator-init truncate copies whole blocks, so it needs --generator-size 1 (got "
-                               f"{generator_size}); make the generator smaller with --generator-depth")
+        generator_size, generator_depth = checked_generator_shape(generator_init, generator_size, generator_depth)
         config = ModelConfig(discriminator=disc_cfg, generator_size=generator_size, generator_depth=generator_depth)
         if generator_init == "truncate":  # the copied blocks keep their head count and FFN width
             config = config.replace(generator_num_heads=disc_cfg.num_heads,
