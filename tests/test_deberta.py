@@ -40,14 +40,6 @@ V2 = dict(relative_attention=True, max_relative_positions=8, position_biased_inp
 STYLES = {"v3": V3, "v2": V2}
 
 
-@pytest.fixture(scope="module", autouse=True)
-def single_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def hf_config(style: str = "v3", **kw) -> transformers.DebertaV2Config:
     shape = dict(vocab_size=VOCAB, hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=64,
                  max_position_embeddings=64, hidden_act="gelu", layer_norm_eps=1e-7, hidden_dropout_prob=0.1,

@@ -17,6 +17,7 @@ from electra.data.prepare import prepare
 from electra.interop.hf_deberta import import_deberta
 from electra.training.pretrainer import pretrain
 from test_deberta import VOCAB, hf_model, save_hf_dir
+from test_hf_roberta import finetune_sentence_pairs
 
 
 @pytest.fixture(scope="module")
@@ -73,17 +74,8 @@ def test_detect_runs_on_an_imported_deberta(imported, capsys):
 @pytest.mark.slow
 def test_finetune_and_onnx_export_of_an_imported_deberta(imported, tmp_path, capsys):
     pytest.importorskip("onnxruntime")
-    data = tmp_path / "data"
-    data.mkdir()
     rows = [("w1 w2 w3", "w4 w5", "pos"), ("w6 w7 w8", "w9 w10", "neg")] * 8
-    for split in ("train", "dev"):
-        (data / f"{split}.tsv").write_text("a\tb\ty\n" + "".join(f"{a}\t{b}\t{y}\n" for a, b, y in rows))
-    with pytest.raises(SystemExit) as e:
-        main(["finetune", "--task", "custom", "--text-fields", "a,b", "--label-field", "y", "--model", str(imported),
-              "--data", str(data), "--out", str(tmp_path / "run"), "--max-steps", "4", "--batch-size", "8",
-              "--max-seq-len", "32", "--quiet"])
-    assert e.value.code == 0
-    best = json.loads(capsys.readouterr().out.strip().splitlines()[-1])["best"]
+    best = finetune_sentence_pairs(imported, tmp_path, rows, capsys)
     assert 0.0 <= best["acc"] <= 1.0
     from electra.export.onnx import export_onnx, read_meta
 

@@ -26,14 +26,6 @@ CLASSES = {"roberta": ("RobertaConfig", "RobertaModel", "RobertaForMaskedLM"),
 POSITIONS = 40  # ours; theirs are 40 + pad + 1
 
 
-@pytest.fixture(scope="module", autouse=True)
-def single_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture(scope="module")
 def tokenizer_dir(tmp_path_factory) -> Path:
     """A SentencePiece-style Unigram tokenizer in XLM-R's (and RoBERTa's) layout: <s> 0, <pad> 1, </s> 2, <unk> 3."""
@@ -243,19 +235,24 @@ def test_detect_runs_on_an_imported_roberta(imported, capsys):
     assert len(out["tokens"]) == len(out["replaced_prob"]) > 0
 
 
-@pytest.mark.slow
-def test_finetune_on_sentence_pairs_runs_on_an_imported_roberta(imported, tmp_path, capsys):
+def finetune_sentence_pairs(model: Path, out: Path, rows: list[tuple[str, str, str]], capsys) -> dict:
+    """``electra finetune --task custom`` on two-text rows (a, b, label) for 4 steps; the run's best dev scores."""
     from electra.cli import main
 
-    data = tmp_path / "data"
-    data.mkdir()
-    rows = [("a good film", "it was fun", "pos"), ("a bad film", "it was dull", "neg")] * 8
+    data = out / "data"
+    data.mkdir(parents=True)
     for split in ("train", "dev"):
         (data / f"{split}.tsv").write_text("a\tb\ty\n" + "".join(f"{a}\t{b}\t{y}\n" for a, b, y in rows))
     with pytest.raises(SystemExit) as e:
-        main(["finetune", "--task", "custom", "--text-fields", "a,b", "--label-field", "y", "--model", str(imported),
-              "--data", str(data), "--out", str(tmp_path / "run"), "--max-steps", "4", "--batch-size", "8",
+        main(["finetune", "--task", "custom", "--text-fields", "a,b", "--label-field", "y", "--model", str(model),
+              "--data", str(data), "--out", str(out / "run"), "--max-steps", "4", "--batch-size", "8",
               "--max-seq-len", "32", "--quiet"])
     assert e.value.code == 0
-    best = json.loads(capsys.readouterr().out.strip().splitlines()[-1])["best"]
+    return json.loads(capsys.readouterr().out.strip().splitlines()[-1])["best"]
+
+
+@pytest.mark.slow
+def test_finetune_on_sentence_pairs_runs_on_an_imported_roberta(imported, tmp_path, capsys):
+    rows = [("a good film", "it was fun", "pos"), ("a bad film", "it was dull", "neg")] * 8
+    best = finetune_sentence_pairs(imported, tmp_path, rows, capsys)
     assert 0.0 <= best["acc"] <= 1.0

@@ -18,14 +18,6 @@ from test_hf_bert import save_bert
 from test_hf_roberta import save_roberta, tokenizer_dir  # noqa: F401  (a fixture)
 
 
-@pytest.fixture(scope="module", autouse=True)
-def single_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def one_line_error(match: str, *args, **kw) -> str:
     with pytest.raises(ElectraError, match=match) as e:
         import_model(*args, **kw)

@@ -65,7 +65,8 @@ class DeltaEmbedding(nn.Module):
         return self.base.weight.detach() + self.delta
 
     def forward(self, ids: Tensor) -> Tensor:
-        return F.embedding(ids, self.weight)
+        """The rows of ``weight`` at ``ids``, summed per row (the same values; the whole table is never built)."""
+        return F.embedding(ids, self.base.weight.detach()) + F.embedding(ids, self.delta)
 
 
 def table_parameters(table: nn.Module) -> list[nn.Parameter]:
