@@ -4,7 +4,6 @@ deberta-v2); anything else, and --generator where it means nothing, are one-line
 from __future__ import annotations
 
 import json
-import sys
 from types import SimpleNamespace
 
 import pytest
@@ -12,6 +11,7 @@ import torch
 
 from electra.checkpoint import load_checkpoint
 from electra.errors import ElectraError
+from electra.interop import hf_deberta
 from electra.interop.hf_models import import_model
 from hf_models import make_pair, save_pair, transformers
 from test_hf_bert import save_bert
@@ -66,7 +66,7 @@ def test_a_deberta_v2_directory_goes_to_import_deberta_with_every_option(tmp_pat
         calls.append((model_dir, out, kw))
         return SimpleNamespace(path=out, format=lambda: "imported DeBERTa-v2")  # hf_deberta's report
 
-    monkeypatch.setitem(sys.modules, "electra.interop.hf_deberta", SimpleNamespace(import_deberta=import_deberta))
+    monkeypatch.setattr(hf_deberta, "import_deberta", import_deberta)
     (tmp_path / "deb").mkdir()
     (tmp_path / "deb" / "config.json").write_text(json.dumps({"model_type": "deberta-v2"}))
     path, report = import_model(tmp_path / "deb", tmp_path / "ckpt", generator_dir=tmp_path / "gen",

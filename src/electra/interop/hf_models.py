@@ -35,6 +35,7 @@ from electra.checkpoint import (
 from electra.config import EncoderConfig, read_json
 from electra.errors import ElectraError
 from electra.files import atomic_directory
+from electra.interop import hf_deberta
 from electra.interop.hf import (
     EXPORT_KINDS,
     RTD_HEAD_FILE,
@@ -100,9 +101,7 @@ def import_model(model_dir: str | Path, out: str | Path, *, generator_dir: str |
     elif model_type in ("roberta", "xlm-roberta"):
         path, report = import_roberta(model_dir, out, **options)
     else:
-        from electra.interop.hf_deberta import import_deberta
-
-        report = import_deberta(model_dir, out, generator_dir=generator_dir, **options)
+        report = hf_deberta.import_deberta(model_dir, out, generator_dir=generator_dir, **options)
         path = report.path
     return Path(path), report.format()
 
@@ -120,8 +119,6 @@ def hf_layout(network: torch.nn.Module, cfg: EncoderConfig, kind: str, roles: Sp
         beside = {RTD_HEAD_FILE: rtd_head_state(network)} if kind == "discriminator" else {}
         return config, state, beside
     if cfg.architecture == "deberta-v2":
-        from electra.interop import hf_deberta
-
         config = {**hf_deberta.hf_deberta_config(cfg, kind), "pad_token_id": pad}
         beside = {RTD_HEAD_FILE: hf_deberta.rtd_head_state(network)} if kind == "discriminator" else {}
         return config, hf_deberta.hf_deberta_state(network, kind), beside
