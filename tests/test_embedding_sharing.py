@@ -264,3 +264,20 @@ def test_onnx_export_of_a_gdes_checkpoint_reads_the_merged_tables(tmp_path):
         want = m.discriminator(ids, mask)
     name = next(iter(got))
     assert torch.allclose(torch.as_tensor(got[name])[mask.bool()], want[mask.bool()], atol=1e-4)
+
+
+@pytest.mark.parametrize("target", ["gdes", "nes"])
+def test_converting_a_narrow_deberta_generator_from_es_copies_the_shared_tables_only(target):
+    v3 = dict(architecture="deberta-v2", relative_attention=True, position_buckets=8, max_relative_positions=16,
+              position_biased_input=False, pos_att_type="p2c|c2p", norm_rel_ebd="layer_norm", share_att_key=True,
+              type_vocab_size=0)
+    torch.manual_seed(0)
+    src = Electra(ModelConfig.preset("tiny", vocab_size=VOCAB, **v3)).eval()  # generator 32 wide, tables shared
+    stored = {k: v for k, v in src.state_dict().items() if k not in _shared_keys(src)}
+    dst = Electra(src.config.replace(embedding_sharing=target)).eval()
+    tensors, _ = convert_sharing(stored, "es", dst.config)
+    load(dst, tensors)
+    ids, mask = batch()
+    with torch.no_grad():
+        assert torch.allclose(dst.discriminator(ids, mask), src.discriminator(ids, mask), atol=1e-6)
+        assert torch.allclose(dst.generator(ids, mask), src.generator(ids, mask), atol=1e-6)

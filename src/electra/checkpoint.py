@@ -151,8 +151,10 @@ def convert_sharing(tensors: dict[str, torch.Tensor], source: str,
         for k in [k for k in out if k.startswith(disc) and k.endswith(".delta")]:
             base = gen + k[len(disc):-len(".delta")] + ".weight"
             out[k[:-len(".delta")] + ".weight"] = out.pop(k) + out[base]
-    if not any(k.startswith(gen) for k in out):  # to nes: the generator's copy of the (shared) module
-        out.update({gen + k[len(disc):]: v.clone() for k, v in out.items() if k.startswith(disc)})
+    # to nes: the generator gets a copy of each shared tensor it does not hold (all of them for a shared module; the
+    # tables only for a narrower deberta generator, whose LayerNorm and projection are its own)
+    out.update({gen + k[len(disc):]: v.clone() for k, v in list(out.items())
+                if k.startswith(disc) and gen + k[len(disc):] not in out})
     note = f"embedding sharing {source} -> {goal}"
     if goal == "es":  # one module; a narrower deberta generator keeps its own LayerNorm / projection, sharing tables
         d, g = target.discriminator, target.generator
