@@ -40,6 +40,9 @@ intra-op threads under ``nice -n --nice``; results merged into ``WORK/chinese.js
    split shared), split by article into ``WORK/cmrc-data`` (10% dev, ``split_articles`` seed 0), ``--cmrc-epochs``,
    ``--cmrc-lr``, ``--cmrc-seq``; scored with the official script's EM/F1 by ``electra evaluate``.
 
+``--arm scratch --scratch CKPT`` runs steps 5-7 from our own Chinese pair pre-trained from scratch instead (results
+under ``.../scratch`` keys, folders ``WORK/*-scratch*``): the baseline the issue compares the encoder with.
+
 Prints a table and a final JSON line. Wall-clock times are of this machine under its load (with ``--threads 1
 --nice 19`` on a shared machine they are not speed figures).
 """
@@ -122,7 +125,7 @@ def lcqmc(run: Runner, model: Path, work: Path, args: argparse.Namespace) -> dic
     data.mkdir(parents=True, exist_ok=True)
     (data / "train.txt").write_text((DATA / "lcqmc" / "dev.txt").read_text(encoding="utf-8"), encoding="utf-8")
     (data / "dev.txt").write_text((DATA / "lcqmc" / "test.txt").read_text(encoding="utf-8"), encoding="utf-8")
-    out = work / "lcqmc-continued"
+    out = work / f"lcqmc-{args.arm}"
     _, seconds = run("electra", "finetune", "--task", "lcqmc", "--model", model, "--data", data, "--out", out,
                      *finetune_args(args), "--dev-limit", args.lcqmc_test_limit)
     res = json.loads((out / "results.json").read_text())
@@ -143,7 +146,7 @@ def cmrc(run: Runner, model: Path, work: Path, args: argparse.Namespace, tag: st
     train, dev = split_articles(trial, 0.1, 0)
     for name, part in (("train.json", train), ("dev.json", dev)):
         (data / name).write_text(json.dumps(part, ensure_ascii=False), encoding="utf-8")
-    out = work / f"cmrc-continued{tag}"
+    out = work / f"cmrc-{args.arm}{tag}"
     _, seconds = run("electra", "finetune", "--task", "cmrc2018", "--model", model, "--data", data / "train.json",
                      "--dev-file", data / "dev.json", "--out", out, "--epochs", args.cmrc_epochs, "--lr", args.cmrc_lr,
                      "--batch-size", args.batch, "--max-seq-len", args.cmrc_seq, "--device", "cpu", "--quiet",
@@ -287,6 +290,9 @@ def main() -> None:
     ap.add_argument("--cmrc-epochs", type=float, default=1)
     ap.add_argument("--cmrc-lr", type=float, default=1e-4)
     ap.add_argument("--cmrc-seq", type=int, default=256)
+    ap.add_argument("--arm", choices=["continued", "scratch"], default="continued",
+                    help="finetune-continued, lcqmc, cmrc: fine-tune the continued model (default) or --scratch")
+    ap.add_argument("--scratch", type=Path, help="--arm scratch: our own Chinese pair pre-trained from scratch")
     ap.add_argument("--threads", type=int, default=1, help="intra-op threads of every command")
     ap.add_argument("--nice", type=int, default=19, help="nice level of every command (0: off)")
     args = ap.parse_args()
@@ -311,6 +317,15 @@ def main() -> None:
         from electra.checkpoint import resolve_checkpoint
         return resolve_checkpoint(work / "rtd")
 
+    def tuned_model() -> Path:  # what finetune-continued, lcqmc and cmrc fine-tune (--arm)
+        if args.arm == "scratch":
+            if args.scratch is None:
+                raise SystemExit("chinese.py: --arm scratch needs --scratch CKPT")
+            return args.scratch
+        return continued()
+
+    arm = "" if args.arm == "continued" else f"/{args.arm}"
+
     def start_model() -> Path:
         return fit_vocabulary(args.model, work / "model-fit")
 
@@ -329,13 +344,13 @@ def main() -> None:
             elif step == "correction":
                 save("correction", correction(run, {"import": start_model(), "continued": continued()}, work))
             elif step == "finetune-continued":
-                save(f"chnsenticorp/continued{tag}", chnsenticorp(run, continued(), work / f"chn-continued{tag}",
-                                                                   args))
+                save(f"chnsenticorp/{args.arm}{tag}", chnsenticorp(run, tuned_model(), work / f"chn-{args.arm}{tag}",
+                                                                    args))
             elif step == "lcqmc":
-                save("lcqmc", lcqmc(run, continued(), work, args))
+                save(f"lcqmc{arm}", lcqmc(run, tuned_model(), work, args))
             elif step == "cmrc":
                 cmrc_tag = "+bias-correction" if args.bias_correction else ""
-                save(f"cmrc{cmrc_tag}", cmrc(run, continued(), work, args, cmrc_tag))
+                save(f"cmrc{arm}{cmrc_tag}", cmrc(run, tuned_model(), work, args, cmrc_tag))
         except (RuntimeError, FileNotFoundError, KeyError) as e:  # one failing step does not stop the others
             print(f"{step}: {e}", flush=True)
             save(f"error/{step}", str(e))
@@ -366,9 +381,8 @@ def print_table(results: dict) -> None:
                     print(f"  {name:10} {zh['det_auc']:.3f}  {row['det_p']:.3f}/{row['det_r']:.3f}  "
                           f"{row['corr_p'] if row['edits'] else '-':.5}/{row['corr_r']:.3f} ({row['edits']} edits)  "
                           f"{row['err_before']:.4f}->{row['err_after']:.4f}  (gen>={row['min_generator_prob']})")
-    for key in ("lcqmc", "cmrc"):
-        if key in results:
-            print(f"\n{key}: {json.dumps({k: v for k, v in results[key].items() if k != 'evaluate'})}")
+    for key in sorted(k for k in results if k.split("/")[0] in ("lcqmc", "cmrc", "cmrc+bias-correction")):
+        print(f"\n{key}: {json.dumps({k: v for k, v in results[key].items() if k not in ('evaluate', 'official')})}")
     for key, err in results.items():
         if key.startswith("error/"):
             print(f"\n{key}: {err}")

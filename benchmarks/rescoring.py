@@ -29,7 +29,7 @@ import numpy as np
 
 import harness
 from electra.data import ranking as R
-from electra.rescoring import RerankerScorer, mbr_choice, rescore_asr, rescore_choice, rescore_mt
+from electra.rescoring import RerankerScorer, mbr_choice, model_scores, rescore_asr, rescore_choice, rescore_mt
 
 DATA = Path(os.environ.get("ELECTRA_SHARED_DATA", harness.DATA))
 HP = DATA / "asr-nbest" / "hyporadise"
@@ -42,8 +42,8 @@ PUBLISHED = {"wsj_score": -4.4, "atis": -16.9, "chime4": -0.9, "td3": -5.9, "swb
 class CachedScorer:
     """A :class:`electra.scoring.Scorer` whose sentence scores are kept in OUT/cache/NAME/METHOD.json."""
 
-    def __init__(self, name: str, path: str, out: Path, max_length: int = 256):
-        self.name, self.path, self.max_length = name, path, max_length
+    def __init__(self, name: str, path: str, out: Path, max_length: int = 256, prefix: str = ""):
+        self.name, self.path, self.max_length, self.prefix = name, path, max_length, prefix
         self.dir = out / "cache" / name
         self.dir.mkdir(parents=True, exist_ok=True)
         self._scorer = None
@@ -76,7 +76,11 @@ class CachedScorer:
                 self._scorer = Scorer(self.path, max_length=self.max_length)
             start = time.perf_counter()
             ctx = [contexts[i] for i in todo] if contexts else None
-            got = self._scorer.score(method, [texts[i] for i in todo], ctx)
+            todo_texts = [texts[i] for i in todo]
+            if method == "similarity" and self.prefix:  # e5 is read with "query: " before both sides
+                todo_texts = [self.prefix + t for t in todo_texts]
+                ctx = [self.prefix + c for c in ctx] if ctx else None
+            got = self._scorer.score(method, todo_texts, ctx)
             self.seconds += time.perf_counter() - start
             for i, s in zip(todo, got):
                 cache[keys[i]] = s.score
@@ -228,14 +232,114 @@ def part_mt(args: argparse.Namespace, scorers: list[CachedScorer]) -> None:
                                 "signature": bleu([items[0].candidates[0]], [[streams[0][0]]], lang)["signature"]}
             _write(args.out, "mt", res)
             print(f"{pair} baselines done", flush=True)
-        for sc in scorers:
-            key = f"{sc.name}/rtd"
+        for sc, spec in ((sc, spec) for sc in scorers for spec in args.mt_scorers.split(",")):
+            key = f"{sc.name}/{spec}"
             if key not in row:
-                r = rescore_mt(sc, items, systems, ["rtd"], tune, None, 2, lang)
+                r = rescore_mt(sc, items, systems, spec.split("+"), tune, None, 2, lang)
                 row[key] = r.metrics
                 _write(args.out, "mt", res)
                 print(f"{pair} {key}: bleu {r.metrics['bleu']:.2f} (best single "
                       f"{r.metrics['best_single_system']['bleu']:.2f})", flush=True)
+
+
+class _Fixed:
+    """A scorer that answers from scores computed once (``scores[(context, text)]``), so the reranker's scores
+    serve both the plain argmax and the tuned combination without a second pass."""
+
+    wants_source = True
+
+    def __init__(self, scores: dict[tuple[str | None, str], float]):
+        self.scores = scores
+
+    def score(self, method: str, texts, contexts=None) -> list:  # noqa: ANN001
+        from electra.scoring import SentenceScore
+
+        ctx = contexts if contexts is not None else [None] * len(texts)
+        return [SentenceScore([], [], self.scores[(c, t)]) for c, t in zip(ctx, texts)]
+
+
+def mt_fold_folder(out: Path, pair: str, rows: np.ndarray, tag: str) -> Path:
+    """OUT/mt-folds/PAIR/TAG: the source, ref A and every system's output, restricted to ``rows`` (line numbers),
+    in the layout ``electra finetune --task mt-rerank --data`` reads."""
+    d = DATA / "mt" / f"wmt21-{pair}"
+    dst = out / "mt-folds" / pair / tag
+    if (dst / "done").is_file():
+        return dst
+    (dst / "system-outputs").mkdir(parents=True, exist_ok=True)
+    keep = set(rows.tolist())
+    files = [d / f"newstest2021.{pair}.src.{pair[:2]}", d / f"newstest2021.{pair}.ref.A.en",
+             *sorted((d / "system-outputs").iterdir())]
+    for f in files:
+        lines = f.read_text(encoding="utf-8").split("\n")
+        lines = lines[:-1] if lines and lines[-1] == "" else lines
+        target = dst / ("system-outputs" if f.parent.name == "system-outputs" else "") / f.name
+        target.write_text("".join(x + "\n" for i, x in enumerate(lines) if i in keep), encoding="utf-8")
+    (dst / "done").write_text("")
+    return dst
+
+
+def part_mt_reranker(args: argparse.Namespace, scorers: list[CachedScorer]) -> None:
+    """The source-aware cross-encoder (``electra finetune --task mt-rerank``) from each ``--model``, 2-fold by
+    segment halves: trained (listwise, costs = -sentence-BLEU against ref A) on one half, it scores the other.
+    Reported per pair over all segments: its plain argmax and, as in ``mt``, the system prior + lambda * score +
+    beta * length tuned on ref A of the scored half (de-en; reported on ref B) or 2-fold inside it (zh-en)."""
+    import subprocess
+    import sys
+
+    from electra.metrics.text import bleu, chrf
+
+    res = _read(args.out, "mt-reranker")
+    electra_bin = str(Path(sys.executable).with_name("electra"))
+    for pair in args.pairs or ["de-en", "zh-en"]:
+        d = DATA / "mt" / f"wmt21-{pair}"
+        src, ref_a, ref_b = (d / f"newstest2021.{pair}.src.{pair[:2]}", d / f"newstest2021.{pair}.ref.A.en",
+                             d / f"newstest2021.{pair}.ref.B.en")
+        report = ref_b if ref_b.is_file() else ref_a
+        items, systems = R.read_mt(src, [d / "system-outputs"], [report])
+        tune_all = [it.references for it in R.read_mt(src, [d / "system-outputs"], [ref_a])[0]]
+        n = len(items)
+        halves = [np.arange(0, n // 2), np.arange(n // 2, n)]
+        streams = [[it.references[0] for it in items]]
+        for sc in scorers:
+            key = f"{sc.name}/cross-encoder"
+            if key in res.get(pair, {}):
+                continue
+            argmax, tuned, folds = np.zeros(n, int), np.zeros(n, int), []
+            for f, held in enumerate(halves):
+                train_rows = halves[1 - f]
+                folder = mt_fold_folder(args.out, pair, train_rows, f"train-{f}")
+                run = args.out / f"mt-rerank-{pair}-{sc.name}-fold{f}"
+                t = time.perf_counter()
+                if not (run / "task.json").is_file() and not (run / "best" / "task.json").is_file():
+                    cmd = [electra_bin, "finetune", "--task", "mt-rerank", "--model", sc.path, "--data", str(folder),
+                           "--out", str(run), "--device", "cpu", *args.finetune_args.split()]
+                    print("$", " ".join(cmd), flush=True)
+                    subprocess.run(cmd, check=True)
+                train_s = time.perf_counter() - t
+                t = time.perf_counter()
+                held_items = [items[i] for i in held]
+                flat = model_scores(RerankerScorer(run), held_items, ["reranker"], use_context=True)["reranker"]
+                fixed = _Fixed({(it.context, c): s for it, row in zip(held_items, flat)
+                                for c, s in zip(it.candidates, row)})
+                argmax[held] = [int(np.argmax(row)) for row in flat]
+                tune = [tune_all[i] for i in held] if ref_b.is_file() else None
+                r = rescore_mt(fixed, held_items, systems, ["reranker"], tune, None, 2, "en")
+                tuned[held] = r.choice
+                folds.append({"run": str(run), "train_segments": len(train_rows), "scored_segments": len(held),
+                              "train_seconds": train_s, "score_seconds": time.perf_counter() - t,
+                              **{k: r.metrics[k] for k in ("tuned", "lambda", "beta") if k in r.metrics}})
+                print(f"{pair} {key} fold {f}: trained {train_s:.0f} s, tuned {folds[-1]}", flush=True)
+
+            def corpus(pick: np.ndarray, items=items, streams=streams) -> dict[str, float]:  # noqa: ANN001
+                hyp = [it.candidates[c] for it, c in zip(items, pick)]
+                return {"bleu": bleu(hyp, streams, "en")["score"], "chrf": chrf(hyp, streams)["score"]}
+
+            row = res.setdefault(pair, {})
+            row[key] = {"argmax": corpus(argmax), "tuned": corpus(tuned), "folds": folds,
+                        "reported_on": report.name, "finetune_args": args.finetune_args}
+            _write(args.out, "mt-reranker", res)
+            print(f"{pair} {key}: argmax bleu {row[key]['argmax']['bleu']:.2f}, tuned bleu "
+                  f"{row[key]['tuned']['bleu']:.2f} (on {report.name})", flush=True)
 
 
 # ---- dialogue -------------------------------------------------------------------------------------------------
@@ -475,7 +579,7 @@ def learning_curve(runs: dict[str, str], figure: Path) -> None:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("part", choices=["asr", "asr-reranker", "mt", "dialogue", "speed", "report"])
+    ap.add_argument("part", choices=["asr", "asr-reranker", "mt", "mt-reranker", "dialogue", "speed", "report"])
     ap.add_argument("--reranker", action="append", help="asr-reranker: NAME=RUN of a fine-tuned asr-nbest run")
     ap.add_argument("--model", action="append", default=[], help="NAME=CHECKPOINT (repeatable)")
     ap.add_argument("--out", type=Path, default=harness.ROOT / "runs" / "bench-rescoring")
@@ -486,6 +590,12 @@ def main() -> None:
     ap.add_argument("--length-only", action="store_true", help="asr: also the length-only ablation (lambda 0)")
     ap.add_argument("--pairs", nargs="+", choices=["de-en", "zh-en"], help="mt: only these language pairs")
     ap.add_argument("--pll-sets", nargs="+", choices=ASR_SETS, help="asr: the subset comparison on these sets only")
+    ap.add_argument("--mt-scorers", default="rtd", help="mt: comma-separated scorers, each one or a + combination "
+                    "(rtd, pll, similarity: cosine to the source; e.g. rtd,similarity,rtd+similarity)")
+    ap.add_argument("--similarity-prefix", default="", help="text put before both sides for similarity (e5: "
+                    "'query: '); the cache is per model name, so give each prefix its own NAME")
+    ap.add_argument("--finetune-args", default="--lr 5e-5 --bias-correction --epochs 1",
+                    help="mt-reranker: extra arguments of each fold's electra finetune --task mt-rerank")
     ap.add_argument("--figure", type=Path, help="report: write the MuTual learning curve (PNG) here")
     args = ap.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
@@ -494,9 +604,9 @@ def main() -> None:
     from electra.training.allocator import tune_malloc
 
     tune_malloc()
-    scorers = [CachedScorer(*harness.named(m), args.out) for m in args.model]
-    {"asr": part_asr, "asr-reranker": part_asr_reranker, "mt": part_mt, "dialogue": part_dialogue,
-     "speed": part_speed}[args.part](args, scorers)
+    scorers = [CachedScorer(*harness.named(m), args.out, prefix=args.similarity_prefix) for m in args.model]
+    {"asr": part_asr, "asr-reranker": part_asr_reranker, "mt": part_mt, "mt-reranker": part_mt_reranker,
+     "dialogue": part_dialogue, "speed": part_speed}[args.part](args, scorers)
 
 
 if __name__ == "__main__":

@@ -77,6 +77,15 @@ def test_an_export_folder_loads_with_the_onnx_backend(models, tmp_path):
         load_model(tmp_path / "x", "torch", "fp32")
 
 
+def test_similarity_scoring_on_onnx_names_the_backend_it_needs(models, tmp_path):
+    from electra.scoring import Scorer
+
+    export_onnx(models["pretrained"], tmp_path / "x")
+    scorer = Scorer(load_model(tmp_path / "x", "onnx", "fp32"))
+    with pytest.raises(ElectraError, match="only the torch backend"):
+        scorer.score("similarity", ["a film"], ["a film"])
+
+
 def test_bf16_is_refused_where_the_cpu_would_emulate_it(models, monkeypatch):
     monkeypatch.setenv("ELECTRA_CPU_BF16", "emulated")
     with pytest.raises(ElectraError, match="no native bf16"):

@@ -180,3 +180,31 @@ def test_a_gain_below_min_gain_keeps_the_one_best():
     assert p.lambdas == {"rtd": 0.0}
     p, _ = grid_search(f, costs, min_gain=0.0)
     assert p.lambdas["rtd"] > 0
+
+
+def test_similarity_gets_the_source_while_rtd_scores_the_target_alone():
+    from electra.rescoring import model_scores
+
+    seen = {}
+
+    class Recorder:
+        def score(self, method, texts, contexts=None):
+            from electra.scoring import SentenceScore
+
+            seen[method] = contexts
+            return [SentenceScore([], [], float(len(t))) for t in texts]
+
+    items = [RankItem(["a b", "c"], context="quelle"), RankItem(["d"], context="source")]
+    out = model_scores(Recorder(), items, ["rtd", "similarity"], use_context=False)
+    assert seen["rtd"] is None and seen["similarity"] == ["quelle", "quelle", "source"]
+    assert out["similarity"] == [[3.0, 1.0], [1.0]]
+
+
+def test_cli_rescore_mt_with_similarity_to_the_source(checkpoint, tmp_path, capsys):
+    mt = FIX / "mt"
+    with pytest.raises(SystemExit):
+        main(["rescore", "--task", "mt", "--model", str(checkpoint), "--input", str(mt / "newstest2021.de-en.src.de"),
+              "--candidates", str(mt / "systems"), "--references", str(mt / "newstest2021.de-en.ref.A.en"),
+              "--scorer", "rtd+similarity", "--out", str(tmp_path / "o.jsonl"), "--json"])
+    m = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert m["scorer"] == "rtd+similarity" and set(m["lambda"][0]) == {"rtd", "similarity"}

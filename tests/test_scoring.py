@@ -9,6 +9,7 @@ import torch.nn.functional as F
 
 from electra.checkpoint import save_checkpoint
 from electra.config import ModelConfig
+from electra.errors import ElectraError
 from electra.inference import load_model
 from electra.modeling import Electra
 from electra.scoring import Scorer, combine, pll_masks
@@ -104,3 +105,27 @@ def test_combination_weights_each_scorer(pair):
     parts = {"rtd": scorer.score("rtd", TEXTS), "pll": scorer.score("pll", TEXTS)}
     got = combine(parts, {"rtd": 1.0, "pll": 0.5})
     assert got == pytest.approx([a.score + 0.5 * b.score for a, b in zip(parts["rtd"], parts["pll"])])
+
+
+def test_similarity_is_the_cosine_of_mean_pooled_discriminator_states(pair):
+    model, scorer = pair
+    got = scorer.score("similarity", ["a good film", "zqx is boring"], ["how is it", "the film is good"])
+    for s, (cand, ctx) in zip(got, [("a good film", "how is it"), ("zqx is boring", "the film is good")]):
+        pooled = []
+        for text in (ctx, cand):
+            _, ids, _ = _ids(scorer, text)
+            with torch.no_grad():
+                pooled.append(model.discriminator.encoder(ids)[0].double().mean(0))
+        assert s.score == pytest.approx(F.cosine_similarity(*pooled, dim=0).item(), abs=1e-5)
+
+
+def test_similarity_of_a_text_with_itself_is_one_whatever_the_batch(pair):
+    _, scorer = pair
+    got = scorer.score("similarity", TEXTS, TEXTS)  # different lengths: padding must not enter the mean
+    assert [s.score for s in got] == pytest.approx([1.0] * len(TEXTS), abs=1e-6)
+
+
+def test_similarity_without_a_context_names_what_it_needs(pair):
+    _, scorer = pair
+    with pytest.raises(ElectraError, match="compares each candidate with its context"):
+        scorer.score("similarity", TEXTS)

@@ -196,7 +196,8 @@ def _encode_fn(encoder: nn.Module, precision: str, cls_only: bool = False) -> Ca
 
 
 def torch_pretrained_runners(model: nn.Module, precision: str) -> dict[str, Runner]:
-    """Discriminator and generator runners of an :class:`electra.modeling.Electra`."""
+    """Discriminator and generator runners of an :class:`electra.modeling.Electra`, and ``embedder``: the
+    discriminator's last hidden states (``hidden``), which :mod:`electra.scoring`'s ``similarity`` pools."""
     model = model.eval()
     disc, gen = model.discriminator, model.generator
     d_enc, g_enc = _encode_fn(disc.encoder, precision), _encode_fn(gen.encoder, precision)
@@ -212,7 +213,8 @@ def torch_pretrained_runners(model: nn.Module, precision: str) -> dict[str, Runn
         return {"logits": gen.head(hidden, word)}
 
     return {"discriminator": TorchRunner(detect, precision, ("logits",)),
-            "generator": TorchRunner(fill, precision, ("logits",))}
+            "generator": TorchRunner(fill, precision, ("logits",)),
+            "embedder": TorchRunner(lambda b: {"hidden": d_enc(b)}, precision, ("hidden",))}
 
 
 def torch_task_runner(model: nn.Module, precision: str) -> Runner:

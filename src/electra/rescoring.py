@@ -31,7 +31,7 @@ from electra.files import write_text_atomic
 from electra.metrics.nbest import choice_wer, compositional_oracle_wer, edit_matrix, oracle_choice
 from electra.metrics.ranking import mutual_submission, ranking_metrics
 from electra.metrics.text import bleu, chrf, sentence_bleu, sentence_chrf
-from electra.scoring import SCORERS, SentenceScore
+from electra.scoring import PAIR_SCORERS, SCORERS, SentenceScore
 from electra.scoring import Scorer as PairScorer
 from electra.tasks.ranking import RANKING_TASKS, list_scores
 from electra.tasks.registry import RANKING, family_of_run
@@ -78,16 +78,17 @@ def pad(rows: Sequence[Sequence[float]], fill: float = 0.0) -> np.ndarray:
 def model_scores(scorer: Any, items: Sequence[RankItem], methods: Sequence[str], use_context: bool = True
                  ) -> dict[str, list[list[float]]]:
     """Each method's sentence score of every candidate; each distinct (context, candidate) is scored once."""
-    keys: dict[tuple[str | None, str], int] = {}
-    for it in items:
-        for c in it.candidates:
-            keys.setdefault((it.context if use_context else None, c), len(keys))
-    texts = [k[1] for k in keys]
-    contexts = [k[0] for k in keys] if use_context and any(k[0] is not None for k in keys) else None
     out = {}
     for m in methods:
+        with_context = use_context or m in PAIR_SCORERS  # similarity compares a candidate with its context
+        keys: dict[tuple[str | None, str], int] = {}
+        for it in items:
+            for c in it.candidates:
+                keys.setdefault((it.context if with_context else None, c), len(keys))
+        texts = [k[1] for k in keys]
+        contexts = [k[0] for k in keys] if with_context and any(k[0] is not None for k in keys) else None
         flat = [s.score for s in scorer.score(m, texts, contexts)]
-        out[m] = [[flat[keys[(it.context if use_context else None, c)]] for c in it.candidates] for it in items]
+        out[m] = [[flat[keys[(it.context if with_context else None, c)]] for c in it.candidates] for it in items]
     return out
 
 
@@ -390,12 +391,13 @@ def write_outputs(out: str, recs: Sequence[dict], extra: dict[str, str] | None =
 
 
 def parse_scorer(spec: str) -> list[str]:
-    """``"rtd"``, ``"pll"``, ``"pll-word"`` or a ``+``-joined combination (each gets its own lambda)."""
+    """``"rtd"``, ``"pll"``, ``"pll-word"``, ``"similarity"`` (to the context: MT source, dialogue) or a
+    ``+``-joined combination (each gets its own lambda)."""
     methods = [m.strip() for m in spec.split("+") if m.strip()]
-    bad = [m for m in methods if m not in SCORERS]
+    bad = [m for m in methods if m not in SCORERS + PAIR_SCORERS]
     if not methods or bad or len(set(methods)) != len(methods):
-        raise ElectraError(f"--scorer {spec!r}: expected one of {', '.join(SCORERS)} or a combination such as "
-                           "rtd+pll")
+        raise ElectraError(f"--scorer {spec!r}: expected one of {', '.join(SCORERS + PAIR_SCORERS)} or a "
+                           "combination such as rtd+pll")
     return methods
 
 

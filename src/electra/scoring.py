@@ -15,6 +15,11 @@ Two scorers, each returning per-token and per-sentence scores (a :class:`Sentenc
     word-piece is scored, the later pieces of the same word are masked too (so ``##ing`` cannot give away
     ``walk``).
 
+``similarity`` (needs a context per candidate, e.g. the MT source)
+    The cosine of the discriminator's mean-pooled last hidden states of the context and of the candidate, each
+    encoded alone: a source-aware, reference-free score from an encoder trained for cross-lingual similarity
+    (multilingual-e5 pools this way; give its ``"query: "`` prefix with the texts). Torch backend only.
+
 A candidate may come with a context (``cls context sep candidate sep``, e.g. a dialogue history or an MT
 source); only the candidate's tokens are scored and summed. The tokenizer's cls/sep are never scored; ``pll``
 masks with the tokenizer's own mask token (``[MASK]``, XLM-R's ``<mask>``).
@@ -37,6 +42,7 @@ from electra.inference import LoadedModel, load_model
 from electra.tokenization import encode_candidates, pad_batch, special_tokens
 
 SCORERS = ("rtd", "pll", "pll-word")
+PAIR_SCORERS = ("similarity",)  # compare the candidate with its context, each encoded alone
 
 
 @dataclass
@@ -159,6 +165,40 @@ def pll_scores(runner: Any, encodings: Sequence[Encoding], mask_id: int, within_
     return out
 
 
+def mean_pooled(runner: Any, encodings: Sequence[Encoding], max_tokens: int = 8192) -> np.ndarray:
+    """Each encoding's hidden states averaged over its tokens (specials included, padding not), unit length."""
+    lengths = [len(e.ids) for e in encodings]
+    order = sorted(range(len(encodings)), key=lambda i: lengths[i])
+    out = np.zeros((len(encodings), 0), dtype=np.float64)
+    for group in _batches(order, lengths, max_tokens):
+        batch = pad_batch([encodings[i].ids for i in group], [encodings[i].type_ids for i in group],
+                          getattr(runner, "pad_id", 0))
+        hidden = runner(batch)["hidden"].astype(np.float64)
+        mask = batch["attention_mask"].astype(np.float64)[..., None]
+        pooled = (hidden * mask).sum(1) / mask.sum(1)
+        if out.shape[1] == 0:
+            out = np.zeros((len(encodings), pooled.shape[1]), dtype=np.float64)
+        out[group] = pooled
+    return out / np.maximum(np.linalg.norm(out, axis=1, keepdims=True), 1e-12)
+
+
+def similarity_scores(runner: Any, contexts: Sequence[Encoding], candidates: Sequence[Encoding]
+                      ) -> list[SentenceScore]:
+    """Cosine of each (context, candidate)'s mean-pooled hidden states; equal contexts are encoded once."""
+    keys: dict[tuple[int, ...], int] = {}
+    unique: list[Encoding] = []
+    rows = []
+    for e in contexts:
+        if tuple(e.ids) not in keys:
+            keys[tuple(e.ids)] = len(unique)
+            unique.append(e)
+        rows.append(keys[tuple(e.ids)])
+    ctx = mean_pooled(runner, unique)[rows]
+    cand = mean_pooled(runner, candidates)
+    cos = (ctx * cand).sum(1)
+    return [SentenceScore([], [], float(c)) for c in cos]
+
+
 class Scorer:
     """A loaded pair (:func:`electra.inference.load_model`) scoring texts with ``rtd``, ``pll`` or ``pll-word``."""
 
@@ -177,7 +217,17 @@ class Scorer:
 
     def score(self, method: str, candidates: Sequence[str], contexts: Sequence[str | None] | None = None
               ) -> list[SentenceScore]:
-        """Per-token and per-sentence scores of ``candidates`` (each after its context, if given)."""
+        """Per-token and per-sentence scores of ``candidates`` (each after its context, if given); ``similarity``:
+        each candidate's cosine with its context."""
+        if method in PAIR_SCORERS:
+            if contexts is None or any(c is None for c in contexts):
+                raise ElectraError(f"scorer {method!r} compares each candidate with its context (e.g. the MT "
+                                   "source); none was given")
+            if "embedder" not in self.loaded.runners:
+                raise ElectraError(f"{self.loaded.source}: scorer {method!r} needs the hidden states, which only "
+                                   "the torch backend gives")
+            return similarity_scores(self.loaded.runners["embedder"], self.encode(list(contexts)),  # type: ignore
+                                     self.encode(candidates))
         return self.score_encodings(method, self.encode(candidates, contexts))
 
     def score_encodings(self, method: str, encodings: Sequence[Encoding]) -> list[SentenceScore]:

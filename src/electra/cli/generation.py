@@ -247,7 +247,8 @@ def add_rescore(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--dev", help="asr/dialogue: a file of the same format with references, to tune lambda and beta")
     p.add_argument("--out", required=True, help="JSON Lines: the chosen candidate and full ranking per list")
     p.add_argument("--json", action="store_true", help="print one JSON object of the metrics")
-    p.add_argument("--scorer", default="rtd", help="rtd (default), pll, pll-word, or a combination: rtd+pll")
+    p.add_argument("--scorer", default="rtd", help="rtd (default), pll, pll-word, similarity (cosine to the "
+                   "source/context, mean-pooled; torch), or a combination: rtd+similarity")
     p.add_argument("--lambda", dest="lam", type=float, help="use this weight of every scorer (no tuning)")
     p.add_argument("--beta", type=float, default=0.0, help="with --lambda: the length weight (default 0)")
     p.add_argument("--folds", type=int, help="without --dev: k-fold tuning on the input's own references "
