@@ -74,3 +74,25 @@ def test_report_gives_mean_and_sd_over_seed_runs(tmp_path):
     assert summary["mutual_finetuned"]["m"]["r1"]["mean"] == pytest.approx(0.52)
     assert summary["mutual_finetuned"]["m"]["r1"]["sd"] == pytest.approx(0.02)
     assert "0.520 ± 0.020" in rep.stdout
+
+
+@pytest.mark.slow
+def test_mt_reranker_part_trains_one_cross_encoder_per_half_and_scores_the_other(tmp_path):
+    torch.manual_seed(0)
+    ckpt = save_checkpoint(Electra(ModelConfig.preset("tiny", vocab_size=256)), tmp_path / "tiny",
+                           tokenizer_dir=FIX / "finetune_vocab")
+    pair = tmp_path / "data" / "mt" / "wmt21-de-en"
+    shutil.copytree(FIX / "rescoring" / "mt", pair)
+    (pair / "systems").rename(pair / "system-outputs")
+    env = {**os.environ, "ELECTRA_SHARED_DATA": str(tmp_path / "data"), "PYTHONPATH": str(ROOT / "src")}
+    out = tmp_path / "bench"
+    run = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "rescoring.py"), "mt-reranker", "--pairs",
+                          "de-en", "--model", f"tiny={ckpt}", "--out", str(out), "--finetune-args",
+                          "--epochs 1 --batch-size 6 --quiet"], capture_output=True, text=True, env=env, timeout=600)
+    assert run.returncode == 0, run.stderr[-2000:]
+    row = json.loads((out / "mt-reranker.json").read_text())["de-en"]["tiny/cross-encoder"]
+    assert [f["train_segments"] for f in row["folds"]] == [3, 3] and row["reported_on"].endswith("ref.B.en")
+    assert 0 <= row["argmax"]["bleu"] <= 100 and 0 <= row["tuned"]["bleu"] <= 100
+    train = out / "mt-folds" / "de-en" / "train-0"  # fold 0 trains on the second half (lines 4-6)
+    src = (FIX / "rescoring" / "mt" / "newstest2021.de-en.src.de").read_text().splitlines()
+    assert (train / "newstest2021.de-en.src.de").read_text().splitlines() == src[3:]
