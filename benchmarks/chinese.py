@@ -137,7 +137,7 @@ def lcqmc(run: Runner, model: Path, work: Path, args: argparse.Namespace) -> dic
 
 def cmrc(run: Runner, model: Path, work: Path, args: argparse.Namespace, tag: str = "") -> dict:
     """CMRC 2018 trial set split by article (10% dev, ``split_articles`` seed 0) into WORK/cmrc-data; with
-    ``--bias-correction`` Adam bias correction in the fine-tuning (output WORK/cmrc-continued+bias-correction)."""
+    ``--bias-correction`` Adam bias correction in the fine-tuning (output WORK/cmrc-ARM``tag``)."""
     from electra.tasks.qa import split_articles
 
     data = work / "cmrc-data"

@@ -209,11 +209,8 @@ def part_mt(args: argparse.Namespace, scorers: list[CachedScorer]) -> None:
     for pair, lang in (("de-en", "en"), ("zh-en", "en")):
         if args.pairs and pair not in args.pairs:
             continue
-        d = DATA / "mt" / f"wmt21-{pair}"
-        src = d / f"newstest2021.{pair}.src.{pair[:2]}"
-        cands = [d / "system-outputs"]
-        ref_a = d / f"newstest2021.{pair}.ref.A.en"
-        ref_b = d / f"newstest2021.{pair}.ref.B.en"
+        src, ref_a, ref_b, outputs = mt_files(pair)
+        cands = [outputs]
         report = [ref_b] if ref_b.is_file() else [ref_a]
         items, systems = R.read_mt(src, cands, report)
         tune = [it.references for it in R.read_mt(src, cands, [ref_a])[0]] if ref_b.is_file() else None
@@ -258,22 +255,27 @@ class _Fixed:
         return [SentenceScore([], [], self.scores[(c, t)]) for c, t in zip(ctx, texts)]
 
 
-def mt_fold_folder(out: Path, pair: str, rows: np.ndarray, tag: str) -> Path:
-    """OUT/mt-folds/PAIR/TAG: the source, ref A and every system's output, restricted to ``rows`` (line numbers),
-    in the layout ``electra finetune --task mt-rerank --data`` reads."""
+def mt_files(pair: str) -> tuple[Path, Path, Path, Path]:
+    """WMT21 PAIR's source, ref A, ref B (absent for zh-en) and system-outputs folder."""
     d = DATA / "mt" / f"wmt21-{pair}"
+    return (d / f"newstest2021.{pair}.src.{pair[:2]}", d / f"newstest2021.{pair}.ref.A.en",
+            d / f"newstest2021.{pair}.ref.B.en", d / "system-outputs")
+
+
+def mt_fold_folder(out: Path, pair: str, items: list, systems: list[str], rows: np.ndarray, tag: str) -> Path:
+    """OUT/mt-folds/PAIR/TAG: the ``rows`` of ``items`` (read with ref A) as source, ref A and one file per system,
+    in the layout ``electra finetune --task mt-rerank --data`` reads."""
     dst = out / "mt-folds" / pair / tag
     if (dst / "done").is_file():
         return dst
     (dst / "system-outputs").mkdir(parents=True, exist_ok=True)
-    keep = set(rows.tolist())
-    files = [d / f"newstest2021.{pair}.src.{pair[:2]}", d / f"newstest2021.{pair}.ref.A.en",
-             *sorted((d / "system-outputs").iterdir())]
-    for f in files:
-        lines = f.read_text(encoding="utf-8").split("\n")
-        lines = lines[:-1] if lines and lines[-1] == "" else lines
-        target = dst / ("system-outputs" if f.parent.name == "system-outputs" else "") / f.name
-        target.write_text("".join(x + "\n" for i, x in enumerate(lines) if i in keep), encoding="utf-8")
+    sub = [items[i] for i in rows]
+    src, ref_a, _, _ = mt_files(pair)
+    (dst / src.name).write_text("".join(it.context + "\n" for it in sub), encoding="utf-8")
+    (dst / ref_a.name).write_text("".join(it.references[0] + "\n" for it in sub), encoding="utf-8")
+    for k, name in enumerate(systems):
+        (dst / "system-outputs" / f"newstest2021.{pair}.hyp.{name}.en").write_text(
+            "".join(it.candidates[k] + "\n" for it in sub), encoding="utf-8")
     (dst / "done").write_text("")
     return dst
 
@@ -291,12 +293,11 @@ def part_mt_reranker(args: argparse.Namespace, scorers: list[CachedScorer]) -> N
     res = _read(args.out, "mt-reranker")
     electra_bin = str(Path(sys.executable).with_name("electra"))
     for pair in args.pairs or ["de-en", "zh-en"]:
-        d = DATA / "mt" / f"wmt21-{pair}"
-        src, ref_a, ref_b = (d / f"newstest2021.{pair}.src.{pair[:2]}", d / f"newstest2021.{pair}.ref.A.en",
-                             d / f"newstest2021.{pair}.ref.B.en")
+        src, ref_a, ref_b, outputs = mt_files(pair)
         report = ref_b if ref_b.is_file() else ref_a
-        items, systems = R.read_mt(src, [d / "system-outputs"], [report])
-        tune_all = [it.references for it in R.read_mt(src, [d / "system-outputs"], [ref_a])[0]]
+        items, systems = R.read_mt(src, [outputs], [report])
+        items_a, _ = R.read_mt(src, [outputs], [ref_a])
+        tune_all = [it.references for it in items_a]
         n = len(items)
         halves = [np.arange(0, n // 2), np.arange(n // 2, n)]
         streams = [[it.references[0] for it in items]]
@@ -307,7 +308,7 @@ def part_mt_reranker(args: argparse.Namespace, scorers: list[CachedScorer]) -> N
             argmax, tuned, folds = np.zeros(n, int), np.zeros(n, int), []
             for f, held in enumerate(halves):
                 train_rows = halves[1 - f]
-                folder = mt_fold_folder(args.out, pair, train_rows, f"train-{f}")
+                folder = mt_fold_folder(args.out, pair, items_a, systems, train_rows, f"train-{f}")
                 run = args.out / f"mt-rerank-{pair}-{sc.name}-fold{f}"
                 t = time.perf_counter()
                 if not (run / "task.json").is_file() and not (run / "best" / "task.json").is_file():

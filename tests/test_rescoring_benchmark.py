@@ -18,11 +18,15 @@ ROOT = Path(__file__).resolve().parents[1]
 FIX = Path(__file__).parent / "fixtures"
 
 
+def _tiny(tmp_path: Path) -> Path:
+    torch.manual_seed(0)
+    return save_checkpoint(Electra(ModelConfig.preset("tiny", vocab_size=256)), tmp_path / "tiny",
+                           tokenizer_dir=FIX / "finetune_vocab")
+
+
 @pytest.mark.slow
 def test_asr_part_and_report_print_a_final_json_line(tmp_path):
-    torch.manual_seed(0)
-    ckpt = save_checkpoint(Electra(ModelConfig.preset("tiny", vocab_size=256)), tmp_path / "tiny",
-                           tokenizer_dir=FIX / "finetune_vocab")
+    ckpt = _tiny(tmp_path)
     hp = tmp_path / "data" / "asr-nbest" / "hyporadise"
     hp.mkdir(parents=True)
     shutil.copy(FIX / "rescoring" / "wsj_head.json", hp / "test_wsj_score.json")
@@ -78,9 +82,7 @@ def test_report_gives_mean_and_sd_over_seed_runs(tmp_path):
 
 @pytest.mark.slow
 def test_mt_reranker_part_trains_one_cross_encoder_per_half_and_scores_the_other(tmp_path):
-    torch.manual_seed(0)
-    ckpt = save_checkpoint(Electra(ModelConfig.preset("tiny", vocab_size=256)), tmp_path / "tiny",
-                           tokenizer_dir=FIX / "finetune_vocab")
+    ckpt = _tiny(tmp_path)
     pair = tmp_path / "data" / "mt" / "wmt21-de-en"
     shutil.copytree(FIX / "rescoring" / "mt", pair)
     (pair / "systems").rename(pair / "system-outputs")

@@ -1,6 +1,7 @@
 """Sentence scores from a pre-trained pair: how plausible is each candidate text?
 
-Two scorers, each returning per-token and per-sentence scores (a :class:`SentenceScore`):
+Scorers, each returning a :class:`SentenceScore` (per-token and per-sentence scores; ``similarity``: the
+sentence score only):
 
 ``rtd``
     The discriminator's log-probability that every token is *original*, summed over the scored tokens:
@@ -169,38 +170,31 @@ def mean_pooled(runner: Any, encodings: Sequence[Encoding], max_tokens: int = 81
     """Each encoding's hidden states averaged over its tokens (specials included, padding not), unit length."""
     lengths = [len(e.ids) for e in encodings]
     order = sorted(range(len(encodings)), key=lambda i: lengths[i])
-    out = np.zeros((len(encodings), 0), dtype=np.float64)
+    rows: dict[int, np.ndarray] = {}
     for group in _batches(order, lengths, max_tokens):
         batch = pad_batch([encodings[i].ids for i in group], [encodings[i].type_ids for i in group],
                           getattr(runner, "pad_id", 0))
         hidden = runner(batch)["hidden"].astype(np.float64)
         mask = batch["attention_mask"].astype(np.float64)[..., None]
-        pooled = (hidden * mask).sum(1) / mask.sum(1)
-        if out.shape[1] == 0:
-            out = np.zeros((len(encodings), pooled.shape[1]), dtype=np.float64)
-        out[group] = pooled
+        rows.update(zip(group, (hidden * mask).sum(1) / mask.sum(1)))
+    out = np.stack([rows[i] for i in range(len(encodings))])
     return out / np.maximum(np.linalg.norm(out, axis=1, keepdims=True), 1e-12)
 
 
 def similarity_scores(runner: Any, contexts: Sequence[Encoding], candidates: Sequence[Encoding]
                       ) -> list[SentenceScore]:
     """Cosine of each (context, candidate)'s mean-pooled hidden states; equal contexts are encoded once."""
-    keys: dict[tuple[int, ...], int] = {}
-    unique: list[Encoding] = []
-    rows = []
-    for e in contexts:
-        if tuple(e.ids) not in keys:
-            keys[tuple(e.ids)] = len(unique)
-            unique.append(e)
-        rows.append(keys[tuple(e.ids)])
-    ctx = mean_pooled(runner, unique)[rows]
+    first = {tuple(e.ids): e for e in reversed(contexts)}  # one encoding per distinct context
+    index = {k: i for i, k in enumerate(first)}
+    ctx = mean_pooled(runner, list(first.values()))[[index[tuple(e.ids)] for e in contexts]]
     cand = mean_pooled(runner, candidates)
     cos = (ctx * cand).sum(1)
     return [SentenceScore([], [], float(c)) for c in cos]
 
 
 class Scorer:
-    """A loaded pair (:func:`electra.inference.load_model`) scoring texts with ``rtd``, ``pll`` or ``pll-word``."""
+    """A loaded pair (:func:`electra.inference.load_model`) scoring texts with ``rtd``, ``pll``, ``pll-word`` or
+    (against a context) ``similarity``."""
 
     def __init__(self, model: str | Any, backend: str = "torch", precision: str = "fp32",
                  max_length: int | None = None):
@@ -222,7 +216,7 @@ class Scorer:
         if method in PAIR_SCORERS:
             if contexts is None or any(c is None for c in contexts):
                 raise ElectraError(f"scorer {method!r} compares each candidate with its context (e.g. the MT "
-                                   "source); none was given")
+                                   "source), and none was given: use it with rescore --task mt or dialogue")
             if "embedder" not in self.loaded.runners:
                 raise ElectraError(f"{self.loaded.source}: scorer {method!r} needs the hidden states, which only "
                                    "the torch backend gives")
